@@ -1,0 +1,316 @@
+"""Typed settings read from the environment and validated once, at start-up.
+
+Every variable is declared once in ``VARIABLES``: its name, default, parser and a
+sentence for the README. ``Settings.from_env`` parses them all and raises
+``ConfigError`` naming the first bad variable and what it expects, so a typo stops
+start-up with one clear line instead of surfacing as a wrong alert weeks later.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value we cannot use."""
+
+
+# --- parsers: each takes the raw string and returns the value or raises ValueError
+# with a message saying what is expected (the variable name is added by the caller).
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number between {low:g} and {high:g}") from None
+        if not (low <= value <= high) or value != value:
+            raise ValueError(f"expected a number between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a positive number") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("expected a positive number")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _database_url(raw: str) -> str:
+    url = raw.strip()
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    base = scheme.split("+", 1)[0]
+    if base not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError("expected a sqlite:///path or postgresql://user@host/db URL")
+    if base == "postgres":  # Heroku-style alias; SQLAlchemy only knows postgresql
+        url = "postgresql" + url[len("postgres"):]
+    return url
+
+
+def _rate_limit(raw: str) -> str:
+    from limits import parse_many  # flask-limiter's own grammar, so we accept what it accepts
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ValueError('expected a rate limit such as "120/minute" or "10 per second"') from None
+    return raw.strip()
+
+
+def _storage_uri(raw: str) -> str:
+    uri = raw.strip()
+    if not uri.split("://", 1)[0] in ("memory", "redis", "rediss", "redis+unix", "memcached", "mongodb"):
+        raise ValueError("expected memory:// or redis://host:port/db")
+    return uri
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError("expected a comma-separated list of origins such as https://shop.example")
+    return origins
+
+
+def _optional_url(raw: str) -> str:
+    url = raw.strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return url
+
+
+def _zone(raw: str) -> str:
+    zone = raw.strip()
+    if not zone or len(zone) > 64 or not all(c.isalnum() or c in "-_." for c in zone):
+        raise ValueError("expected a short name of letters, digits, '-', '_' or '.'")
+    return zone
+
+
+def _json_list(raw: str) -> list[Any]:
+    try:
+        value = json.loads(raw) if raw.strip() else []
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON list ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, list):
+        raise ValueError("expected a JSON list")
+    return value
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: where it goes, its default and what it means."""
+
+    name: str
+    attr: str
+    default: str
+    parse: Callable[[str], Any]
+    doc: str
+    secret: bool = False
+    empty: Any = ""  # the value when both the variable and its default are empty
+
+
+VARIABLES: tuple[Variable, ...] = (
+    # serving
+    Variable("HOST", "host", "127.0.0.1", _text, "Address gunicorn binds to."),
+    Variable("PORT", "port", "8000", _int_between(1, 65535), "Port gunicorn binds to."),
+    Variable("WORKERS", "workers", "2", _int_between(1, 64), "Number of gunicorn worker processes."),
+    Variable("DATABASE_URL", "database_url", "", _database_url,
+             "Store URL: sqlite:///path or postgresql://user@host/db. Default: SQLite file var/centinela.db."),
+    Variable("VAR_DIR", "var_dir", "", _text, "Directory for the SQLite store and generated keys. Default: ./var."),
+    Variable("ZONE", "zone", "default", _zone, "Availability zone this instance reports in."),
+    Variable("TRUSTED_PROXIES", "trusted_proxies", "0", _int_between(0, 10),
+             "Number of proxy hops whose X-Forwarded-For is trusted for the client address."),
+    Variable("CORS_ORIGINS", "cors_origins", "", _origins,
+             "Comma-separated origins allowed to call the API from a browser. Default: none.", empty=()),
+    Variable("MAX_BODY_BYTES", "max_body_bytes", "1048576", _int_between(1024, 64 * 1024 * 1024),
+             "Largest request body accepted; larger bodies get 413."),
+    # keys
+    Variable("METRICS_API_KEY", "metrics_api_key", "", _text,
+             "Read key for metrics, dashboard data and alert listings. Generated into var/ when unset.", secret=True),
+    Variable("ADMIN_API_KEY", "admin_api_key", "", _text,
+             "Admin key for configuration changes and alert actions (also grants read). Generated when unset.",
+             secret=True),
+    # rate limits
+    Variable("RATELIMIT_STORAGE_URI", "ratelimit_storage_uri", "memory://", _storage_uri,
+             "Where rate-limit counters live. memory:// is per process; use redis:// with several workers or hosts."),
+    Variable("RATELIMIT_DEFAULT", "ratelimit_default", "300/minute", _rate_limit,
+             "Default limit per client address on every endpoint."),
+    Variable("RATELIMIT_HEALTH", "ratelimit_health", "1200/minute", _rate_limit,
+             "Limit per client address on /api/health/* (load balancers poll it)."),
+    Variable("RATELIMIT_EXPORT", "ratelimit_export", "60/minute", _rate_limit,
+             "Limit per API key on the metrics export."),
+    Variable("RATELIMIT_ENABLED", "ratelimit_enabled", "true", _bool, "Turn rate limiting off entirely (tests)."),
+    # integrations
+    Variable("SENTRY_DSN", "sentry_dsn", "", _text, "Sentry DSN; Sentry is off when unset.", secret=True),
+    Variable("SENTRY_ENVIRONMENT", "sentry_environment", "production", _text, "Sentry environment name."),
+    Variable("ALERT_WEBHOOK_URL", "alert_webhook_url", "", _optional_url,
+             "Where alerts are sent (generic webhook or Slack incoming webhook).", secret=True),
+    Variable("ESCALATION_WEBHOOK_URL", "escalation_webhook_url", "", _optional_url,
+             "Where escalations are sent (webhook, Slack or PagerDuty Events v2).", secret=True),
+    # thresholds (names and defaults from the system description)
+    Variable("PAYMENT_FAILURE_THRESHOLD", "payment_failure_threshold", "0.01", _float_between(0, 1),
+             "Payment failure rate (0-1) above which the critical payment alert fires."),
+    Variable("DB_RESPONSE_THRESHOLD", "db_response_threshold_ms", "1000", _positive_float,
+             "Database check latency in ms above which the database is degraded."),
+    Variable("API_RESPONSE_THRESHOLD", "api_response_threshold_ms", "2000", _positive_float,
+             "API p95 latency in ms above which the slow-API alert fires."),
+    Variable("MEMORY_USAGE_THRESHOLD", "memory_usage_threshold", "80", _float_between(0, 100),
+             "System memory use in % above which the memory alert fires."),
+    Variable("ERROR_RATE_THRESHOLD", "error_rate_threshold", "0.05", _float_between(0, 1),
+             "Share of 5xx responses (0-1) above which the error-rate alert fires."),
+    # intervals and retention
+    Variable("METRICS_FLUSH_INTERVAL", "metrics_flush_interval", "5", _positive_float,
+             "Seconds between flushes of each process's request metrics to the store."),
+    Variable("HEALTH_CHECK_INTERVAL", "health_check_interval", "30", _positive_float,
+             "Seconds between health-check rounds."),
+    Variable("ALERT_EVALUATION_INTERVAL", "alert_evaluation_interval", "15", _positive_float,
+             "Seconds between alert-rule evaluations."),
+    Variable("LEASE_TTL", "lease_ttl", "15", _positive_float,
+             "Seconds a leader lease lasts without renewal; another process takes over after it."),
+    Variable("RETENTION_INTERVAL", "retention_interval", "3600", _positive_float,
+             "Seconds between retention purges."),
+    Variable("METRICS_RETENTION_DAYS", "metrics_retention_days", "30", _int_between(1, 3650),
+             "Days request metrics are kept."),
+    Variable("ALERT_RETENTION_DAYS", "alert_retention_days", "90", _int_between(1, 3650), "Days alert history is kept."),
+    Variable("INCIDENT_RETENTION_DAYS", "incident_retention_days", "365", _int_between(1, 3650),
+             "Days incidents are kept."),
+    Variable("AUDIT_RETENTION_DAYS", "audit_retention_days", "730", _int_between(1, 3650),
+             "Days audit entries are kept."),
+    Variable("SCHEDULER_ENABLED", "scheduler_enabled", "true", _bool,
+             "Run the background scheduler in this process."),
+    Variable("STRIPE_SECRET_KEY", "stripe_secret_key", "", _text,
+             "Stripe secret key; when set, the stripe health check calls GET /v1/balance.", secret=True),
+    Variable("STRIPE_API_BASE", "stripe_api_base", "https://api.stripe.com", _optional_url,
+             "Base URL of the Stripe API (tests point it at a local server)."),
+    Variable("BREVO_API_KEY", "brevo_api_key", "", _text,
+             "Brevo API key; when set, the brevo health check calls GET /v3/account.", secret=True),
+    Variable("BREVO_API_BASE", "brevo_api_base", "https://api.brevo.com", _optional_url,
+             "Base URL of the Brevo API (tests point it at a local server)."),
+    Variable("BREAKER_FAILURE_THRESHOLD", "breaker_failure_threshold", "5", _int_between(1, 1000),
+             "Consecutive failures that open a dependency's circuit breaker."),
+    Variable("BREAKER_RESET_TIMEOUT", "breaker_reset_timeout", "30", _positive_float,
+             "Seconds an open breaker waits before letting one trial call through."),
+    Variable("BREAKER_SUCCESS_THRESHOLD", "breaker_success_threshold", "2", _int_between(1, 1000),
+             "Consecutive successful trials that close a half-open breaker."),
+    Variable("HEALTH_CHECKS", "health_checks", "", _json_list,
+             "JSON list of extra health checks (see Health checks).", empty=[]),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration, parsed and validated. Build with ``Settings.from_env``."""
+
+    host: str
+    port: int
+    workers: int
+    database_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    var_dir: str
+    zone: str
+    trusted_proxies: int
+    cors_origins: tuple[str, ...]
+    max_body_bytes: int
+    metrics_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    admin_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    ratelimit_storage_uri: str = field(repr=False)  # secret-bearing: never in a repr or log
+    ratelimit_default: str
+    ratelimit_health: str
+    ratelimit_export: str
+    ratelimit_enabled: bool
+    sentry_dsn: str = field(repr=False)  # secret-bearing: never in a repr or log
+    sentry_environment: str
+    alert_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    escalation_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    payment_failure_threshold: float
+    db_response_threshold_ms: float
+    api_response_threshold_ms: float
+    memory_usage_threshold: float
+    error_rate_threshold: float
+    metrics_flush_interval: float
+    health_check_interval: float
+    alert_evaluation_interval: float
+    lease_ttl: float
+    retention_interval: float
+    metrics_retention_days: int
+    alert_retention_days: int
+    incident_retention_days: int
+    audit_retention_days: int
+    scheduler_enabled: bool
+    stripe_secret_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    stripe_api_base: str
+    brevo_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    brevo_api_base: str
+    breaker_failure_threshold: int
+    breaker_reset_timeout: float
+    breaker_success_threshold: int
+    health_checks: list[Any]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Parse every variable from ``environ`` (default ``os.environ``); raise ConfigError on the first bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var in VARIABLES:
+            raw = env.get(var.name)
+            if raw is None or (raw.strip() == "" and var.default == ""):
+                raw = var.default
+            try:
+                values[var.attr] = var.parse(raw) if raw != "" else var.empty
+            except ValueError as exc:
+                shown = "(hidden)" if var.secret else repr(raw)
+                raise ConfigError(f"{var.name}={shown}: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        return settings.with_defaults()
+
+    def with_defaults(self) -> "Settings":
+        """Fill the defaults that depend on other settings (paths under VAR_DIR)."""
+        var_dir = self.var_dir or str(PROJECT_ROOT / "var")
+        database_url = self.database_url or f"sqlite:///{Path(var_dir) / 'centinela.db'}"
+        return dataclasses.replace(self, var_dir=var_dir, database_url=_database_url(database_url))
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def describe_variables() -> list[tuple[str, str, str]]:
+    """(name, default, meaning) for every variable: the README's table is checked against it."""
+    return [(v.name, v.default, v.doc) for v in VARIABLES]

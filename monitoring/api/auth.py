@@ -1,0 +1,84 @@
+"""Key checks for views: 401 for a missing or wrong key, 403 for a read key on an admin action.
+
+Every refusal is written to the audit log with the anonymised client address.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+from flask import g, request
+
+from monitoring.api.errors import ApiError
+from monitoring.errors.sanitiser import anonymise_ip
+from monitoring.extension import current_monitoring
+from monitoring.security.audit import ACCESS_DENIED
+from monitoring.security.keys import ADMIN, METRICS, ApiKey
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def presented_key() -> str | None:
+    """The key the client sent: X-Admin-Key, X-API-Key, or (for compatibility) ?api_key=."""
+    return (
+        request.headers.get("X-Admin-Key")
+        or request.headers.get("X-API-Key")
+        or request.args.get("api_key")
+        or None
+    )
+
+
+def client_ip() -> str:
+    """The caller's address, anonymised (ProxyFix has already applied TRUSTED_PROXIES)."""
+    return anonymise_ip(request.remote_addr or "")
+
+
+def optional_key() -> ApiKey | None:
+    """The key presented, if any and valid; no refusal recorded (for views that show more with a key)."""
+    presented = presented_key()
+    return current_monitoring().keyring.identify(presented) if presented else None
+
+
+def check_key(role: str) -> ApiKey:
+    """The presented key if it grants ``role``; otherwise audit the refusal and raise 401/403."""
+    monitoring = current_monitoring()
+    presented = presented_key()
+    key = monitoring.keyring.identify(presented) if presented else None
+    if key is None:
+        reason = "missing_key" if presented is None else "wrong_key"
+        _refuse(reason, role)
+        message = "an API key is required" if presented is None else "the API key is not valid"
+        raise ApiError(401, f"{message}: send it in the X-API-Key header", "unauthorized")
+    if not key.grants(role):
+        _refuse("insufficient_role", role, actor=key.key_id)
+        raise ApiError(403, "this action needs the admin key (X-Admin-Key)", "forbidden")
+    g.api_key = key
+    return key
+
+
+def _refuse(reason: str, needed: str, actor: str = "anonymous") -> None:
+    current_monitoring().audit.record(
+        ACCESS_DENIED,
+        actor,
+        f"{request.method} {request.path}",
+        client_ip=client_ip(),
+        path=request.path,
+        detail={"reason": reason, "needed": needed},
+    )
+
+
+def require_key(role: str) -> Callable[[F], F]:
+    """View decorator: the view runs only for a key that grants ``role``."""
+    if role not in (METRICS, ADMIN):
+        raise ValueError(role)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            check_key(role)
+            return view(*args, **kwargs)
+
+        wrapped.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI test
+        return wrapped  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,88 @@
+"""One JSON error shape for every status: {"error": {"code", "message"}} (plus details where useful)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise from a view to answer with a JSON error."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+        self.details = details
+
+
+def error_response(status: int, message: str, code: str | None = None, **details: Any) -> Response:
+    body: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
+    body.update(details)
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    messages = {
+        404: f"no endpoint at {request.path}",
+        405: f"{request.method} is not allowed here",
+        413: "request body too large",
+    }
+    message = messages.get(status) or (exc.description or exc.name)
+    if status == 429:
+        message = f"rate limit exceeded ({exc.description}); retry after the time in Retry-After"
+    response = error_response(status, message)
+    if status == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _unhandled(exc: Exception) -> Response:
+    # The stack trace goes to the log (through the sanitiser), never into the response.
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal error; the details are in the server log")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message, e.code, **e.details))
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(Exception, _unhandled)
+
+
+def json_body() -> Any:
+    """The request's JSON body, or an ApiError: 415 when not JSON, 400 when malformed."""
+    if not request.is_json:
+        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "the body is not valid JSON", "invalid_json")
+    return data
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON body, which must be an object."""
+    data = json_body()
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object", "invalid_body")
+    return data

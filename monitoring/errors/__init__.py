@@ -1,0 +1,1 @@
+"""Error capture and reporting helpers for Centinela."""

@@ -1,0 +1,1 @@
+"""Metric primitives for Centinela (latency histograms, etc.)."""

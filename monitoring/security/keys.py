@@ -1,0 +1,100 @@
+"""API keys: a read key (metrics) and an admin key, compared in constant time.
+
+A key that is not configured is generated once into VAR_DIR with mode 0600 and shown once,
+so the service never runs open by default. Keys are referred to by a key id (role and a
+short hash), never by their value, in logs and the audit trail.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+METRICS = "metrics"
+ADMIN = "admin"
+ROLES = (METRICS, ADMIN)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    role: str
+    secret: str = field(repr=False)
+    generated: bool = False
+    path: str = ""  # where a generated key is kept
+
+    @property
+    def key_id(self) -> str:
+        """A stable, non-reversible name for the key: safe for logs and the audit log."""
+        return f"{self.role}:{hashlib.sha256(self.secret.encode()).hexdigest()[:8]}"
+
+    def grants(self, role: str) -> bool:
+        """The admin key grants read access too."""
+        return self.role == role or self.role == ADMIN
+
+
+def _load_or_generate(path: Path, announce: Callable[[str], None] | None) -> tuple[str, bool]:
+    """Read the key at ``path``, or create it atomically (O_EXCL) so concurrent workers agree on one key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may be between its open() and write()
+            value = path.read_text().strip()
+            if value:
+                return value, False
+            import time
+
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} exists but is empty; delete it to generate a new key")
+    value = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    if announce:
+        announce(value)
+    return value, True
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The configured keys; identifies a presented key in constant time."""
+
+    keys: tuple[ApiKey, ...]
+
+    @classmethod
+    def load(
+        cls,
+        metrics_key: str,
+        admin_key: str,
+        var_dir: str,
+        announce: Callable[[str, str, str], None] | None = None,
+    ) -> "KeyRing":
+        """Use the configured keys; generate (once) and keep any missing one under ``var_dir``."""
+        loaded = []
+        for role, configured in ((METRICS, metrics_key), (ADMIN, admin_key)):
+            if configured:
+                loaded.append(ApiKey(role, configured))
+                continue
+            path = Path(var_dir) / f"{role}-api-key"
+            value, generated = _load_or_generate(
+                path, (lambda v, r=role, p=path: announce(r, v, str(p))) if announce else None
+            )
+            loaded.append(ApiKey(role, value, generated=generated, path=str(path)))
+        if loaded[0].secret == loaded[1].secret:
+            raise ValueError("METRICS_API_KEY and ADMIN_API_KEY must differ")
+        return cls(tuple(loaded))
+
+    def identify(self, presented: str) -> ApiKey | None:
+        """The key matching ``presented``; every key is compared, in constant time, whatever matches."""
+        presented_bytes = presented.encode()
+        match = None
+        for key in self.keys:
+            if hmac.compare_digest(presented_bytes, key.secret.encode()):
+                match = key
+        return match
+
+    def get(self, role: str) -> ApiKey:
+        return next(k for k in self.keys if k.role == role)

@@ -1,0 +1,39 @@
+"""Every log record passes the PII sanitiser before any handler sees it.
+
+Installed as the logging record factory, so it covers our loggers, gunicorn's access and
+error logs, and libraries alike: an ``?api_key=...`` in an access-log line, an e-mail in
+an exception message or a card number in a traceback never reach a log file.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from monitoring.errors.sanitiser import sanitise_text
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Wrap the current record factory once per process (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    base_factory = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base_factory(*args, **kwargs)
+        try:
+            record.msg = sanitise_text(record.getMessage())
+            record.args = None
+            if record.exc_info and record.exc_info[0] is not None:
+                # Format the traceback now so the formatter prints our sanitised copy.
+                record.exc_text = sanitise_text("".join(traceback.format_exception(*record.exc_info)).rstrip())
+                record.exc_info = None
+        except Exception:  # a log call must never fail because of redaction
+            record.msg, record.args = "(log message withheld: redaction failed)", None
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    _installed = True

@@ -1,0 +1,43 @@
+"""Rate limits (flask-limiter) on every endpoint, with storage from RATELIMIT_STORAGE_URI.
+
+In-memory storage counts per process: with WORKERS=3 a client gets three times the limit.
+Point RATELIMIT_STORAGE_URI at Redis to share one count across workers and hosts.
+"""
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+
+from config import Settings
+
+
+def client_address() -> str:
+    # ProxyFix (TRUSTED_PROXIES) has already replaced remote_addr with the forwarded client.
+    return request.remote_addr or "unknown"
+
+
+def api_key_or_address() -> str:
+    """Per-key limits for keyed endpoints (a shared office IP does not starve another team's key);
+    requests without a valid key are counted per address, so random keys buy no fresh budget."""
+    from monitoring.api.auth import optional_key
+
+    key = optional_key()
+    return key.key_id if key is not None else client_address()
+
+
+def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    limiter = Limiter(
+        client_address,
+        default_limits=[settings.ratelimit_default],
+        storage_uri=settings.ratelimit_storage_uri,
+        headers_enabled=True,
+        enabled=settings.ratelimit_enabled,
+        key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "centinela"),
+        # Fail open on a storage outage: a Redis blip must not take monitoring down with it.
+        swallow_errors=True,
+    )
+    limiter.init_app(app)
+    from monitoring.api import health
+
+    limiter.limit(settings.ratelimit_health)(health.bp)
+    return limiter

@@ -1,0 +1,78 @@
+"""Tables of the store. Timestamps are UTC epoch seconds (double precision): they compare
+and subtract the same way on SQLite and PostgreSQL, and turn into RFC 3339 at the edge."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# One integer id type that autoincrements on both SQLite (INTEGER PRIMARY KEY) and PostgreSQL (BIGSERIAL).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", Double, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("acquired_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    # Increases on every change of holder: a fencing token for whoever wants to check it.
+    Column("generation", BigInteger, nullable=False, default=1),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("holder", String(128), nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_job_runs_job_started", "job", "started_at"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(128), primary_key=True),
+    Column("zone", String(64), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("kind", String(32), nullable=False),  # admin_action | config_change | access_denied
+    Column("actor", String(64), nullable=False),  # key id such as "admin:3f2a9c1e", never the key
+    Column("action", String(128), nullable=False),
+    Column("client_ip", String(64), nullable=False, default=""),  # anonymised
+    Column("path", String(512), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default="{}"),  # JSON: reason, before/after, ...
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_kind_at", "kind", "at"),
+)

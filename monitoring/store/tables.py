@@ -1,0 +1,2 @@
+"""Every module that declares tables, imported so that ``metadata`` knows them all before migrate()."""
+from monitoring.store import schema  # noqa: F401

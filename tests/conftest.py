@@ -1,0 +1,113 @@
+"""Shared fixtures: the app on SQLite and (when TEST_DATABASE_URL is set) PostgreSQL, an
+injected clock, keys, and a real gunicorn for the tests where workers matter."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from config import Settings
+from monitoring.clock import ManualClock
+from tests.support.gunicorn import GunicornServer
+
+METRICS_KEY = "test-metrics-key-0123456789abcdef"
+ADMIN_KEY = "test-admin-key-fedcba9876543210"
+
+STORE_KINDS = ["sqlite", "postgresql"]
+
+
+def _postgres_schema_url(base: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema per test, so parallel runs and tests never see each other's rows."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """Each store test runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL store tests skipped")
+    yield from _postgres_schema_url(base)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Any, sqlite_url: str) -> Callable[..., Settings]:
+    """Settings as the environment would give them, with test keys, a temp var dir and no scheduler."""
+
+    def build(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        base_env = {
+            "METRICS_API_KEY": METRICS_KEY,
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "VAR_DIR": str(tmp_path / "var"),
+            "DATABASE_URL": sqlite_url,
+            "SCHEDULER_ENABLED": "false",
+        }
+        base_env.update(env or {})
+        return Settings.from_env(base_env, **overrides)
+
+    return build
+
+
+@pytest.fixture
+def app(make_settings: Callable[..., Settings], clock: ManualClock) -> Any:
+    application = create_app(make_settings(), clock=clock)
+    yield application
+    application.extensions["centinela"].shutdown()
+    application.extensions["centinela"].store.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def monitoring(app: Any) -> Any:
+    return app.extensions["centinela"]
+
+
+METRICS_HEADERS = {"X-API-Key": METRICS_KEY}
+ADMIN_HEADERS = {"X-Admin-Key": ADMIN_KEY}
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
+    """Start real gunicorn processes the way `make run` does; all are stopped after the test."""
+    started: list[GunicornServer] = []
+
+    def start(env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn") -> GunicornServer:
+        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

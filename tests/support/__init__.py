@@ -1,0 +1,1 @@
+"""Test-support helpers (real local network peers) for the Centinela test suite."""

@@ -1,0 +1,88 @@
+"""With a real gunicorn: redacted access logs, and global jobs that run once across workers."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from tests.conftest import ADMIN_KEY, METRICS_KEY
+
+pytestmark = pytest.mark.slow
+
+KEYS = {"METRICS_API_KEY": METRICS_KEY, "ADMIN_API_KEY": ADMIN_KEY}
+
+
+def test_access_log_never_contains_a_key(gunicorn_server: Callable[..., Any]) -> None:
+    server = gunicorn_server(env={**KEYS, "SCHEDULER_ENABLED": "false"}, workers=1)
+    requests.get(f"{server.url}/api/monitoring/metrics?api_key={METRICS_KEY}", timeout=5)
+    requests.get(f"{server.url}/api/monitoring/audit?format=json&api_key={ADMIN_KEY}", timeout=5)
+    requests.get(f"{server.url}/api/monitoring/metrics", headers={"X-API-Key": METRICS_KEY}, timeout=5)
+    requests.get(f"{server.url}/api/monitoring/audit?api_key=wrong-guess-123", timeout=5)
+    server.stop()
+    log = server.log()
+    assert "/api/monitoring/metrics?api_key=[redacted]" in log  # the request was logged, redacted
+    assert METRICS_KEY not in log and ADMIN_KEY not in log and "wrong-guess-123" not in log
+    assert "127.0.0.0" in log and "127.0.0.1 " not in log.replace("http://127.0.0.1", "")
+
+
+def _job_runs(db: Path, job: str) -> list[tuple[str, float]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT holder, started_at FROM job_runs WHERE job = ? ORDER BY started_at", (job,)
+        ).fetchall()
+
+
+def test_global_job_runs_once_per_interval_and_moves_when_the_leader_is_killed(
+    gunicorn_server: Callable[..., Any],
+) -> None:
+    ttl, interval = 3.0, 1.0
+    server = gunicorn_server(
+        env={**KEYS, "LEASE_TTL": str(ttl), "RETENTION_INTERVAL": str(interval)}, workers=3
+    )
+    db = Path(server.env["VAR_DIR"]) / "centinela.db"
+    time.sleep(6)  # let real workers run real scheduler ticks
+    runs = _job_runs(db, "retention")
+    holders = {holder for holder, _ in runs}
+    assert len(holders) == 1, runs
+    steady = [t for _, t in runs][1:]
+    gaps = [b - a for a, b in zip(steady, steady[1:])]
+    assert gaps and min(gaps) > interval * 0.5, gaps  # never twice in one interval
+    assert 3 <= len(runs) <= 8, len(runs)
+
+    leader_pid = int(next(iter(holders)).split(":")[1])
+    assert leader_pid in server.worker_pids()
+    killed_at = time.time()
+    os.kill(leader_pid, signal.SIGKILL)
+
+    deadline = killed_at + ttl + 10
+    new_holder = None
+    while time.time() < deadline and new_holder is None:
+        after = [(h, t) for h, t in _job_runs(db, "retention") if t > killed_at and h not in holders]
+        if after:
+            new_holder, took_over_at = after[0]
+        time.sleep(0.2)
+    assert new_holder is not None, "no worker took over"
+    assert took_over_at - killed_at <= ttl + interval + 1.5
+    # and still only one runner afterwards
+    time.sleep(3)
+    later = [(h, t) for h, t in _job_runs(db, "retention") if t > took_over_at]
+    assert {h for h, _ in later} <= {new_holder}
+
+
+def test_system_metrics_name_the_leader(gunicorn_server: Callable[..., Any]) -> None:
+    server = gunicorn_server(env={**KEYS, "LEASE_TTL": "3"}, workers=2)
+    seen = set()
+    for _ in range(6):
+        body = requests.get(
+            f"{server.url}/api/monitoring/metrics?category=system", headers={"X-API-Key": METRICS_KEY}, timeout=5
+        ).json()
+        scheduler = body["system"]["scheduler"]
+        assert scheduler["leader"] is not None
+        seen.add(scheduler["leader"]["holder"])
+    assert len(seen) == 1  # every worker names the same leader
