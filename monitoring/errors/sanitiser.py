@@ -21,9 +21,12 @@ What is replaced in text
     ``Proxy-Authorization``) → the scheme is kept, the credentials redacted;
   - ``Cookie:`` / ``Set-Cookie:`` header values → ``[redacted]``;
   - hyphenated header lines whose name is sensitive (``X-Api-Key: …``);
-  - ``name=value`` pairs (query strings, form bodies, ``key=value`` logs)
-    and quoted ``"name": value`` pairs (JSON / Python reprs) whose *name* is
-    sensitive according to :func:`is_sensitive_key` → ``name=[redacted]``;
+  - ``name=value`` pairs (query strings, form bodies, logfmt) and quoted
+    ``"name": value`` pairs (JSON, Python reprs) whose *name* is sensitive
+    according to :func:`is_sensitive_key` → ``name=[redacted]`` /
+    ``"name": "[redacted]"``.  Unquoted ``name: value`` prose/YAML is only
+    handled for the header shapes above (``Session: started`` is left
+    alone);
   - passwords / user info in URLs: ``scheme://user:pass@host`` →
     ``scheme://user:[redacted]@host`` and ``scheme://token@host`` (Sentry
     DSNs) → ``scheme://[redacted]@host``.
@@ -60,15 +63,17 @@ boundaries (``apiKey`` → ``api`` ``key``; ``HTTP_AUTHORIZATION`` → ``http``
 ``authorization``; ``XApiKey`` → ``x`` ``api`` ``key``).  The key is
 sensitive when
 
-1. a segment, or two adjacent segments glued together, is one of
-   ``key apikey token secret(s) password(s) passwd pwd passphrase
-   authorization auth cookie(s) setcookie dsn session sessionid sessid
-   jsessionid phpsessid cvv cvc cvv2 cvc2 creditcard cardnumber ccnumber
-   credential(s) csrf xsrf privatekey accesskey secretkey`` (so
-   ``credit_card`` and ``card_number`` match, but ``card_brand`` does not), or
+1. a segment is one of ``key apikey token secret(s) password(s) passwd
+   pwd passphrase authorization auth cookie(s) setcookie dsn session
+   sessionid sessid jsessionid phpsessid cvv cvc cvv2 cvc2 creditcard
+   cardnumber ccnumber credential(s) csrf xsrf privatekey accesskey
+   secretkey``, or
 2. a segment ends with ``token``, ``secret``, ``password``, ``passwd``,
    ``apikey``, ``cookie`` or ``sessionid`` (``accesstoken``, ``dbpassword``,
-   ``xapikey``),
+   ``xapikey``), or
+3. two adjacent segments form ``credit card``, ``card number|num|no``,
+   ``cc number`` or ``security code`` (so ``credit_card`` and
+   ``cardNumber`` match, but ``card_brand`` and ``card_last4`` do not),
 
 **unless** the name has several segments and its last segment is a
 measurement / metadata word (``count counts len length size total limit
@@ -92,9 +97,11 @@ Structures (:func:`sanitise`)
   wins).  The value of a sensitive key is replaced by ``"[redacted]"``
   whatever its type (``None``, numbers, nested dicts included).
 * ``list`` / ``tuple`` (named tuples keep their type) / ``set`` /
-  ``frozenset`` → new containers of the same kind.  Inside a list or tuple,
-  a two-item ``[name, value]`` pair whose name is sensitive has its value
-  redacted (Sentry sends headers and query strings as such pairs).
+  ``frozenset`` → new containers of the same kind.  A two-item list or
+  tuple whose first item is a string with a sensitive name is treated as a
+  ``(name, value)`` pair and its value redacted (Sentry sends headers and
+  query strings as lists of such pairs): ``["Cookie", "a=b"]`` →
+  ``["Cookie", "[redacted]"]``.
 * ``int`` → unchanged, except a non-bool int whose decimal form is a
   Luhn-valid 13–19 digit card number, which becomes the masked string.
   ``float``, ``bool``, ``None`` and every other object are returned
@@ -106,10 +113,14 @@ Guarantees
 ----------
 ``sanitise(sanitise(x)) == sanitise(x)``: every placeholder is inert for
 every rule, and because one rule's replacement can occasionally expose a
-match for another (e.g. masking a card glued to ``1.2.3.4.``), the rule set
-is re-applied until the text stops changing (at most ``_MAX_PASSES`` times;
-clean text needs a single pass).  All regexes are precompiled and gated by
-cheap substring checks.
+match for another (masking ``4242…4242pk_test_x`` frees the key from the
+digit it was glued to; zeroing an IPv4 octet can change the digit group
+next to it), the rule set is re-applied until the text stops changing (at
+most ``_MAX_PASSES`` passes; text with nothing to scrub needs one).
+
+Speed: all regexes are precompiled, anchored on a literal or a narrow
+character class, and gated by cheap substring checks; a 10 KB log line
+takes roughly 0.3–1 ms on a current CPU.
 """
 
 from __future__ import annotations
@@ -148,23 +159,25 @@ _MAX_PASSES: Final = 4
 # Luhn and card masking
 # ---------------------------------------------------------------------------
 
-_LUHN_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+# Maps the ASCII digit d to the digit sum of 2*d (as a byte value), so the
+# doubled half of the Luhn sum can be computed with bytes.translate + sum.
+_LUHN_DOUBLED: Final = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
 
 
 def _luhn_digits(digits: str) -> bool:
     """Luhn check for a string already known to be non-empty ASCII digits."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = ord(char) - 48
-        total += _LUHN_DOUBLED[digit] if position & 1 else digit
+    raw = digits.encode("ascii")
+    kept = raw[-1::-2]
+    doubled = raw[-2::-2]
+    total = sum(kept) - 48 * len(kept) + sum(doubled.translate(_LUHN_DOUBLED))
     return total % 10 == 0
 
 
 def luhn_valid(digits: str) -> bool:
     """Return True if *digits* passes the Luhn (mod 10) checksum.
 
-    Single spaces and dashes used as separators are ignored
-    (``"4242 4242 4242 4242"`` is valid).  Anything else that is not an ASCII
+    Spaces and dashes (card number separators) are ignored, so
+    ``"4242 4242 4242 4242"`` is valid.  Anything else that is not an ASCII
     digit, an empty string, or a non-string makes the result False.  The
     length is not checked here; card detection additionally requires 13–19
     digits.
@@ -274,19 +287,23 @@ def _mask_card_sequence(match: re.Match[str]) -> str:
 # IP addresses
 # ---------------------------------------------------------------------------
 
-# Both patterns start with a character class (so the regex engine can skip
-# ahead quickly) and then check, with a lookbehind, the character *before*
-# the candidate: it must not be a word character or a dot (or a colon for
-# IPv6), so ``v1.2.3.4`` and ``1.2.3.4.5`` are not candidates.
-_IPV4_CANDIDATE_RE: Final = re.compile(
-    r"[0-9](?<![\w.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9]|\.[0-9])"
-)
-_IPV6_CANDIDATE_RE: Final = re.compile(
-    r"(?:[0-9A-Fa-f](?<![\w:.][0-9A-Fa-f])[0-9A-Fa-f]{0,3}:|:(?<![\w:.]:))"
-    r"(?:[0-9A-Fa-f]{0,4}:){1,6}"
+# IP candidates are matched from their first separator (a literal ``.`` or
+# ``:``, so the scan is fast) and the leading group is read backwards: 1–3
+# digits for IPv4, 0–4 hex digits for IPv6.  The character before the
+# candidate must not be a word character, a dot (or a colon for IPv6), and a
+# trailing ``.digit`` / word character rules the candidate out too, so
+# ``v1.2.3.4``, ``1.2.3.4.5`` and ``std::move`` are not addresses.  The
+# group repetition is possessive: giving back a ``hex:`` group can never
+# help (the tail would then be followed by ``:``), and refusing to makes long
+# runs of colons linear.
+_IPV4_TAIL_RE: Final = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9]|\.[0-9])")
+_IPV6_TAIL_RE: Final = re.compile(
+    r":(?:[0-9A-Fa-f]{0,4}:){1,6}+"
     r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4})"
     r"(?![\w:]|\.[0-9])"
 )
+_DIGITS: Final = frozenset("0123456789")
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def _anonymise_ip_object(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -321,20 +338,46 @@ def anonymise_ip(address: str) -> str:
     return _anonymise_ip_object(parsed)
 
 
-def _replace_ipv4(match: re.Match[str]) -> str:
-    text = match.group()
+@lru_cache(maxsize=2048)
+def _anonymise_candidate(candidate: str, version: int) -> str | None:
+    """Anonymised form of an address candidate, or None if it is not valid.
+
+    Cached: the same few client addresses recur in log after log, and parsing
+    with :mod:`ipaddress` is the expensive part.
+    """
+    parse = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
     try:
-        return _anonymise_ip_object(ipaddress.IPv4Address(text))
+        return _anonymise_ip_object(parse(candidate))
     except ValueError:
-        return text
+        return None
 
 
-def _replace_ipv6(match: re.Match[str]) -> str:
-    text = match.group()
-    try:
-        return _anonymise_ip_object(ipaddress.IPv6Address(text))
-    except ValueError:
+def _replace_addresses(text: str, version: int) -> str:
+    """Anonymise every valid IPv4 (*version* 4) or IPv6 address in *text*."""
+    if version == 4:
+        tail_re, head_chars, min_head, max_head, boundary = _IPV4_TAIL_RE, _DIGITS, 1, 3, "."
+    else:
+        tail_re, head_chars, min_head, max_head, boundary = _IPV6_TAIL_RE, _HEX_DIGITS, 0, 4, ".:"
+    pieces: list[str] = []
+    last = 0
+    for match in tail_re.finditer(text):
+        start = match.start()
+        while start > last and match.start() - start < max_head and text[start - 1] in head_chars:
+            start -= 1
+        if match.start() - start < min_head:
+            continue
+        if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_" or text[start - 1] in boundary):
+            continue
+        replacement = _anonymise_candidate(text[start : match.end()], version)
+        if replacement is None:
+            continue
+        pieces.append(text[last:start])
+        pieces.append(replacement)
+        last = match.end()
+    if not pieces:
         return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 # ---------------------------------------------------------------------------
@@ -445,6 +488,7 @@ _NAMED_VALUE_CANDIDATE_RE: Final = re.compile(
 _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _KV_NAME_EXTRA_CHARS: Final = frozenset("_-.[]")
 _QUOTED_NAME_EXTRA_CHARS: Final = frozenset("_-.")
+_HEADER_NAME_EXTRA_CHARS: Final = frozenset("-")
 _HEADER_NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 _KV_VALUE_RE: Final = re.compile(
     r"(?!=)(\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|[^\s&;,\"'<>(){}]+)"
@@ -452,11 +496,11 @@ _KV_VALUE_RE: Final = re.compile(
 _QUOTED_VALUE_RE: Final = re.compile(
     r"[ \t]*(\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'|[^\s,{}\[\]\"']+)"
 )
-_HEADER_VALUE_RE: Final = re.compile(r"[ \t]*([^\s,;]+)")
-_COOKIE_VALUE_RE: Final = re.compile(r"[ \t]*([^\s;,]+(?:;[ \t]*[^\s;,]+)*)")
+_HEADER_VALUE_RE: Final = re.compile(r"[ \t]*([^\s,;\"']+)")
+_COOKIE_VALUE_RE: Final = re.compile(r"[ \t]*([^\s;,\"']+(?:;[ \t]*[^\s;,\"']+)*)")
 _AUTH_VALUE_RE: Final = re.compile(
     r"[ \t]*(?:(?:Bearer|Basic|Digest|Token|Negotiate|NTLM|ApiKey|Bot|JWT|HMAC|MAC|AWS4-HMAC-SHA256)"
-    r"[ \t]+)?([^\s,;]+)",
+    r"[ \t]+)?([^\s,;\"']+)",
     re.IGNORECASE,
 )
 _AUTH_HEADER_NAMES: Final = frozenset({"authorization", "proxy-authorization"})
@@ -553,7 +597,7 @@ def _named_value_redaction(text: str, separator: int) -> tuple[int, str] | None:
     if is_equals:
         name_start = _scan_name_back(text, name_end, _KV_NAME_EXTRA_CHARS, ascii_only=False)
     else:
-        name_start = _scan_name_back(text, name_end, frozenset("-"), ascii_only=True)
+        name_start = _scan_name_back(text, name_end, _HEADER_NAME_EXTRA_CHARS, ascii_only=True)
         if name_start > 0 and (text[name_start - 1].isalnum() or text[name_start - 1] in "_-"):
             return None  # glued to a longer word: not a header name
     name = text[name_start:name_end]
@@ -634,9 +678,9 @@ def _apply_rules(text: str) -> str:
     if "@" in text:
         text = _replace_emails(text)
     if "::" in text or text.count(":") >= 7:
-        text = _IPV6_CANDIDATE_RE.sub(_replace_ipv6, text)
+        text = _replace_addresses(text, 6)
     if "." in text:
-        text = _IPV4_CANDIDATE_RE.sub(_replace_ipv4, text)
+        text = _replace_addresses(text, 4)
     return _CARD_SEQUENCE_RE.sub(_mask_card_sequence, text)
 
 
@@ -698,18 +742,6 @@ def _rebuild_sequence(original: list | tuple, items: list[object]) -> list | tup
     return tuple(items)
 
 
-def _sanitise_sequence_item(item: object, depth: int, active: set[int]) -> object:
-    if (
-        isinstance(item, (list, tuple))
-        and len(item) == 2
-        and isinstance(item[0], (str, bytes, bytearray))
-    ):
-        name, sensitive = _sanitise_name(item[0], depth + 1, active)
-        if sensitive:
-            return _rebuild_sequence(item, [name, REDACTED])
-    return _sanitise(item, depth, active)
-
-
 def _sanitise(value: object, depth: int, active: set[int]) -> object:
     if isinstance(value, str):
         return sanitise_text(value)
@@ -736,7 +768,11 @@ def _sanitise(value: object, depth: int, active: set[int]) -> object:
                 result[clean_key] = REDACTED if sensitive else _sanitise(item, child_depth, active)
             return result
         if isinstance(value, (list, tuple)):
-            items = [_sanitise_sequence_item(item, child_depth, active) for item in value]
+            if len(value) == 2 and isinstance(value[0], (str, bytes, bytearray)):
+                name, sensitive = _sanitise_name(value[0], child_depth, active)
+                if sensitive:  # a (name, value) pair such as a Sentry header
+                    return _rebuild_sequence(value, [name, REDACTED])
+            items = [_sanitise(item, child_depth, active) for item in value]
             return _rebuild_sequence(value, items)
         members = (_sanitise(item, child_depth, active) for item in value)
         return frozenset(members) if isinstance(value, frozenset) else set(members)

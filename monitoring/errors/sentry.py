@@ -1,0 +1,125 @@
+"""Sentry: initialised when SENTRY_DSN is set, with every event, breadcrumb and transaction
+passing the PII sanitiser before it leaves the process.
+
+sentry-sdk keeps one client per process, so ``init_sentry`` is idempotent (the same options
+twice is a no-op; new options close the old client first) and ``shutdown_sentry`` turns it
+off again. Sending happens on sentry-sdk's background thread: a slow, failing or absent
+Sentry never delays or fails a request, and a hook that cannot scrub an event drops it
+rather than send it unscrubbed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from monitoring.errors.sanitiser import sanitise
+
+log = logging.getLogger(__name__)
+
+# Loggers whose error records describe an exception the Flask integration already sends
+# (from got_request_exception): reporting them again would make two Sentry issues of one error.
+DUPLICATE_REPORTING_LOGGERS = ("monitoring.api.errors",)
+
+
+@dataclass(frozen=True)
+class SentryOptions:
+    dsn: str
+    environment: str
+    release: str
+    traces_sample_rate: float  # 0 turns performance tracing off
+    shutdown_timeout: float = 2.0  # seconds a worker waits at exit for unsent events
+
+    def __repr__(self) -> str:  # the DSN carries the project's key
+        return (
+            f"SentryOptions(dsn=[redacted], environment={self.environment!r}, release={self.release!r}, "
+            f"traces_sample_rate={self.traces_sample_rate!r})"
+        )
+
+
+def sentry_options(settings: Any) -> SentryOptions | None:
+    """The options from the settings, or None when SENTRY_DSN is unset (Sentry off)."""
+    if not settings.sentry_dsn:
+        return None
+    return SentryOptions(
+        dsn=settings.sentry_dsn,
+        environment=settings.sentry_environment,
+        release=settings.sentry_release,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+    )
+
+
+def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """before_send / before_send_transaction: the whole event through the sanitiser, or dropped."""
+    try:
+        return sanitise(event)  # type: ignore[return-value]
+    except Exception:
+        log.warning("a Sentry event was dropped: it could not be sanitised")
+        return None
+
+
+def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """before_breadcrumb: breadcrumbs carry log messages and URLs, so they are sanitised too."""
+    try:
+        return sanitise(crumb)  # type: ignore[return-value]
+    except Exception:
+        return None
+
+
+_lock = threading.Lock()
+_active: SentryOptions | None = None
+
+
+def init_sentry(options: SentryOptions) -> bool:
+    """Start sentry-sdk with these options; False when it already runs with exactly them."""
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+    from sentry_sdk.integrations.logging import ignore_logger
+
+    global _active
+    with _lock:
+        if _active == options and sentry_sdk.get_client().is_active():
+            return False
+        _close_client(options.shutdown_timeout)
+        sentry_sdk.init(
+            dsn=options.dsn,
+            environment=options.environment,
+            release=options.release,
+            send_default_pii=False,
+            before_send=scrub_event,
+            before_breadcrumb=scrub_breadcrumb,
+            before_send_transaction=scrub_event,
+            # None, not 0: with None the SDK creates no spans at all, so tracing costs nothing when off.
+            traces_sample_rate=options.traces_sample_rate or None,
+            shutdown_timeout=options.shutdown_timeout,
+            # Transactions named by URL rule (/tickets/<id>), never by the raw path.
+            integrations=[FlaskIntegration(transaction_style="url")],
+        )
+        for name in DUPLICATE_REPORTING_LOGGERS:
+            ignore_logger(name)
+        _active = options
+        return True
+
+
+def _close_client(timeout: float) -> None:
+    import sentry_sdk
+
+    client = sentry_sdk.get_client()
+    if client.is_active():
+        client.close(timeout=timeout)
+    sentry_sdk.get_global_scope().set_client(None)
+
+
+def shutdown_sentry(timeout: float = 2.0) -> None:
+    """Send what is queued (waiting at most ``timeout`` seconds) and turn Sentry off in this process."""
+    global _active
+    with _lock:
+        _close_client(timeout)
+        _active = None
+
+
+def sentry_active() -> bool:
+    import sentry_sdk
+
+    return _active is not None and sentry_sdk.get_client().is_active()
