@@ -28,7 +28,6 @@ def test_access_log_never_contains_a_key(gunicorn_server: Callable[..., Any]) ->
     log = server.log()
     assert "/api/monitoring/metrics?api_key=[redacted]" in log  # the request was logged, redacted
     assert METRICS_KEY not in log and ADMIN_KEY not in log and "wrong-guess-123" not in log
-    assert "127.0.0.0" in log and "127.0.0.1 " not in log.replace("http://127.0.0.1", "")
 
 
 def _job_runs(db: Path, job: str) -> list[tuple[str, float]]:

@@ -225,7 +225,7 @@ def test_mask_card(digits: str, expected: str) -> None:
         ("[2001:db8:abcd:ffff::1]", "2001:db8:abcd::"),
         ("2001:0db8:abcd:0012:0000:0000:0000:0001", "2001:db8:abcd::"),
         ("fe80::1%eth0", "fe80::"),
-        ("::1", "::"),
+        ("::1", "::1"),  # loopback names no person
         ("::ffff:203.0.113.77", "::ffff:203.0.113.0"),
         ("203.0.113.0", "203.0.113.0"),
     ],
@@ -609,3 +609,10 @@ def test_sanitise_structures_idempotent_and_pure(value: object) -> None:
 def test_awkward_input_is_handled_and_stable(text: str) -> None:
     once = sanitise_text(text)
     assert sanitise_text(once) == once
+
+
+def test_loopback_and_unspecified_addresses_are_kept() -> None:
+    assert anonymise_ip("127.0.0.1") == "127.0.0.1"
+    assert anonymise_ip("::1") == "::1"
+    assert sanitise_text("Listening at: http://0.0.0.0:8000 and 127.0.0.1") == "Listening at: http://0.0.0.0:8000 and 127.0.0.1"
+    assert anonymise_ip("198.51.100.7") == "198.51.100.0"

@@ -307,6 +307,10 @@ _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def _anonymise_ip_object(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    # Loopback and "any" addresses name no person; keeping them keeps lines like
+    # "Listening at: http://127.0.0.1:8000" true.
+    if address.is_loopback or address.is_unspecified:
+        return str(address)
     if address.version == 4:
         return str(ipaddress.IPv4Address(int(address) & 0xFFFFFF00))
     mapped = address.ipv4_mapped
