@@ -102,6 +102,17 @@ def _storage_uri(raw: str) -> str:
     return uri
 
 
+def _sentry_dsn(raw: str) -> str:
+    from sentry_sdk.utils import BadDsn, Dsn  # sentry-sdk's own parser, so init never fails on it
+
+    dsn = raw.strip()
+    try:
+        Dsn(dsn)
+    except BadDsn:
+        raise ValueError("expected a Sentry DSN such as https://PUBLIC_KEY@o0.ingest.sentry.io/PROJECT_ID") from None
+    return dsn
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip() for o in raw.split(",") if o.strip())
     for origin in origins:
@@ -132,6 +143,34 @@ def _json_list(raw: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError("expected a JSON list")
     return value
+
+
+def _health_checks(raw: str) -> list[Any]:
+    from monitoring.health.definitions import parse_check_definitions  # stdlib only, names the bad item
+
+    return list(parse_check_definitions(_json_list(raw)))
+
+
+def _alerts(parser: str) -> Callable[[str], Any]:
+    """A parser from monitoring.alerts.policy (light imports), imported when first used."""
+
+    def parse(raw: str) -> Any:
+        from monitoring.alerts import policy
+
+        return getattr(policy, parser)(raw)
+
+    return parse
+
+
+def _notify(parser: str) -> Callable[[str], Any]:
+    """A parser from monitoring.notify.routing (stdlib only), imported when first used."""
+
+    def parse(raw: str) -> Any:
+        from monitoring.notify import routing
+
+        return getattr(routing, parser)(raw)
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -177,14 +216,54 @@ VARIABLES: tuple[Variable, ...] = (
              "Limit per client address on /api/health/* (load balancers poll it)."),
     Variable("RATELIMIT_EXPORT", "ratelimit_export", "60/minute", _rate_limit,
              "Limit per API key on the metrics export."),
+    Variable("RATELIMIT_EVENTS", "ratelimit_events", "1200/minute", _rate_limit,
+             "Limit per API key on POST /api/monitoring/events."),
+    Variable("RATELIMIT_LOGIN", "ratelimit_login", "10/minute", _rate_limit,
+             "Limit per client address on failed sign-ins to the HTML dashboard."),
     Variable("RATELIMIT_ENABLED", "ratelimit_enabled", "true", _bool, "Turn rate limiting off entirely (tests)."),
     # integrations
-    Variable("SENTRY_DSN", "sentry_dsn", "", _text, "Sentry DSN; Sentry is off when unset.", secret=True),
+    Variable("SENTRY_DSN", "sentry_dsn", "", _sentry_dsn, "Sentry DSN; Sentry is off when unset.", secret=True),
     Variable("SENTRY_ENVIRONMENT", "sentry_environment", "production", _text, "Sentry environment name."),
+    Variable("SENTRY_RELEASE", "sentry_release", "centinela@0.1.0", _text, "Release name reported to Sentry."),
+    Variable("SENTRY_TRACES_SAMPLE_RATE", "sentry_traces_sample_rate", "0", _float_between(0, 1),
+             "Share of requests (0-1) traced by Sentry performance monitoring; 0 turns tracing off."),
+    Variable("USER_ID_HASH_KEY", "user_id_hash_key", "", _text,
+             "Key for the HMAC-SHA256 under which user ids are stored. Generated into var/ when unset; "
+             "set the same value on every host.", secret=True),
     Variable("ALERT_WEBHOOK_URL", "alert_webhook_url", "", _optional_url,
              "Where alerts are sent (generic webhook or Slack incoming webhook).", secret=True),
     Variable("ESCALATION_WEBHOOK_URL", "escalation_webhook_url", "", _optional_url,
              "Where escalations are sent (webhook, Slack or PagerDuty Events v2).", secret=True),
+    # notifications (see Notifications in the README)
+    Variable("ALERT_WEBHOOK_KIND", "alert_webhook_kind", "", _notify("parse_url_kind"),
+             "What ALERT_WEBHOOK_URL speaks: webhook, slack or pagerduty. Default: from its host."),
+    Variable("ESCALATION_WEBHOOK_KIND", "escalation_webhook_kind", "", _notify("parse_url_kind"),
+             "What ESCALATION_WEBHOOK_URL speaks: webhook, slack or pagerduty. Default: from its host."),
+    Variable("ALERT_WEBHOOK_SECRET", "alert_webhook_secret", "", _text,
+             "When set, generic webhook requests carry an HMAC-SHA256 X-Centinela-Signature header.", secret=True),
+    Variable("SLACK_WEBHOOK_URL", "slack_webhook_url", "", _optional_url,
+             "Slack incoming webhook URL (channel slack).", secret=True),
+    Variable("PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key", "", _text,
+             "PagerDuty Events v2 integration key, for a PagerDuty URL above or alone (channel pagerduty).",
+             secret=True),
+    Variable("NOTIFY_ROUTES", "notify_routes", "", _notify("parse_routes"),
+             "JSON object from severity to channel names, laid over the default routes.", empty={}),
+    Variable("NOTIFY_ESCALATION_CHANNEL", "notify_escalation_channel", "", _notify("parse_channel_name"),
+             "Channel escalations go to (none: off). Default: escalation if set, else pagerduty."),
+    Variable("NOTIFY_FALLBACK_CHANNEL", "notify_fallback_channel", "", _notify("parse_channel_name"),
+             "Channel told when a delivery fails or is given up on. Default: none."),
+    Variable("NOTIFY_GIVE_UP_AFTER", "notify_give_up_after", "24h", _notify("parse_duration"),
+             "How long a notification is retried before it is given up on (seconds, or 90m, 24h, 2d)."),
+    Variable("NOTIFY_TIMEOUT", "notify_timeout", "10", _positive_float,
+             "Seconds a notification request may take to connect, and again to answer."),
+    Variable("NOTIFY_DELIVERY_INTERVAL", "notify_delivery_interval", "5", _positive_float,
+             "Seconds between runs of the leader's notification delivery job."),
+    Variable("NOTIFY_BACKOFF_BASE", "notify_backoff_base", "5", _positive_float,
+             "Seconds: the first retry waits up to this, doubling per attempt (full jitter)."),
+    Variable("NOTIFY_BACKOFF_MAX", "notify_backoff_max", "600", _positive_float,
+             "Seconds: the longest wait between retries, unless Retry-After asks for more."),
+    Variable("NOTIFY_EXTERNAL_URL", "notify_external_url", "", _optional_url,
+             "This Centinela's public URL, for links in notifications (externalURL, PagerDuty client_url)."),
     # thresholds (names and defaults from the system description)
     Variable("PAYMENT_FAILURE_THRESHOLD", "payment_failure_threshold", "0.01", _float_between(0, 1),
              "Payment failure rate (0-1) above which the critical payment alert fires."),
@@ -196,13 +275,28 @@ VARIABLES: tuple[Variable, ...] = (
              "System memory use in % above which the memory alert fires."),
     Variable("ERROR_RATE_THRESHOLD", "error_rate_threshold", "0.05", _float_between(0, 1),
              "Share of 5xx responses (0-1) above which the error-rate alert fires."),
+    Variable("SLA_TARGET", "sla_target", "99.9", _float_between(50, 99.999),
+             "Availability objective in % (50-99.999): uptime compliance and the error budget follow from it."),
     # intervals and retention
     Variable("METRICS_FLUSH_INTERVAL", "metrics_flush_interval", "5", _positive_float,
              "Seconds between flushes of each process's request metrics to the store."),
+    Variable("SYSTEM_SAMPLE_INTERVAL", "system_sample_interval", "15", _positive_float,
+             "Seconds between each process's resource samples (CPU, memory, descriptors, threads)."),
     Variable("HEALTH_CHECK_INTERVAL", "health_check_interval", "30", _positive_float,
              "Seconds between health-check rounds."),
+    Variable("DASHBOARD_REFRESH_SECONDS", "dashboard_refresh_seconds", "5", _int_between(1, 300),
+             "Seconds between the HTML dashboard's refreshes of its figures."),
     Variable("ALERT_EVALUATION_INTERVAL", "alert_evaluation_interval", "15", _positive_float,
              "Seconds between alert-rule evaluations."),
+    # alerting engine (see Alerting in the README)
+    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "30s", _alerts("parse_group_wait"),
+             "How long a new alert waits for others of its group, to be sent in one notification (0 to 1h)."),
+    Variable("ALERT_REPEAT_INTERVAL", "alert_repeat_interval", "4h", _alerts("parse_repeat_interval"),
+             "How often an unacknowledged firing alert is sent again (1m to 30d)."),
+    Variable("ALERT_ESCALATION_AFTER", "alert_escalation_after", "", _alerts("parse_escalation_after"),
+             "JSON object from severity to escalation delay (or none), laid over the severity matrix.", empty={}),
+    Variable("ALERT_DATABASE_CHECKS", "alert_database_checks", "database", _alerts("parse_check_names"),
+             "Comma-separated health checks the Database unavailable rule watches."),
     Variable("LEASE_TTL", "lease_ttl", "15", _positive_float,
              "Seconds a leader lease lasts without renewal; another process takes over after it."),
     Variable("RETENTION_INTERVAL", "retention_interval", "3600", _positive_float,
@@ -230,8 +324,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Seconds an open breaker waits before letting one trial call through."),
     Variable("BREAKER_SUCCESS_THRESHOLD", "breaker_success_threshold", "2", _int_between(1, 1000),
              "Consecutive successful trials that close a half-open breaker."),
-    Variable("HEALTH_CHECKS", "health_checks", "", _json_list,
-             "JSON list of extra health checks (see Health checks).", empty=[]),
+    # secret: a check URL may carry a token, so a bad value is shown as (hidden); the message names the item
+    Variable("HEALTH_CHECKS", "health_checks", "", _health_checks,
+             "JSON list of extra health checks (see Health checks).", secret=True, empty=[]),
 )
 
 
@@ -254,19 +349,45 @@ class Settings:
     ratelimit_default: str
     ratelimit_health: str
     ratelimit_export: str
+    ratelimit_events: str
+    ratelimit_login: str
     ratelimit_enabled: bool
     sentry_dsn: str = field(repr=False)  # secret-bearing: never in a repr or log
     sentry_environment: str
+    sentry_release: str
+    sentry_traces_sample_rate: float
+    user_id_hash_key: str = field(repr=False)  # secret-bearing: never in a repr or log
     alert_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
     escalation_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    alert_webhook_kind: str
+    escalation_webhook_kind: str
+    alert_webhook_secret: str = field(repr=False)  # secret-bearing: never in a repr or log
+    slack_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    pagerduty_routing_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    notify_routes: dict[str, tuple[str, ...]]
+    notify_escalation_channel: str
+    notify_fallback_channel: str
+    notify_give_up_after: float
+    notify_timeout: float
+    notify_delivery_interval: float
+    notify_backoff_base: float
+    notify_backoff_max: float
+    notify_external_url: str
     payment_failure_threshold: float
     db_response_threshold_ms: float
     api_response_threshold_ms: float
     memory_usage_threshold: float
     error_rate_threshold: float
+    sla_target: float
     metrics_flush_interval: float
+    system_sample_interval: float
     health_check_interval: float
+    dashboard_refresh_seconds: int
     alert_evaluation_interval: float
+    alert_group_wait: float
+    alert_repeat_interval: float
+    alert_escalation_after: dict[str, float | None]
+    alert_database_checks: tuple[str, ...]
     lease_ttl: float
     retention_interval: float
     metrics_retention_days: int

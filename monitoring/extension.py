@@ -7,9 +7,10 @@ wants its own requests monitored.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from flask import Flask, current_app, request
 
@@ -50,7 +51,11 @@ class Monitoring:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.retention_rules: list[RetentionRule] = []
+        # Category name -> provider, filled by each family's install(); read by the metrics export.
+        self.metric_categories: dict[str, Any] = {}
         self._shutdown_hooks: list[Callable[[], None]] = []
+        # Set by the health blueprint's install(): the checks, breakers and their results.
+        self.health: Any = None
         if app is not None:
             self.init_app(app)
 
@@ -73,18 +78,21 @@ class Monitoring:
 
             app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
 
-        from monitoring.api import audit as audit_api
-        from monitoring.api import health as health_api
-        from monitoring.api import metrics as metrics_api
-        from monitoring.api import openapi as openapi_api
+        from monitoring.api import API_MODULES
         from monitoring.api.errors import register_error_handlers
         from monitoring.security.rate_limits import init_rate_limits
 
         register_error_handlers(app)
         app.before_request(_refuse_oversized_body)
-        for blueprint in (health_api.bp, metrics_api.bp, audit_api.bp, openapi_api.bp):
-            app.register_blueprint(blueprint)
         self.limiter = init_rate_limits(app, settings)
+        # Each endpoint family brings its blueprint and, through install(), its jobs, limits,
+        # retention rules and metric categories: adding a family touches only its own module.
+        for name in API_MODULES:
+            module = importlib.import_module(name)
+            app.register_blueprint(module.bp)
+            install = getattr(module, "install", None)
+            if install is not None:
+                install(self, app)
         if settings.cors_origins:
             from flask_cors import CORS
 
@@ -107,6 +115,13 @@ class Monitoring:
     def purge_expired(self) -> dict[str, int]:
         """The retention job: delete what each kind of data has outlived."""
         return purge_expired(self.store, self.retention_rules, self.clock.now())
+
+    def breaker(self, name: str) -> Any:
+        """Guard the host app's own call with the dependency's shared circuit breaker:
+        ``with monitoring.breaker("stripe"): ...`` raises CircuitOpenError while it is open."""
+        from monitoring.health import breaker
+
+        return breaker(name)
 
     def on_shutdown(self, hook: Callable[[], None]) -> None:
         self._shutdown_hooks.append(hook)

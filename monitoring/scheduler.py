@@ -12,6 +12,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -137,8 +138,15 @@ class Scheduler:
                 return
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
+            started = datetime.now(timezone.utc)
             for job in self.jobs.values():
                 target = self.run_global if job.scope == GLOBAL else self.run_process
+                options = {}
+                if job.scope == GLOBAL:
+                    # Global jobs run once at start too (in the leader): health results exist
+                    # from the first seconds, not one HEALTH_CHECK_INTERVAL later. (Passing
+                    # next_run_time=None instead would add the job paused.)
+                    options["next_run_time"] = started
                 scheduler.add_job(
                     target,
                     "interval",
@@ -146,6 +154,7 @@ class Scheduler:
                     args=[job.name],
                     id=job.name,
                     misfire_grace_time=max(1, int(job.interval)),
+                    **options,
                 )
             self.heartbeat()  # take the lease now if it is free, rather than one period later
             scheduler.start()

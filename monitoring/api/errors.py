@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, got_request_exception, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ def _http_exception(exc: HTTPException) -> Response:
 
 
 def _unhandled(exc: Exception) -> Response:
+    # Flask sends got_request_exception only when no handler is registered for Exception;
+    # ours is, so send it here: error tracking and sentry-sdk's Flask integration listen to it.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc)
     # The stack trace goes to the log (through the sanitiser), never into the response.
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response(500, "internal error; the details are in the server log")

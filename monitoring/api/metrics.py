@@ -1,49 +1,284 @@
-"""/api/monitoring/metrics: the metrics export."""
+"""/api/monitoring/metrics: the metrics export (JSON, Prometheus / OpenMetrics, Datadog)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import logging
+import socket
+from typing import Any
 
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from monitoring.api import middleware
 from monitoring.api.auth import require_key
 from monitoring.api.errors import ApiError
-from monitoring.clock import isoformat
-from monitoring.extension import current_monitoring
+from monitoring.extension import Monitoring, current_monitoring
+from monitoring.metrics.categories import CategoryReport, TimeWindow
+from monitoring.metrics.exporters import FORMATS, Section, Unavailable, render_datadog, render_json, render_prometheus
+from monitoring.metrics.performance import PerformanceProvider, SystemProvider
+from monitoring.metrics.rollups import RequestRollups
+from monitoring.metrics.system import SAMPLE_RETENTION_SECONDS, SystemSampler
+from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
+from monitoring.security.rate_limits import api_key_or_address
+from monitoring.store.metrics_tables import request_rollups, system_samples
+from monitoring.store.retention import RetentionRule
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__, url_prefix="/api/monitoring")
 
-CATEGORIES = ("system",)
+# Every category the export knows; later features register the providers of the last ones.
+CATEGORIES = ("system", "performance", "business", "errors", "health", "uptime", "alerts")
+# Leader-only: merging minute rows into hour rows needs doing once, not once per worker.
+DOWNSAMPLE_INTERVAL = 600.0
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
 
 
-def system_metrics() -> dict[str, object]:
-    monitoring = current_monitoring()
-    return {"scheduler": monitoring.scheduler.describe()}
+def install(monitoring: Monitoring, app: Flask) -> None:
+    settings = monitoring.settings
+    assert settings is not None
+    # Request timing for the monitored app (this service, or a host app calling Monitoring(app)).
+    middleware.install(monitoring, app)
+    rollups = RequestRollups(monitoring.store, monitoring.clock)
+    monitoring.scheduler.add_global("metrics_downsample", rollups.downsample, DOWNSAMPLE_INTERVAL)
+
+    sampler = SystemSampler(monitoring.store, monitoring.clock, monitoring.scheduler.instance.instance_id)
+    sampler.prime()
+    monitoring.scheduler.add_process("system_sample", sampler.sample, settings.system_sample_interval)
+
+    monitoring.retention_rules += [
+        RetentionRule(request_rollups, request_rollups.c.bucket_start, settings.metrics_retention_days * DAY),
+        RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS),
+    ]
+    monitoring.metric_categories["performance"] = PerformanceProvider(rollups)
+    monitoring.metric_categories["system"] = SystemProvider(
+        monitoring.store, monitoring.scheduler.describe, settings.system_sample_interval
+    )
+    # Per key, not per address: one scraper's budget is not another team's. The default
+    # per-address limit still applies on top (override_defaults=False), as on every endpoint.
+    monitoring.limiter.limit(settings.ratelimit_export, key_func=api_key_or_address, override_defaults=False)(bp)
+
+
+def _window(monitoring: Monitoring) -> TimeWindow:
+    raw = request.args.get("window") or DEFAULT_WINDOW
+    assert monitoring.settings is not None
+    try:
+        return parse_window(raw, monitoring.clock.now(), monitoring.settings.metrics_retention_days * DAY)
+    except ValueError as exc:
+        raise ApiError(400, f"{exc} (got {raw[:40]!r})", "invalid_parameter") from None
+
+
+def _include_internal() -> bool:
+    raw = (request.args.get("include_internal") or "false").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ApiError(400, "include_internal must be true or false", "invalid_parameter")
+
+
+def _categories(monitoring: Monitoring) -> list[str]:
+    known = list(CATEGORIES) + sorted(set(monitoring.metric_categories) - set(CATEGORIES))
+    category = request.args.get("category")
+    if category is None or category == "":
+        return known
+    if category not in known:
+        raise ApiError(400, f"unknown category {category[:40]!r}; valid: {', '.join(known)}", "invalid_parameter")
+    return [category]
+
+
+def _section(monitoring: Monitoring, name: str, window: TimeWindow, include_internal: bool) -> Section:
+    provider = monitoring.metric_categories.get(name)
+    if provider is None:
+        return Unavailable(f"no {name} figures in this service yet: their provider is not installed")
+    try:
+        if isinstance(provider, PerformanceProvider):
+            return provider.report(window, include_internal)
+        report = provider(window)
+    except Exception:
+        # One failing category must not take the whole export (and every scraper) down with it.
+        log.exception("metrics provider %s failed", name)
+        return Unavailable(f"the {name} figures could not be computed; the details are in the server log")
+    if not isinstance(report, CategoryReport):
+        log.error("metrics provider %s returned %s, not a CategoryReport", name, type(report).__name__)
+        return Unavailable(f"the {name} figures could not be computed; the details are in the server log")
+    return report
 
 
 @bp.get("/metrics")
 @require_key(METRICS)
 def metrics():  # type: ignore[no-untyped-def]
-    category = request.args.get("category")
-    if category is not None and category not in CATEGORIES:
-        raise ApiError(400, f"unknown category {category!r}; valid: {', '.join(CATEGORIES)}", "invalid_parameter")
-    body: dict[str, object] = {"timestamp": isoformat(current_monitoring().clock.now())}
-    if category in (None, "system"):
-        body["system"] = system_metrics()
-    return jsonify(body)
+    monitoring = current_monitoring()
+    output = request.args.get("format") or "json"
+    if output not in FORMATS:
+        raise ApiError(400, f"unknown format {output[:40]!r}; valid: {', '.join(FORMATS)}", "invalid_parameter")
+    names = _categories(monitoring)
+    window = _window(monitoring)
+    include_internal = _include_internal()
+    sections = {name: _section(monitoring, name, window, include_internal) for name in names}
+    if output == "prometheus":
+        body, content_type = render_prometheus(sections, request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
+    if output == "datadog":
+        assert monitoring.settings is not None
+        return jsonify(
+            render_datadog(sections, window.end, socket.gethostname(), (f"zone:{monitoring.settings.zone}",))
+        )
+    return jsonify(render_json(monitoring.clock.now(), window, sections))
 
+
+def _number(description: str) -> dict[str, Any]:
+    return {"type": ["number", "null"], "description": description}
+
+
+_UNAVAILABLE = {
+    "type": "object",
+    "required": ["available", "reason"],
+    "properties": {"available": {"const": False}, "reason": {"type": "string"}},
+}
+
+_PERFORMANCE = {
+    "type": "object",
+    "description": "Request figures over the window, from the store (every worker answers the same). "
+    "The newest METRICS_FLUSH_INTERVAL seconds are not flushed yet.",
+    "properties": {
+        "api.response_time.p50": _number("Median response time, ms (within 1 %)."),
+        "api.response_time.p95": _number("95th percentile response time, ms (within 1 %)."),
+        "api.response_time.p99": _number("99th percentile response time, ms (within 1 %)."),
+        "api.response_time.mean": _number("Mean response time, ms."),
+        "requests.count": {"type": "integer"},
+        "requests.per_second": {"type": "number"},
+        "requests.per_minute": {"type": "number"},
+        "errors.count": {"type": "integer", "description": "5xx responses (unhandled exceptions count as 500)."},
+        "errors.rate": {"type": "number", "description": "5xx responses per minute."},
+        "errors.share": {"type": "number", "description": "5xx responses over all responses, 0-1."},
+        "status": {"type": "object", "additionalProperties": {"type": "integer"},
+                   "description": "Responses per status class: 1xx ... 5xx."},
+        "scope": {
+            "type": "object",
+            "properties": {
+                "internal": {"enum": ["excluded", "included"]},
+                "internalRequests": {"type": "integer",
+                                     "description": "Requests to the monitoring endpoints in the window."},
+                "note": {"type": ["string", "null"]},
+                "coveredFrom": {"type": "string", "format": "date-time",
+                                "description": "Start of the first rollup read: the window widened to whole minutes "
+                                "(whole hours beyond 48 h). Rates divide by the covered seconds."},
+                "coveredSeconds": {"type": "number"},
+                "percentileRelativeError": {"type": "number"},
+            },
+        },
+        "routes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string"},
+                    "route": {"type": "string", "description": "URL rule template, or <unmatched>."},
+                    "internal": {"type": "boolean"},
+                    "count": {"type": "integer"},
+                    "errors": {"type": "integer"},
+                    "p50": _number("ms"),
+                    "p95": _number("ms"),
+                    "p99": _number("ms"),
+                    "mean": _number("ms"),
+                    "max": _number("ms"),
+                    "status": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
+    },
+}
+
+_SYSTEM = {
+    "type": "object",
+    "description": "Resources from each process's latest sample (every SYSTEM_SAMPLE_INTERVAL seconds; samples "
+    "are kept 48 h) and the scheduler: who leads and when each global job last ran.",
+    "properties": {
+        "system.memory.usage": _number("Memory in use, % of the cgroup limit when one applies, else of the host."),
+        "system.memory.usage.avg": _number("Average over the window, %."),
+        "system.memory.usage.max": _number("Highest in the window, %."),
+        "system.cpu.usage": _number("Host CPU, % of all CPUs."),
+        "process.cpu.usage": _number("All live workers together, % of one CPU."),
+        "process.memory.rss": {"type": ["integer", "null"], "description": "All live workers' RSS, bytes."},
+        "process.open_fds": {"type": ["integer", "null"]},
+        "process.threads": {"type": ["integer", "null"]},
+        "store.size": {"type": ["integer", "null"], "description": "Disk used by the store, bytes."},
+        "hosts": {"type": "array", "items": {"type": "object"}},
+        "workers": {"type": "array", "items": {"type": "object"}},
+        "samples": {"type": "object"},
+        "scheduler": {"type": "object"},
+    },
+}
 
 OPENAPI_PATHS = {
     "/api/monitoring/metrics": {
         "get": {
             "summary": "Metrics export",
+            "description": "Figures by category over a window, as JSON (default), Prometheus text or OpenMetrics "
+            "(`format=prometheus`; OpenMetrics when `Accept: application/openmetrics-text`), or a Datadog "
+            "`POST /api/v1/series` body (`format=datadog`). A known category whose provider is not installed "
+            "yet answers `{\"available\": false, \"reason\"}`. Rate limited per key by RATELIMIT_EXPORT.",
             "tags": ["metrics"],
             "security": [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
             "parameters": [
-                {"name": "category", "in": "query", "schema": {"type": "string", "enum": list(CATEGORIES)}},
+                {"name": "category", "in": "query", "schema": {"type": "string", "enum": list(CATEGORIES)},
+                 "description": "One category; all of them when absent."},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
+                {"name": "window", "in": "query",
+                 "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,5}[mhd]$", "default": DEFAULT_WINDOW},
+                 "description": "How far back the figures reach: a whole number of m, h or d, from 1m to "
+                 f"METRICS_RETENTION_DAYS, e.g. {', '.join(EXAMPLES)}. Prometheus counters and buckets are running "
+                 "totals and do not depend on it."},
+                {"name": "include_internal", "in": "query", "schema": {"type": "boolean", "default": False},
+                 "description": "Count requests to the monitoring endpoints themselves in the performance figures."},
+                {"name": "Accept", "in": "header", "schema": {"type": "string"},
+                 "description": "With format=prometheus, `application/openmetrics-text` selects OpenMetrics 1.0."},
             ],
             "responses": {
                 "200": {
-                    "description": "Metrics by category.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "description": "Metrics by category: JSON, Prometheus text exposition 0.0.4 (text/plain), "
+                    "OpenMetrics 1.0 ending with `# EOF`, or the Datadog series body (JSON).",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["timestamp", "window"],
+                                "properties": {
+                                    "timestamp": {"type": "string", "format": "date-time"},
+                                    "window": {
+                                        "type": "object",
+                                        "properties": {
+                                            "label": {"type": "string"},
+                                            "from": {"type": "string", "format": "date-time"},
+                                            "to": {"type": "string", "format": "date-time"},
+                                            "seconds": {"type": "number"},
+                                        },
+                                    },
+                                    "performance": {"oneOf": [_PERFORMANCE, _UNAVAILABLE]},
+                                    "system": {"oneOf": [_SYSTEM, _UNAVAILABLE]},
+                                    "series": {
+                                        "type": "array",
+                                        "description": "format=datadog: the body for Datadog's POST /api/v1/series.",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "metric": {"type": "string"},
+                                                "points": {"type": "array", "items": {"type": "array"}},
+                                                "type": {"enum": ["gauge", "count", "rate"]},
+                                                "interval": {"type": "integer"},
+                                                "host": {"type": "string"},
+                                                "tags": {"type": "array", "items": {"type": "string"}},
+                                            },
+                                        },
+                                    },
+                                },
+                                "additionalProperties": {"type": "object"},
+                            }
+                        },
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}},
+                    },
                 },
                 "400": {"$ref": "#/components/responses/BadRequest"},
                 "401": {"$ref": "#/components/responses/Unauthorized"},

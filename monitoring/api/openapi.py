@@ -71,16 +71,10 @@ COMPONENTS: dict[str, Any] = {
     },
 }
 
-# Modules whose OPENAPI_PATHS make up the document, in the order they appear.
-API_MODULES = [
-    "monitoring.api.health",
-    "monitoring.api.metrics",
-    "monitoring.api.audit",
-    "monitoring.api.openapi",
-]
-
 
 def build_document(version: str = "0.1.0") -> dict[str, Any]:
+    from monitoring.api import API_MODULES
+
     paths: dict[str, Any] = {}
     for name in API_MODULES:
         paths.update(importlib.import_module(name).OPENAPI_PATHS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,6 @@ _active: SentryOptions | None = None
 def init_sentry(options: SentryOptions) -> bool:
     """Start sentry-sdk with these options; False when it already runs with exactly them."""
     import sentry_sdk
-    from sentry_sdk.integrations.flask import FlaskIntegration
     from sentry_sdk.integrations.logging import ignore_logger
 
     global _active
@@ -82,24 +82,36 @@ def init_sentry(options: SentryOptions) -> bool:
         if _active == options and sentry_sdk.get_client().is_active():
             return False
         _close_client(options.shutdown_timeout)
-        sentry_sdk.init(
-            dsn=options.dsn,
-            environment=options.environment,
-            release=options.release,
-            send_default_pii=False,
-            before_send=scrub_event,
-            before_breadcrumb=scrub_breadcrumb,
-            before_send_transaction=scrub_event,
-            # None, not 0: with None the SDK creates no spans at all, so tracing costs nothing when off.
-            traces_sample_rate=options.traces_sample_rate or None,
-            shutdown_timeout=options.shutdown_timeout,
-            # Transactions named by URL rule (/tickets/<id>), never by the raw path.
-            integrations=[FlaskIntegration(transaction_style="url")],
-        )
+        with warnings.catch_warnings():
+            # sentry-sdk 2.x calls send_default_pii deprecated (in favour of data_collection) but
+            # still honours it; we set it explicitly so that no SDK default can ever turn PII on.
+            warnings.filterwarnings("ignore", message="The send_default_pii option is deprecated",
+                                    category=DeprecationWarning)
+            _start_client(options)
         for name in DUPLICATE_REPORTING_LOGGERS:
             ignore_logger(name)
         _active = options
         return True
+
+
+def _start_client(options: SentryOptions) -> None:
+    import sentry_sdk
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    sentry_sdk.init(
+        dsn=options.dsn,
+        environment=options.environment,
+        release=options.release,
+        send_default_pii=False,
+        before_send=scrub_event,
+        before_breadcrumb=scrub_breadcrumb,
+        before_send_transaction=scrub_event,
+        # None, not 0: with None the SDK creates no spans at all, so tracing costs nothing when off.
+        traces_sample_rate=options.traces_sample_rate or None,
+        shutdown_timeout=options.shutdown_timeout,
+        # Transactions named by URL rule (/tickets/<id>), never by the raw path.
+        integrations=[FlaskIntegration(transaction_style="url")],
+    )
 
 
 def _close_client(timeout: float) -> None:

@@ -4,8 +4,9 @@ Capture happens on the request thread (the Flask adapter calls ``ErrorTracker.ca
 from the ``got_request_exception`` signal), so it only touches memory: the fingerprint, a
 sanitised trace for a group not yet pending, and counters. Every process flushes its
 pending captures to the store on the per-process flush job (and at worker exit); the store
-then holds, per fingerprint, the count, first and last seen, the latest sanitised stack
-trace, and counts per 10-second bucket for rates over any window.
+then holds, per fingerprint, the count, first and last seen, one sanitised message and stack
+trace (a recent occurrence's: each flush brings the first it captured, and the newest flush
+wins), and counts per 10-second bucket for rates over any window.
 
 The fingerprint is the exception type plus the innermost frame of *our* code: the
 deepest frame that is not in the standard library or an installed package, named by
@@ -14,6 +15,7 @@ A ``KeyError`` raised inside ``json`` from ``checkout()`` groups under ``checkou
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import case, func, select
 
 from monitoring.clock import Clock, isoformat
@@ -64,6 +67,7 @@ def _library_directories() -> tuple[str, ...]:
 _LIBRARY_DIRECTORIES = _library_directories()
 
 
+@functools.lru_cache(maxsize=4096)  # realpath costs a few system calls; a trace repeats its files
 def is_our_code(filename: str) -> bool:
     """True for a frame of the monitored app; False for the standard library and installed packages."""
     if not filename or filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
@@ -102,7 +106,8 @@ def fingerprint(exc: BaseException) -> Fingerprint:
     tb: TracebackType | None = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        frame = (str(tb.tb_frame.f_globals.get("__name__", "")), getattr(code, "co_qualname", code.co_name), tb.tb_lineno)
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        frame = (module, getattr(code, "co_qualname", code.co_name), tb.tb_lineno)
         innermost = frame
         if is_our_code(code.co_filename):
             chosen = frame
@@ -393,7 +398,8 @@ def error_figures(store: Store, window: TimeWindow, requests: int | None, top: i
             .order_by(per_group.c.in_window.desc(), error_groups.c.last_seen.desc())
             .limit(top)
         ).all()
-    return ErrorFigures(window, int(count), int(total or 0), requests, [_group(row, int(row.in_window)) for row in rows])
+    top_groups = [_group(row, int(row.in_window)) for row in rows]
+    return ErrorFigures(window, int(count), int(total or 0), requests, top_groups)
 
 
 # --- the ``errors`` metric category ---------------------------------------------------------
@@ -403,8 +409,6 @@ def errors_report(figures: ErrorFigures) -> CategoryReport:
     """JSON under the system description's names (``errors.rate`` in errors/min), Prometheus in
     base units, Datadog under ``errors.unhandled.*`` (the performance category already sends
     ``errors.rate`` for 5xx responses, and Datadog series share one namespace)."""
-    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
-
     share = figures.share
     body = {
         "errors.count": figures.count,
@@ -419,7 +423,7 @@ def errors_report(figures: ErrorFigures) -> CategoryReport:
         "Unhandled exceptions captured in the monitored app since the store began, all workers and hosts.",
         value=figures.total,
     )
-    prometheus: list[Any] = [total]
+    prometheus: list[Metric] = [total]
     if share is not None:
         ratio = GaugeMetricFamily(
             "centinela_error_share_ratio",
@@ -436,3 +440,15 @@ def errors_report(figures: ErrorFigures) -> CategoryReport:
     if share is not None:
         datadog.append(DatadogPoint("errors.unhandled.share", share))
     return CategoryReport(json=body, prometheus=prometheus, datadog=datadog)
+
+
+class ErrorsProvider:
+    """``monitoring.metric_categories["errors"]``."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def __call__(self, window: TimeWindow) -> CategoryReport:
+        requests = requests_in_window(self.store, self.clock, window)
+        return errors_report(error_figures(self.store, window, requests))

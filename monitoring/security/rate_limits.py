@@ -37,7 +37,4 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
     )
     limiter.init_app(app)
-    from monitoring.api import health
-
-    limiter.limit(settings.ratelimit_health)(health.bp)
     return limiter

@@ -1,0 +1,208 @@
+"""Which notifications the firing alerts cause now, decided inside the evaluation's write
+transaction and enqueued in it (DESIGN invariant 4: the change and its notifications commit
+together, or neither does).
+
+* Muting. A firing alert matched by an active silence, inside a maintenance window that
+  covers its ``service`` (an unscoped window covers every alert), or inhibited by another
+  firing alert is muted: tracked and shown, never sent, never escalated. When the mute ends
+  and the alert still fires, it is sent at once (no group wait, no repeat interval).
+* Grouping. Alerts with the same group labels (the rule's ``group_by``, by default
+  ``service``) go out as one notification: a new alert waits ALERT_GROUP_WAIT for others of
+  its group; when the first of a group is due, every unsent alert of the group goes with it.
+* Repeat. A firing, unacknowledged, unmuted alert is sent again ALERT_REPEAT_INTERVAL after
+  its last notification.
+* Escalation. A firing, unacknowledged, unmuted alert escalates once, its severity's delay
+  after it was first sent (critical: at once, with its first notification), to the
+  escalation channel; ``escalated_at`` is recorded on the alert.
+* Acknowledged alerts are neither repeated nor escalated, and an acknowledged alert that was
+  never sent is not sent at all: whoever acknowledged it already knows.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy.engine import Connection
+
+from monitoring.alerts.inhibition import InhibitRule, inhibited_by
+from monitoring.alerts.lifecycle import FIRING, INHIBITION, MAINTENANCE, SILENCE, Alert, AlertLedger
+from monitoring.alerts.policy import AlertPolicy
+from monitoring.alerts.silences import Silence
+from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING as FIRING_EVENT, RESOLVED as RESOLVED_EVENT, \
+    Notification
+
+
+@dataclass
+class DispatchRun:
+    """What one dispatch decided (for the job's result and the tests)."""
+
+    notifications: list[Notification] = field(default_factory=list)
+    muted: int = 0
+    unmuted: int = 0
+
+    def count(self, event: str) -> int:
+        return sum(1 for n in self.notifications if n.event == event)
+
+
+class Notifier:
+    """Builds notifications for alerts and enqueues them with the caller's connection."""
+
+    def __init__(self, outbox: Any, ledger: AlertLedger, external_url: str = "") -> None:
+        self.outbox = outbox
+        self.ledger = ledger
+        self.external_url = external_url.rstrip("/")
+
+    def generator_url(self, alert: Alert) -> str:
+        if not self.external_url:
+            return ""
+        return f"{self.external_url}/api/monitoring/alerts?action=history&fingerprint={alert.fingerprint}"
+
+    def send(self, conn: Connection, event: str, group: Sequence[Alert], now: float, ordinals: Sequence[int],
+             actor: str = "") -> Notification:
+        """One notification about ``group`` (alerts of one group key); recorded on each alert's history."""
+        parts = [f"{a.id}.{n}" for a, n in zip(group, ordinals)]
+        if len(group) == 1:
+            notification_id = f"{group[0].fingerprint}:{event}:{parts[0]}"
+        else:
+            digest = hashlib.sha256("|".join(sorted(parts)).encode()).hexdigest()[:20]
+            notification_id = f"group-{digest}:{event}"
+        notification = Notification(
+            id=notification_id,
+            event=event,
+            alerts=tuple(a.snapshot(self.generator_url(a)) for a in group),
+            group_labels=group[0].group_labels,
+            escalated=any(a.escalated_at is not None for a in group),
+        )
+        keys = self.outbox.enqueue(conn, notification)
+        for alert in group:
+            self.ledger.event(conn, alert, "notified", now, actor, notification=notification_id, event=event,
+                              alerts=len(group), deliveries=len(keys))
+        return notification
+
+
+def by_group(alerts: Iterable[Alert]) -> dict[str, list[Alert]]:
+    groups: dict[str, list[Alert]] = defaultdict(list)
+    for alert in alerts:
+        groups[alert.group_key].append(alert)
+    return groups
+
+
+def mute_reason(
+    alert: Alert,
+    now: float,
+    silences: Sequence[Silence],
+    maintenance: Sequence[Any],
+    inhibitions: Sequence[InhibitRule],
+    firing: Sequence[tuple[str, dict[str, str]]],
+) -> str:
+    """``silence:<id>``, ``maintenance:<window id>``, ``inhibition:<source fingerprint>``, or "" (not muted)."""
+    for silence in silences:
+        if silence.silences(alert.labels, now):
+            return f"{SILENCE}:{silence.id}"
+    service = alert.labels.get("service") or None
+    for occurrence in maintenance:
+        if occurrence.covers(service):
+            return f"{MAINTENANCE}:{occurrence.window_id}"
+    source = inhibited_by(inhibitions, alert.labels, alert.fingerprint, firing)
+    return f"{INHIBITION}:{source}" if source else ""
+
+
+def dispatch(
+    conn: Connection,
+    open_alerts: Sequence[Alert],
+    now: float,
+    policy: AlertPolicy,
+    notifier: Notifier,
+    silences: Sequence[Silence],
+    maintenance: Sequence[Any],
+    inhibitions: Sequence[InhibitRule],
+) -> DispatchRun:
+    """Decide and enqueue what the open alerts cause now; every changed alert is saved."""
+    run = DispatchRun()
+    ledger = notifier.ledger
+    firing = [a for a in open_alerts if a.state == FIRING]
+    firing_labels = [(a.fingerprint, a.labels) for a in firing]
+    changed: dict[int, Alert] = {}
+
+    for alert in firing:
+        reason = mute_reason(alert, now, silences, maintenance, inhibitions, firing_labels)
+        if reason == alert.muted:
+            continue
+        if reason:
+            ledger.event(conn, alert, "muted", now, reason=reason)
+            run.muted += 1
+        else:
+            ledger.event(conn, alert, "unmuted", now, was=alert.muted)
+            alert.resend_now = True  # still firing when the mute ended: sent at once
+            run.unmuted += 1
+        alert.muted, alert.muted_since = reason, (now if reason else None)
+        changed[id(alert)] = alert
+
+    sendable = [a for a in firing if not a.muted and not a.acknowledged]
+    for group in by_group(sendable).values():
+        unsent = [a for a in group if a.first_notified_at is None]
+        first_due = any(a.resend_now or (a.notify_after or now) <= now for a in unsent)
+        outgoing = [
+            a for a in group
+            if (a.first_notified_at is None and first_due)
+            or (a.first_notified_at is not None
+                and (a.resend_now or now >= (a.last_notified_at or now) + policy.repeat_interval))
+        ]
+        if not outgoing:
+            continue
+        ordinals = [a.notifications + 1 for a in outgoing]
+        run.notifications.append(notifier.send(conn, FIRING_EVENT, outgoing, now, ordinals))
+        for alert in outgoing:
+            alert.notifications += 1
+            alert.first_notified_at = alert.first_notified_at or now
+            alert.last_notified_at = now
+            alert.resend_now = False
+            changed[id(alert)] = alert
+
+    due: list[Alert] = []
+    for alert in sendable:
+        delay = policy.escalation_delay(alert.severity)
+        if (
+            delay is not None
+            and alert.escalated_at is None
+            and alert.first_notified_at is not None
+            and now >= alert.first_notified_at + delay
+        ):
+            due.append(alert)
+    for group in by_group(due).values():
+        for alert in group:
+            alert.escalated_at = now
+            changed[id(alert)] = alert
+        run.notifications.append(notifier.send(conn, ESCALATED, group, now, [1] * len(group)))
+
+    for alert in changed.values():
+        alert.updated_at = now
+        ledger.save(conn, alert)
+    return run
+
+
+def resolved_notifications(conn: Connection, resolved: Sequence[Alert], now: float, notifier: Notifier,
+                           actor: str = "") -> list[Notification]:
+    """One resolved notification per group (and escalation) for the alerts whose firing was sent.
+
+    A resolved notification follows every firing one, even under a silence or in maintenance:
+    a receiver told that something fires is told when it stops (PagerDuty closes the incident).
+    """
+    told = [a for a in resolved if a.first_notified_at is not None]
+    sent = []
+    groups: dict[tuple[str, bool], list[Alert]] = defaultdict(list)
+    for alert in told:
+        groups[(alert.group_key, alert.escalated_at is not None)].append(alert)
+    for group in groups.values():
+        sent.append(notifier.send(conn, RESOLVED_EVENT, group, now, [1] * len(group), actor))
+    return sent
+
+
+def acknowledged_notification(conn: Connection, alert: Alert, now: float, notifier: Notifier,
+                              actor: str) -> Notification | None:
+    """PagerDuty ``acknowledge`` (and the other channels' note) for an alert its receivers were told about."""
+    if alert.first_notified_at is None:
+        return None
+    return notifier.send(conn, ACKNOWLEDGED, [alert], now, [1], actor)

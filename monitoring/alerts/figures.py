@@ -1,0 +1,186 @@
+"""The figures rules read, as samples: a label set and a value, over a window ending now.
+
+Rules name a figure in one flat namespace:
+
+* five **built-in** figures, read straight from the store with the exact meaning the default
+  rules need (a ratio where the threshold is a ratio, ms where it is ms), and cheap enough to
+  read every ALERT_EVALUATION_INTERVAL;
+* **any exported figure**: the dotted name of a point in the metrics export's Datadog form
+  (``api.response_time.p99``, ``health.dependency.response_time``, ``payments.count``,
+  ``notifications.deliveries`` ...), whose tags become labels (``route:/tickets/<id>`` is
+  ``route="/tickets/<id>"``). Those names are unique across categories, so one name finds
+  its figure wherever it comes from, and a category added later is readable without a
+  change here. The providers compute whole categories, so a reader computes each category
+  once per window per evaluation.
+
+A figure with no data in the window (no requests, no payments) gives no sample, so an alert
+on it resolves rather than firing on a made-up 0.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import func, select
+
+from monitoring.business.events import FAILED
+from monitoring.clock import Clock
+from monitoring.health.circuit import CLOSED
+from monitoring.health.status import UNHEALTHY
+from monitoring.metrics.categories import CategoryReport, TimeWindow
+from monitoring.metrics.rollups import RequestFigures, RequestRollups
+from monitoring.metrics.system import system_figures
+from monitoring.metrics.windows import format_window
+from monitoring.store.business_tables import payment_events
+from monitoring.store.database import Store
+
+ERROR_RATE = "error_rate"
+API_P95_MS = "api_p95_ms"
+PAYMENT_FAILURE_RATE = "payment_failure_rate"
+MEMORY_USAGE = "memory_usage_percent"
+DEPENDENCY_DOWN = "dependency_down"
+
+BUILTIN_FIGURES: dict[str, str] = {
+    ERROR_RATE: "Share (0-1) of the monitored app's requests in the window answered with a 5xx; the monitoring "
+                "endpoints are left out. No sample when there were no requests.",
+    API_P95_MS: "95th percentile response time in ms of the monitored app's requests in the window (within 1 %); "
+                "monitoring endpoints left out. No sample when there were no requests.",
+    PAYMENT_FAILURE_RATE: "Share (0-1) of the payments recorded in the window that failed. No sample when there "
+                          "were none.",
+    MEMORY_USAGE: "Memory in use, % of the limit that applies (container, else host), from each host's latest "
+                  "sample; label host.",
+    DEPENDENCY_DOWN: "Per health-checked dependency (labels service, critical): 1 when its latest check failed or "
+                     "its circuit breaker is open or half open, else 0.",
+}
+INCLUDE_NOW = 0.001
+_EXPORTED_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
+
+
+def is_figure_name(name: str) -> bool:
+    return name in BUILTIN_FIGURES or (len(name) <= 100 and _EXPORTED_NAME.fullmatch(name) is not None)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One label set of a figure, its value, and a short public detail ("connection refused")."""
+
+    labels: Mapping[str, str]
+    value: float
+    detail: str = ""
+
+
+class FigureUnavailable(RuntimeError):
+    """The figure could not be read: its provider failed, or nothing exports it."""
+
+
+@dataclass
+class FigureReader:
+    """Reads figures for one evaluation at ``now``; each source is read once per window."""
+
+    store: Store
+    clock: Clock
+    now: float
+    categories: Mapping[str, Callable[[TimeWindow], CategoryReport]]
+    health_snapshot: Callable[[], Any] | None = None
+    memory_live_within: float = 50.0
+    _requests: dict[float, RequestFigures] = field(default_factory=dict)
+    _reports: dict[tuple[str, float], CategoryReport | Exception] = field(default_factory=dict)
+    _health: Any = None
+
+    def window(self, seconds: float) -> TimeWindow:
+        """The ``seconds`` up to and including now (a window's end is exclusive: an event recorded at
+        this very instant, as in a test or a burst, still counts)."""
+        return TimeWindow(self.now - seconds, self.now + INCLUDE_NOW, format_window(seconds))
+
+    def samples(self, figure: str, window_seconds: float) -> list[Sample]:
+        if figure == ERROR_RATE:
+            requests = self._request_figures(window_seconds)
+            return [Sample({}, requests.errors / requests.count)] if requests.count else []
+        if figure == API_P95_MS:
+            requests = self._request_figures(window_seconds)
+            (p95,) = requests.histogram.quantiles((0.95,))
+            return [] if p95 is None or not requests.count else [Sample({}, round(p95 * 1000.0, 3))]
+        if figure == PAYMENT_FAILURE_RATE:
+            return self._payment_failure_rate(self.window(window_seconds))
+        if figure == MEMORY_USAGE:
+            figures = system_figures(self.store, self.window(window_seconds), self.memory_live_within)
+            return [Sample({"host": h.hostname}, h.memory_percent) for h in figures.host_latest()]
+        if figure == DEPENDENCY_DOWN:
+            return self._dependencies()
+        return self._exported(figure, window_seconds)
+
+    def _request_figures(self, window_seconds: float) -> RequestFigures:
+        if window_seconds not in self._requests:
+            rollups = RequestRollups(self.store, self.clock)
+            self._requests[window_seconds] = rollups.figures(self.window(window_seconds), include_internal=False)
+        return self._requests[window_seconds]
+
+    def _payment_failure_rate(self, window: TimeWindow) -> list[Sample]:
+        p = payment_events
+        with self.store.read() as conn:
+            counts = dict(
+                conn.execute(
+                    select(p.c.outcome, func.count())
+                    .where(p.c.at >= window.start, p.c.at < window.end)
+                    .group_by(p.c.outcome)
+                ).all()
+            )
+        total = sum(int(n) for n in counts.values())
+        return [Sample({}, int(counts.get(FAILED, 0)) / total)] if total else []
+
+    def _dependencies(self) -> list[Sample]:
+        if self.health_snapshot is None:
+            raise FigureUnavailable("no health checks in this service")
+        if self._health is None:
+            self._health = self.health_snapshot()
+        samples = []
+        for name, service in self._health.services.items():
+            breaker_open = service.circuit is not None and service.circuit.state != CLOSED
+            down = service.status == UNHEALTHY or breaker_open
+            detail = "circuit breaker open" if breaker_open else (service.error or service.status)
+            samples.append(Sample({"service": name, "critical": str(service.critical).lower()}, float(down),
+                                  detail if down else ""))
+        return samples
+
+    def _report(self, category: str, window_seconds: float) -> CategoryReport | Exception:
+        key = (category, window_seconds)
+        if key not in self._reports:
+            try:
+                self._reports[key] = self.categories[category](self.window(window_seconds))
+            except Exception as exc:  # one failing category must not hide the others' figures
+                self._reports[key] = exc
+        return self._reports[key]
+
+    def _exported(self, figure: str, window_seconds: float) -> list[Sample]:
+        found: list[Sample] = []
+        failures: list[str] = []
+        for category in sorted(self.categories):
+            report = self._report(category, window_seconds)
+            if isinstance(report, Exception):
+                failures.append(f"{category}: {type(report).__name__}")
+                continue
+            for point in report.datadog:
+                if point.metric == figure:
+                    found.append(Sample(labels_from_tags(point.tags), float(point.value)))
+        if not found and failures:
+            raise FigureUnavailable(f"{figure}: categories failed ({'; '.join(failures)})")
+        return found
+
+    def exported_names(self, window_seconds: float) -> set[str]:
+        """Every figure the categories export right now (for warnings about a rule's figure)."""
+        names: set[str] = set()
+        for category in self.categories:
+            report = self._report(category, window_seconds)
+            if not isinstance(report, Exception):
+                names.update(point.metric for point in report.datadog)
+        return names
+
+
+def labels_from_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    """Datadog tags (``route:/x``) as labels; a tag without a value becomes a label with an empty value."""
+    labels: dict[str, str] = {}
+    for tag in tags:
+        name, _, value = tag.partition(":")
+        labels[re.sub(r"[^a-z0-9_]", "_", name.lower())] = value
+    return labels

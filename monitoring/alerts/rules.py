@@ -1,0 +1,342 @@
+"""Alert rules: what a rule is, how one is validated, the five defaults, and the rule book
+(defaults from the environment, overlaid by the changes made through the API, which persist
+in the store and are audited with their before and after).
+
+A rule reads one figure (``figures.py``) over its window, keeps the label sets its matchers
+select, and compares each value with its threshold. A label set over the threshold for
+``for`` seconds fires; a firing one stays firing ``keep_firing_for`` seconds after it stops
+breaching, which damps flapping.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Connection
+
+from config import Settings
+from monitoring.alerts.admin import Actor, InvalidRule
+from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, ERROR_RATE, MEMORY_USAGE, \
+    PAYMENT_FAILURE_RATE, is_figure_name
+from monitoring.alerts.matchers import MATCHES, Matcher, parse_matchers, to_json as matchers_json
+from monitoring.alerts.policy import format_duration, parse_duration
+from monitoring.clock import Clock
+from monitoring.errors.sanitiser import sanitise_text
+from monitoring.notify.model import SEVERITIES
+from monitoring.security.audit import CONFIG_CHANGE, AuditLog
+from monitoring.store.alerts_tables import alert_rules
+from monitoring.store.database import Store
+
+DEFAULT = "default"
+CUSTOM = "custom"
+MANUAL_ALERT = "ManualAlert"  # the alertname of alerts raised with action=trigger
+
+COMPARISONS: dict[str, Any] = {
+    ">": lambda v, t: v > t,
+    ">=": lambda v, t: v >= t,
+    "<": lambda v, t: v < t,
+    "<=": lambda v, t: v <= t,
+    "==": lambda v, t: v == t,
+    "!=": lambda v, t: v != t,
+}
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+LABEL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+RESERVED_LABELS = ("alertname", "severity")
+MAX_LABELS = 20
+MAX_GROUP_BY = 10
+MAX_SUMMARY = 300
+MAX_DESCRIPTION = 1000
+MAX_URL = 500
+MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
+MAX_HOLD = 86400.0  # for / keep_firing_for
+FIELDS = ("name", "figure", "match", "comparison", "threshold", "window", "for", "keep_firing_for", "severity",
+          "labels", "summary", "description", "runbook_url", "group_by", "enabled")
+REQUIRED = ("name", "figure", "comparison", "threshold", "severity", "summary")
+
+
+class RuleNotFound(LookupError):
+    pass
+
+
+class RuleExists(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    figure: str
+    comparison: str
+    threshold: float
+    severity: str
+    summary: str
+    window: float = 300.0
+    for_seconds: float = 0.0
+    keep_firing_for: float = 0.0
+    match: tuple[Matcher, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    runbook_url: str = ""
+    group_by: tuple[str, ...] = ("service",)
+    enabled: bool = True
+    origin: str = CUSTOM  # default (built from the environment) or custom (added through the API)
+
+    def breaches(self, value: float) -> bool:
+        return bool(COMPARISONS[self.comparison](value, self.threshold))
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as the API shows it, and as it is stored: posting it back gives the same rule."""
+        return {
+            "name": self.name,
+            "figure": self.figure,
+            "match": matchers_json(self.match),
+            "comparison": self.comparison,
+            "threshold": self.threshold,
+            "window": format_duration(self.window),
+            "for": format_duration(self.for_seconds),
+            "keep_firing_for": format_duration(self.keep_firing_for),
+            "severity": self.severity,
+            "labels": dict(self.labels),
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": self.runbook_url,
+            "group_by": list(self.group_by),
+            "enabled": self.enabled,
+        }
+
+
+def parse_rule(data: Any, origin: str = CUSTOM) -> Rule:
+    """A complete rule from JSON; InvalidRule lists every bad field."""
+    problems: list[dict[str, str]] = []
+
+    def problem(name: str, message: str) -> None:
+        problems.append({"field": name, "message": message})
+
+    if not isinstance(data, dict):
+        raise InvalidRule([{"field": "rule", "message": "must be a JSON object"}])
+    for unknown in sorted(set(data) - set(FIELDS), key=str):
+        problem(str(unknown)[:40], f"is not a field of a rule; fields: {', '.join(FIELDS)}")
+    for name in REQUIRED:
+        if data.get(name) is None:
+            problem(name, "is required")
+    values: dict[str, Any] = {"origin": origin}
+
+    name = data.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            problem("name", "must be 1 to 64 letters, digits or '_', starting with a letter")
+        elif name == MANUAL_ALERT:
+            problem("name", f"{MANUAL_ALERT} is reserved for manual alerts")
+        else:
+            values["name"] = name
+    figure = data.get("figure")
+    if figure is not None:
+        if not isinstance(figure, str) or not is_figure_name(figure):
+            problem("figure", f"must be a built-in figure ({', '.join(BUILTIN_FIGURES)}) or an exported figure's "
+                              "dotted name such as api.response_time.p99")
+        else:
+            values["figure"] = figure
+    comparison = data.get("comparison")
+    if comparison is not None:
+        if comparison not in COMPARISONS:
+            problem("comparison", f"must be one of: {', '.join(COMPARISONS)}")
+        else:
+            values["comparison"] = comparison
+    threshold = data.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            problem("threshold", "must be a number")
+        else:
+            values["threshold"] = float(threshold)
+    severity = data.get("severity")
+    if severity is not None:
+        if severity not in SEVERITIES:
+            problem("severity", f"must be one of: {', '.join(SEVERITIES)}")
+        else:
+            values["severity"] = severity
+    for key, attr, low, high in (("window", "window", MIN_WINDOW, MAX_WINDOW), ("for", "for_seconds", 0.0, MAX_HOLD),
+                                 ("keep_firing_for", "keep_firing_for", 0.0, MAX_HOLD)):
+        if data.get(key) is not None:
+            try:
+                values[attr] = parse_duration(data[key], low, high)
+            except ValueError as exc:
+                problem(key, str(exc).replace("expected", "must be", 1))
+    try:
+        values["match"] = parse_matchers(data.get("match"))
+    except ValueError as exc:
+        problem("match", str(exc))
+    labels = data.get("labels", {})
+    if (
+        not isinstance(labels, dict)
+        or len(labels) > MAX_LABELS
+        or not all(isinstance(k, str) and LABEL_NAME.fullmatch(k) and k not in RESERVED_LABELS for k in labels)
+        or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in labels.values())
+    ):
+        problem("labels", f"must be an object of up to {MAX_LABELS} labels (names a-z, 0-9, '_'; not alertname or "
+                          "severity) to text of 1 to 200 characters")
+    else:
+        values["labels"] = {k: sanitise_text(v) for k, v in labels.items()}
+    for key, limit in (("summary", MAX_SUMMARY), ("description", MAX_DESCRIPTION)):
+        text = data.get(key, "" if key == "description" else None)
+        if text is None:
+            continue
+        if not isinstance(text, str) or len(text) > limit or (key == "summary" and not text.strip()):
+            problem(key, f"must be text of {'1' if key == 'summary' else '0'} to {limit} characters")
+        else:
+            values[key] = sanitise_text(text.strip())
+    runbook = data.get("runbook_url", "")
+    if not isinstance(runbook, str) or len(runbook) > MAX_URL or (runbook and not runbook.startswith(("http://", "https://"))):
+        problem("runbook_url", f"must be an http:// or https:// URL of at most {MAX_URL} characters, or empty")
+    else:
+        values["runbook_url"] = runbook
+    group_by = data.get("group_by", ["service"])
+    if (
+        not isinstance(group_by, list)
+        or len(group_by) > MAX_GROUP_BY
+        or not all(isinstance(g, str) and (LABEL_NAME.fullmatch(g) or g in RESERVED_LABELS) for g in group_by)
+    ):
+        problem("group_by", f"must be a list of up to {MAX_GROUP_BY} label names")
+    else:
+        values["group_by"] = tuple(dict.fromkeys(group_by))
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problem("enabled", "must be true or false")
+    else:
+        values["enabled"] = enabled
+    if problems:
+        raise InvalidRule(problems)
+    return Rule(**values)
+
+
+def update_rule_json(current: Rule, changes: Mapping[str, Any]) -> Rule:
+    """``current`` with ``changes`` laid over it, validated as a whole rule."""
+    if "name" in changes and changes["name"] != current.name:
+        raise InvalidRule([{"field": "name", "message": "a rule cannot be renamed; add a new rule instead"}])
+    return parse_rule({**current.to_json(), **changes}, origin=current.origin)
+
+
+# --- the defaults ---------------------------------------------------------------------------------
+
+
+def default_rules(settings: Settings) -> list[Rule]:
+    """The five rules of the system description, thresholds from the environment."""
+    database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
+    return [
+        Rule(
+            name="PaymentFailures", figure=PAYMENT_FAILURE_RATE, comparison=">",
+            threshold=settings.payment_failure_threshold, severity="critical",
+            summary="Payment failure rate {value_percent} > {threshold_percent} over {window}",
+            description="Failed payments as a share of all payments recorded in the window.",
+            window=300.0, for_seconds=0.0, keep_firing_for=300.0,
+            labels={"service": "payments", "category": "business"}, origin=DEFAULT,
+        ),
+        Rule(
+            name="HighErrorRate", figure=ERROR_RATE, comparison=">", threshold=settings.error_rate_threshold,
+            severity="high", summary="Error rate {value_percent} of requests > {threshold_percent} over {window}",
+            description="5xx responses as a share of the monitored app's requests (monitoring endpoints left out).",
+            window=300.0, labels={"service": "api", "category": "performance"}, origin=DEFAULT,
+        ),
+        Rule(
+            name="SlowApiResponse", figure=API_P95_MS, comparison=">", threshold=settings.api_response_threshold_ms,
+            severity="medium", summary="API p95 response time {value} ms > {threshold} ms over {window}",
+            description="95th percentile response time of the monitored app's requests (monitoring endpoints left out).",
+            window=300.0, for_seconds=180.0, labels={"service": "api", "category": "performance"}, origin=DEFAULT,
+        ),
+        Rule(
+            name="DatabaseUnavailable", figure=DEPENDENCY_DOWN, comparison=">", threshold=0.0, severity="critical",
+            summary="{service} is unavailable: {detail}",
+            description="The database health check fails, or its circuit breaker is open.",
+            window=300.0, match=(Matcher("service", MATCHES, database_checks),), labels={"category": "health"},
+            origin=DEFAULT,
+        ),
+        Rule(
+            name="HighMemoryUsage", figure=MEMORY_USAGE, comparison=">", threshold=settings.memory_usage_threshold,
+            severity="medium", summary="Memory usage {value}% > {threshold}% on {host}",
+            description="Memory in use over the limit that applies (the container's, else the host's).",
+            window=300.0, for_seconds=600.0, labels={"service": "system", "category": "system"}, origin=DEFAULT,
+        ),
+    ]
+
+
+# --- the rule book ----------------------------------------------------------------------------------
+
+
+class RuleBook:
+    """The rules in force: the defaults, overlaid by the changes stored through the API."""
+
+    def __init__(self, store: Store, clock: Clock, audit: AuditLog, defaults: Iterable[Rule]) -> None:
+        self.store = store
+        self.clock = clock
+        self.audit = audit
+        self.defaults = {rule.name: rule for rule in defaults}
+
+    def rules(self, conn: Connection | None = None) -> list[Rule]:
+        """Defaults first (in their order), then added rules by name."""
+        if conn is None:
+            with self.store.read() as read_conn:
+                return self.rules(read_conn)
+        stored = {row.name: row.definition for row in conn.execute(select(alert_rules.c.name, alert_rules.c.definition))}
+        merged = []
+        for name, default in self.defaults.items():
+            merged.append(self._stored_rule(stored.pop(name), DEFAULT) if name in stored else default)
+        merged += [self._stored_rule(stored[name], CUSTOM) for name in sorted(stored)]
+        return merged
+
+    def get(self, name: str, conn: Connection | None = None) -> Rule:
+        for rule in self.rules(conn):
+            if rule.name == name:
+                return rule
+        raise RuleNotFound(name)
+
+    @staticmethod
+    def _stored_rule(definition: str, origin: str) -> Rule:
+        return replace(parse_rule(json.loads(definition), origin=origin), origin=origin)
+
+    def add(self, data: Any, actor: Actor) -> Rule:
+        rule = parse_rule(data, origin=CUSTOM)
+        with self.store.write() as conn:
+            if any(r.name == rule.name for r in self.rules(conn)):
+                raise RuleExists(rule.name)
+            self._save(conn, rule, actor)
+            self._audit(conn, "alerts.add_rule", actor, None, rule)
+        return rule
+
+    def update(self, name: str, changes: Mapping[str, Any], actor: Actor) -> tuple[Rule, Rule]:
+        """Apply ``changes`` to the rule ``name``; returns (before, after)."""
+        with self.store.write() as conn:
+            before = self.get(name, conn)
+            after = update_rule_json(before, changes)
+            self._save(conn, after, actor)
+            self._audit(conn, "alerts.update_rule", actor, before, after)
+        return before, after
+
+    def remove(self, name: str, actor: Actor) -> tuple[Rule, Rule | None]:
+        """Delete an added rule, or put a default rule back to its environment default; (before, after)."""
+        with self.store.write() as conn:
+            before = self.get(name, conn)
+            conn.execute(delete(alert_rules).where(alert_rules.c.name == name))
+            after = self.defaults.get(name)
+            self._audit(conn, "alerts.delete_rule", actor, before, after)
+        return before, after
+
+    def _save(self, conn: Connection, rule: Rule, actor: Actor) -> None:
+        now = self.clock.now()
+        definition = json.dumps(rule.to_json(), sort_keys=True)
+        conn.execute(
+            self.store.insert(alert_rules)
+            .values(name=rule.name, definition=definition, created_at=now, updated_at=now, updated_by=actor.who)
+            .on_conflict_do_update(index_elements=["name"],
+                                   set_={"definition": definition, "updated_at": now, "updated_by": actor.who})
+        )
+
+    def _audit(self, conn: Connection, action: str, actor: Actor, before: Rule | None, after: Rule | None) -> None:
+        name = after.name if after is not None else before.name if before is not None else ""
+        self.audit.record(
+            CONFIG_CHANGE, actor.who, action, client_ip=actor.client_ip, path=actor.path, conn=conn,
+            detail={"rule": name, "before": before.to_json() if before else None,
+                    "after": after.to_json() if after else None},
+        )

@@ -1,0 +1,476 @@
+"""/api/monitoring/dashboard: the dashboard as JSON (metrics key), as a live HTML page, and as
+Grafana and Datadog dashboard documents.
+
+The page (``format=html``) is public and shows health and uptime to anyone. It refreshes itself
+from ``/dashboard/data``, which answers the ``full`` document only to a viewer with the page's
+signed session cookie (or a key header) and the ``public`` one otherwise, so business figures
+never reach a browser that did not give the key. The key is given once, to the login form
+(POST, same-origin only, failures audited and rate limited); it never appears in a URL.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, url_for
+from limits import parse_many
+
+from config import PROJECT_ROOT
+from monitoring.api.auth import check_key, client_ip, presented_key
+from monitoring.api.errors import ApiError
+from monitoring.clock import isoformat
+from monitoring.dashboard.data import FULL, PUBLIC, DashboardMemo, DashboardSources, build_dashboard, sources_of
+from monitoring.dashboard.datadog import datadog_dashboard
+from monitoring.dashboard.grafana import grafana_dashboard
+from monitoring.dashboard.session import COOKIE_NAME, SESSION_SECONDS, DashboardSessions, Session, same_origin
+from monitoring.extension import Monitoring, current_monitoring
+from monitoring.security.audit import ACCESS_DENIED
+from monitoring.security.keys import METRICS, ApiKey
+from monitoring.security.rate_limits import client_address
+
+log = logging.getLogger(__name__)
+
+STATIC_FOLDER = Path(__file__).resolve().parent.parent / "dashboard" / "static"
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/api/monitoring",
+    static_folder=str(STATIC_FOLDER),
+    static_url_path="/dashboard/static",
+    template_folder=str(PROJECT_ROOT / "templates"),
+)
+
+FORMATS = ("json", "html")
+PLATFORMS = ("grafana", "datadog")
+COOKIE_PATH = "/api/monitoring/dashboard"
+SESSIONS_KEY = "centinela.dashboard_sessions"
+DASHBOARD_KEY = "centinela.dashboard"
+MAX_KEY_LENGTH = 512
+LOGIN_MESSAGES = {
+    "missing": "Enter the metrics key to see business figures.",
+    "wrong": "That key is not valid. Check it and try again.",
+    "rate_limited": "Too many failed sign-ins from this address. Wait a minute and try again.",
+}
+# No inline script or style, nothing from another origin: the page works offline and an injected
+# string can never run.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def install(monitoring: Monitoring, app: Flask) -> None:
+    app.extensions[SESSIONS_KEY] = DashboardSessions(monitoring.keyring, monitoring.clock)
+    if _is_centinela_service(app):
+        # Centinela's own service sends its visitors to the dashboard; a host app's own / is left alone.
+        app.add_url_rule("/", "dashboard_root", _root)
+
+
+def _is_centinela_service(app: Flask) -> bool:
+    return app.import_name == "app" and Path(app.root_path).resolve() == PROJECT_ROOT
+
+
+def _root() -> Response:
+    return redirect(url_for("dashboard.dashboard", format="html"), 302)  # type: ignore[return-value]
+
+
+def _dashboard() -> tuple[DashboardSources, DashboardMemo]:
+    """This app's sources and the memo its refreshes share, made on first use (every feature is installed by then)."""
+    found = current_app.extensions.get(DASHBOARD_KEY)
+    if found is None:
+        monitoring = current_monitoring()
+        found = current_app.extensions[DASHBOARD_KEY] = (sources_of(monitoring), DashboardMemo(monitoring.clock))
+    return found  # type: ignore[no-any-return]
+
+
+def _document(view: str) -> dict[str, Any]:
+    sources, memo = _dashboard()
+    return build_dashboard(sources, view, memo)
+
+
+def _sessions() -> DashboardSessions:
+    return current_app.extensions[SESSIONS_KEY]  # type: ignore[no-any-return]
+
+
+def _session() -> Session | None:
+    return _sessions().verify(request.cookies.get(COOKIE_NAME))
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- GET /api/monitoring/dashboard -----------------------------------------------------------
+
+
+@bp.get("/dashboard")
+def dashboard():  # type: ignore[no-untyped-def]
+    output = request.args.get("format") or None
+    platform = request.args.get("platform") or None
+    if output is not None and output not in FORMATS:
+        raise ApiError(400, f"unknown format {output[:40]!r}; valid: {', '.join(FORMATS)}", "invalid_parameter")
+    if platform is not None:
+        if platform not in PLATFORMS:
+            raise ApiError(400, f"unknown platform {platform[:40]!r}; valid: {', '.join(PLATFORMS)}",
+                           "invalid_parameter")
+        if output == "html":
+            raise ApiError(400, "platform= answers a JSON dashboard document; leave out format=html",
+                           "invalid_parameter")
+        check_key(METRICS)
+        return jsonify(grafana_dashboard() if platform == "grafana" else datadog_dashboard())
+    if output == "html":
+        return _page()
+    check_key(METRICS)
+    return _no_store(jsonify(_document(FULL)))
+
+
+@bp.get("/dashboard/data")
+def dashboard_data():  # type: ignore[no-untyped-def]
+    """The page's feed: the full document for a signed-in viewer (or a key header), else the public one."""
+    key: ApiKey | None = None
+    session = None
+    if presented_key() is not None:
+        key = check_key(METRICS)
+    else:
+        session = _session()
+        key = session.key if session else None
+    document = _document(FULL if key else PUBLIC)
+    document["viewer"] = {
+        "signedIn": session is not None,
+        "role": key.role if key else None,
+        "sessionExpiresAt": isoformat(session.expires_at) if session else None,
+    }
+    response = _no_store(jsonify(document))
+    response.vary.add("Cookie")
+    return response
+
+
+# --- the page and its sign-in ----------------------------------------------------------------
+
+
+def _page(message: str | None = None, status: int = 200) -> Response:
+    monitoring = current_monitoring()
+    session = _session()
+    html = render_template(
+        "dashboard.html",
+        signed_in=session is not None,
+        role=session.key.role if session else None,
+        message=message,
+        refresh_seconds=_dashboard()[0].refresh_seconds,
+        zone=monitoring.settings.zone if monitoring.settings else "",
+    )
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    return _no_store(response)
+
+
+def _refuse(reason: str) -> None:
+    current_monitoring().audit.record(
+        ACCESS_DENIED,
+        "anonymous",
+        f"{request.method} {request.path}",
+        client_ip=client_ip(),
+        path=request.path,
+        detail={"reason": reason, "needed": METRICS},
+    )
+
+
+def _require_same_origin() -> None:
+    if not same_origin(request.headers.get("Origin"), request.headers.get("Referer"), request.host):
+        _refuse("cross_site")
+        raise ApiError(403, "refused: this form must be posted from the dashboard page of this site",
+                       "cross_site_request")
+
+
+class _FailedSignIns:
+    """RATELIMIT_LOGIN on failed sign-ins per client address, in the limiter's own storage (Redis when set)."""
+
+    def __init__(self, monitoring: Monitoring) -> None:
+        settings = monitoring.settings
+        assert settings is not None
+        self.enabled = settings.ratelimit_enabled
+        self.items = parse_many(settings.ratelimit_login)
+        self.strategy = monitoring.limiter.limiter
+        self.identity = (current_app.config.get("RATELIMIT_KEY_PREFIX", "centinela"), "dashboard-login",
+                         client_address())
+
+    def exhausted(self) -> bool:
+        try:
+            return self.enabled and not all(self.strategy.test(item, *self.identity) for item in self.items)
+        except Exception:  # fail open like the limiter itself: a Redis blip must not lock operators out
+            log.warning("sign-in rate limit storage failed", exc_info=True)
+            return False
+
+    def count(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            for item in self.items:
+                self.strategy.hit(item, *self.identity)
+        except Exception:
+            log.warning("sign-in rate limit storage failed", exc_info=True)
+
+    def retry_after(self) -> int:
+        try:
+            reset = max(self.strategy.get_window_stats(item, *self.identity).reset_time for item in self.items)
+        except Exception:
+            return 60
+        return max(1, int(reset - time.time()) + 1)
+
+
+@bp.get("/dashboard/login")
+def login_page():  # type: ignore[no-untyped-def]
+    """Where a reload of a failed sign-in lands: the page itself."""
+    return redirect(url_for("dashboard.dashboard", format="html"), 303)
+
+
+@bp.post("/dashboard/login")
+def login():  # type: ignore[no-untyped-def]
+    _require_same_origin()
+    if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise ApiError(415, "send the sign-in form as application/x-www-form-urlencoded")
+    monitoring = current_monitoring()
+    failures = _FailedSignIns(monitoring)
+    if failures.exhausted():
+        _refuse("rate_limited")
+        response = _page(LOGIN_MESSAGES["rate_limited"], 429)
+        response.headers["Retry-After"] = str(failures.retry_after())
+        return response
+    presented = request.form.get("key", "").strip()
+    key = monitoring.keyring.identify(presented) if 0 < len(presented) <= MAX_KEY_LENGTH else None
+    if key is None or not key.grants(METRICS):
+        failures.count()
+        _refuse("missing_key" if not presented else "wrong_key")
+        return _page(LOGIN_MESSAGES["missing" if not presented else "wrong"], 401)
+    response = redirect(url_for("dashboard.dashboard", format="html"), 303)
+    response.set_cookie(
+        COOKIE_NAME,
+        _sessions().issue(key),
+        max_age=SESSION_SECONDS,
+        path=COOKIE_PATH,
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return _no_store(response)
+
+
+@bp.post("/dashboard/logout")
+def logout():  # type: ignore[no-untyped-def]
+    _require_same_origin()
+    response = redirect(url_for("dashboard.dashboard", format="html"), 303)
+    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, secure=request.is_secure, httponly=True, samesite="Strict")
+    return _no_store(response)
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------
+
+_UNAVAILABLE = {
+    "type": "object",
+    "required": ["available", "reason"],
+    "properties": {"available": {"const": False}, "reason": {"type": "string"}},
+}
+
+
+def _section(description: str) -> dict[str, Any]:
+    return {"description": description, "oneOf": [{"type": "object"}, _UNAVAILABLE]}
+
+
+_SERIES_POINT = {
+    "type": "object",
+    "properties": {
+        "at": {"type": "string", "format": "date-time", "description": "Start of the bucket."},
+        "seconds": {"type": "number", "description": "Elapsed part of the bucket (less for the current one)."},
+        "requests": {"type": "integer"},
+        "errors": {"type": "integer", "description": "5xx responses."},
+        "errorShare": {"type": ["number", "null"]},
+        "p50": {"type": ["number", "null"], "description": "ms"},
+        "p95": {"type": ["number", "null"], "description": "ms"},
+        "p99": {"type": ["number", "null"], "description": "ms"},
+        "payments": {"type": "object", "properties": {"succeeded": {"type": "integer"}, "failed": {"type": "integer"}}},
+    },
+}
+
+_DOCUMENT = {
+    "type": "object",
+    "required": ["generatedAt", "view", "refreshSeconds", "status", "services", "uptime", "incidents"],
+    "properties": {
+        "generatedAt": {"type": "string", "format": "date-time"},
+        "view": {"enum": [FULL, PUBLIC]},
+        "refreshSeconds": {"type": "integer"},
+        "status": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["healthy", "degraded", "unhealthy", "unknown"]},
+                "word": {"type": "string"},
+                "health_score": {"type": ["integer", "null"]},
+                "checkedAt": {"type": ["string", "null"], "format": "date-time"},
+                "summary": {"type": "string"},
+            },
+        },
+        "services": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "status": {"type": "string"},
+                    "critical": {"type": "boolean"},
+                    "responseTime": {"type": ["number", "null"]},
+                    "checkedAt": {"type": ["string", "null"]},
+                    "error": {"type": ["string", "null"]},
+                    "circuit": {"type": ["object", "null"]},
+                    "availability24h": {"type": ["number", "null"]},
+                },
+            },
+        },
+        "uptime": _section("Uptime, SLA compliance and error budget (GET /api/monitoring/uptime's default window)."),
+        "incidents": _section("Incident count, the open incident and the recent ones."),
+        "restricted": {"type": "array", "items": {"type": "string"},
+                       "description": "view=public: the sections left out, which need the metrics key."},
+        "performance": _section("Request figures over the last hour (the performance category), top routes."),
+        "series": {
+            "description": "Per-bucket series: `1h` (1-minute buckets) and `24h` (15-minute buckets).",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "window": {"type": "string"},
+                    "stepSeconds": {"type": "integer"},
+                    "from": {"type": "string", "format": "date-time"},
+                    "to": {"type": "string", "format": "date-time"},
+                    "points": {"type": "array", "items": _SERIES_POINT},
+                },
+            },
+        },
+        "errors": _section("Unhandled exceptions over 24 h and the busiest error groups (the errors category)."),
+        "business": _section("Business KPIs since midnight UTC: payment success rate, revenue per currency "
+                             "(integer minor units and a decimal string), active users, ticket operations."),
+        "alerts": _section("Active alerts with their severity."),
+    },
+}
+
+_DOCUMENT_RESPONSES = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "429": {"$ref": "#/components/responses/RateLimited"},
+}
+
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+
+OPENAPI_PATHS = {
+    "/api/monitoring/dashboard": {
+        "get": {
+            "summary": "Dashboard",
+            "description": "The dashboard document (JSON, metrics key); `format=html` the live page (public: health "
+            "and uptime for anyone, every figure after signing in with the metrics key); `platform=grafana` a "
+            "Grafana dashboard and `platform=datadog` a Datadog dashboard over our exports' metric names "
+            "(metrics key).",
+            "tags": ["dashboard"],
+            "security": [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}, {}],
+            "parameters": [
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
+                {"name": "platform", "in": "query", "schema": {"type": "string", "enum": list(PLATFORMS)},
+                 "description": "A dashboard document to import into Grafana or Datadog; not with format=html."},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The dashboard document, the HTML page, or a Grafana / Datadog dashboard.",
+                    "content": {"application/json": {"schema": {"oneOf": [_DOCUMENT, {"type": "object"}]}}, **_HTML},
+                },
+                **_DOCUMENT_RESPONSES,
+            },
+        }
+    },
+    "/api/monitoring/dashboard/data": {
+        "get": {
+            "summary": "The live page's feed",
+            "description": "What the HTML page may show its viewer: the full document (`view: full`) with the page's "
+            "signed session cookie or a key header; otherwise the public one (`view: public`: status, services, "
+            "uptime, incidents; business and request figures are not in it). `viewer` says which.",
+            "tags": ["dashboard"],
+            "security": [{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
+            "responses": {
+                "200": {"description": "The dashboard document for this viewer.",
+                        "content": {"application/json": {"schema": _DOCUMENT}}},
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "429": {"$ref": "#/components/responses/RateLimited"},
+            },
+        }
+    },
+    "/api/monitoring/dashboard/login": {
+        "get": {
+            "summary": "Back to the page",
+            "description": "Redirects (303) to the HTML page: where a reload after a failed sign-in lands.",
+            "tags": ["dashboard"],
+            "security": [],
+            "responses": {"303": {"description": "To `?format=html`."},
+                          "429": {"$ref": "#/components/responses/RateLimited"}},
+        },
+        "post": {
+            "summary": "Sign in to the HTML dashboard",
+            "description": "The page's form posts the metrics (or admin) key once; the answer sets a signed, "
+            "HttpOnly, SameSite=Strict session cookie (Secure over HTTPS, 12 h) and redirects to the page. Only "
+            "same-origin posts are accepted (Origin, else Referer). A wrong key answers the page with the message "
+            "and 401, and is audited; more than RATELIMIT_LOGIN failures per address answer 429.",
+            "tags": ["dashboard"],
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}}},
+            },
+            "responses": {
+                "303": {"description": "Signed in: the session cookie is set; to `?format=html`."},
+                "401": {"description": "Missing or wrong key: the page with the message.", "content": _HTML},
+                "403": {"$ref": "#/components/responses/Forbidden"},
+                "413": {"$ref": "#/components/responses/PayloadTooLarge"},
+                "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+                "429": {"description": "Too many failed sign-ins: the page with the message, and Retry-After.",
+                        "content": _HTML},
+            },
+        },
+    },
+    "/api/monitoring/dashboard/logout": {
+        "post": {
+            "summary": "Sign out of the HTML dashboard",
+            "description": "Clears the session cookie (same-origin posts only) and redirects to the page.",
+            "tags": ["dashboard"],
+            "security": [],
+            "responses": {
+                "303": {"description": "Signed out; to `?format=html`."},
+                "403": {"$ref": "#/components/responses/Forbidden"},
+                "429": {"$ref": "#/components/responses/RateLimited"},
+            },
+        }
+    },
+    "/api/monitoring/dashboard/static/{filename}": {
+        "get": {
+            "summary": "The page's script and style sheet",
+            "tags": ["dashboard"],
+            "security": [],
+            "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The file.", "content": {"text/javascript": {}, "text/css": {}}},
+                "404": {"$ref": "#/components/responses/NotFound"},
+                "429": {"$ref": "#/components/responses/RateLimited"},
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "summary": "To the dashboard",
+            "description": "On Centinela's own service: redirects (302) to the HTML dashboard.",
+            "tags": ["dashboard"],
+            "security": [],
+            "responses": {"302": {"description": "To /api/monitoring/dashboard?format=html."},
+                          "429": {"$ref": "#/components/responses/RateLimited"}},
+        }
+    },
+}

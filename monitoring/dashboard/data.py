@@ -1,0 +1,332 @@
+"""The dashboard document: everything an operator looks at, in one JSON answer.
+
+It is assembled, never recomputed: health from the ``health`` category provider, uptime and
+incidents from the uptime service's own report, request figures from the rollups (the
+``performance`` category's JSON and per-bucket series of ``monitoring.dashboard.series``),
+errors and business figures from their category providers, active alerts from the alerting
+engine. A section whose feature is missing or failed says so (``{"available": false,
+"reason"}``) and the rest of the document still answers.
+
+Refreshes are cheap on purpose (the page asks every DASHBOARD_REFRESH_SECONDS): settled series
+buckets are remembered per process (``BucketMemo``), and the two sections whose features read
+weeks of rollups for one figure (the uptime report's 30-day error rate, the errors category's
+request count) are recomputed at most every ``SLOW_SECTION_SECONDS``. The banner and the
+services table come from the health results of every refresh, so an outage shows at once.
+
+Two views. ``full`` is for a caller with the metrics key (or the page's signed session): every
+section. ``public`` is what the HTML page shows to anyone: health and uptime only; the other
+sections are not in the document at all (not merely hidden by the page), and ``restricted``
+names them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from monitoring.clock import Clock, isoformat
+from monitoring.dashboard.series import SERIES, BucketMemo, payment_series, request_series, series_json
+from monitoring.metrics.categories import CategoryProvider, CategoryReport, TimeWindow
+from monitoring.metrics.exporters import Unavailable
+from monitoring.metrics.performance import performance_json
+from monitoring.metrics.rollups import RequestRollups
+from monitoring.notify.model import SEVERITIES
+from monitoring.store.database import Store
+
+log = logging.getLogger(__name__)
+
+PUBLIC = "public"
+FULL = "full"
+VIEWS = (PUBLIC, FULL)
+DEFAULT_REFRESH_SECONDS = 5
+HOUR = 3600.0
+DAY = 86400.0
+TOP_ROUTES = 10
+RESTRICTED_SECTIONS = ("performance", "series", "errors", "business", "alerts")
+SLOW_SECTION_SECONDS = 60.0
+
+STATUS_WORDS = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy", "unknown": "Unknown"}
+
+UptimeSource = Callable[[], dict[str, Any]]  # the uptime document (GET /api/monitoring/uptime's shape)
+AlertsSource = Callable[[], list[dict[str, Any]]]  # the alerting engine's open alerts, as its API shows them
+MAX_ALERTS = 100
+
+
+@dataclass(frozen=True)
+class DashboardSources:
+    """Where the figures come from; every one is another feature's public interface."""
+
+    store: Store
+    clock: Clock
+    categories: Mapping[str, CategoryProvider]
+    rollups: RequestRollups
+    uptime: UptimeSource | None = None
+    alerts: AlertsSource | None = None
+    refresh_seconds: int = DEFAULT_REFRESH_SECONDS
+
+
+class DashboardMemo:
+    """What one refresh computed that the next ones may reuse (per process; every figure is still the store's)."""
+
+    def __init__(self, clock: Clock, slow_seconds: float = SLOW_SECTION_SECONDS) -> None:
+        self.clock = clock
+        self.slow_seconds = slow_seconds
+        self.buckets = BucketMemo()
+        self._slow: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def slow(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()``, or its result from less than ``slow_seconds`` ago (failures are not kept)."""
+        now = self.clock.now()
+        with self._lock:
+            found = self._slow.get(name)
+        if found is not None and 0 <= now - found[0] < self.slow_seconds:
+            return found[1]
+        value = build()
+        with self._lock:
+            self._slow[name] = (now, value)
+        return value
+
+
+def _unavailable(reason: str) -> dict[str, Any]:
+    return Unavailable(reason).to_json()
+
+
+def _section(name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One section, or why it is missing: one failing feature must not blank the whole dashboard."""
+    try:
+        return build()
+    except Exception:
+        log.exception("dashboard section %s failed", name)
+        return _unavailable(f"the {name} figures could not be computed; the details are in the server log")
+
+
+def _category(sources: DashboardSources, name: str, window: TimeWindow) -> dict[str, Any]:
+    provider = sources.categories.get(name)
+    if provider is None:
+        raise LookupError(name)
+    report = provider(window)
+    if not isinstance(report, CategoryReport):
+        raise TypeError(f"the {name} provider returned {type(report).__name__}, not a CategoryReport")
+    return report.json
+
+
+def trailing(now: float, seconds: float, label: str) -> TimeWindow:
+    return TimeWindow(now - seconds, now, label)
+
+
+def today_utc(now: float) -> TimeWindow:
+    """Since midnight UTC: the window of "revenue today"."""
+    return TimeWindow(math.floor(now / DAY) * DAY, now, "today")
+
+
+def _window_json(window: TimeWindow) -> dict[str, Any]:
+    return {"label": window.label, "from": isoformat(window.start), "to": isoformat(window.end)}
+
+
+# --- public sections -------------------------------------------------------------------------
+
+
+def _health(sources: DashboardSources, now: float) -> dict[str, Any]:
+    if "health" not in sources.categories:
+        return _unavailable("no health figures in this service: the health checks are not installed")
+    return _category(sources, "health", trailing(now, DAY, "24h"))
+
+
+def status_summary(health: dict[str, Any]) -> str:
+    """One sentence on the dependencies, in words (the page never says it by colour alone)."""
+    services = health.get("services") or {}
+    if not services:
+        return "No dependency is checked yet."
+    problems = []
+    for name, service in services.items():
+        status = service.get("status")
+        if status in ("unhealthy", "degraded"):
+            error = service.get("error")
+            problems.append(f"{name} is {status}" + (f" ({error})" if error else ""))
+        elif status == "unknown":
+            problems.append(f"{name} is not checked yet")
+    if not problems:
+        if len(services) == 1:
+            return f"{next(iter(services))} is healthy."
+        return f"All {len(services)} dependencies are healthy."
+    return "; ".join(problems) + "."
+
+
+def status_section(health: dict[str, Any]) -> dict[str, Any]:
+    if health.get("available") is False:
+        return {"status": "unknown", "word": STATUS_WORDS["unknown"], "health_score": None, "checkedAt": None,
+                "summary": health["reason"]}
+    status = health.get("status", "unknown")
+    return {
+        "status": status,
+        "word": STATUS_WORDS.get(status, status.title()),
+        "health_score": health.get("health_score"),
+        "checkedAt": health.get("checkedAt"),
+        "summary": status_summary(health),
+    }
+
+
+def services_section(health: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per dependency, its breaker and its availability over the last 24 h of checks."""
+    rows = []
+    for name, service in (health.get("services") or {}).items():
+        window = service.get("window") or {}
+        rows.append(
+            {
+                "name": name,
+                "status": service.get("status"),
+                "critical": service.get("critical"),
+                "responseTime": service.get("responseTime"),
+                "checkedAt": service.get("checkedAt"),
+                "error": service.get("error"),
+                "circuit": service.get("circuit"),
+                "availability24h": window.get("availability"),
+            }
+        )
+    return rows
+
+
+def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The uptime report cut to what the dashboard shows: (uptime and error budget, incidents)."""
+    uptime = dict(document["uptime"])
+    uptime.pop("definition", None)
+    sla = document["sla"]
+    budget = {k: v for k, v in sla["errorBudget"].items() if k != "definition"}
+    error_rate = {k: v for k, v in sla["errorRate"].items() if k in ("share", "threshold")}
+    firing = [alert for alert in sla.get("burnRates", {}).get("alerts", []) if alert.get("firing")]
+    section = {
+        "window": document["window"],
+        "status": document.get("status"),
+        "uptime": uptime,
+        "sla": {
+            "target": sla["target"],
+            "compliance": sla["compliance"],
+            "errorBudget": budget,
+            "errorRate": error_rate,
+            "burnRateAlertsFiring": firing,
+        },
+        "zones": document.get("zones", []),
+        "maintenance": (document.get("maintenance") or {}).get("active", []),
+        "coverage": {k: v for k, v in (document.get("coverage") or {}).items() if k in ("known", "unknown")},
+    }
+    incidents = dict(document["incidents"])
+    return section, incidents
+
+
+# --- sections for the metrics key ------------------------------------------------------------
+
+
+def performance_section(sources: DashboardSources, now: float) -> dict[str, Any]:
+    """The last hour's request figures (the ``performance`` category's JSON), top routes only."""
+    window = trailing(now, HOUR, "1h")
+    figures = performance_json(sources.rollups.figures(window))
+    figures["routes"] = figures["routes"][:TOP_ROUTES]
+    return {"window": _window_json(window), **figures}
+
+
+def series_section(sources: DashboardSources, now: float, memo: BucketMemo | None = None) -> dict[str, Any]:
+    """Latency percentiles, throughput, error share and payments per bucket: last hour and last 24 h."""
+    charts = {}
+    for spec in SERIES:
+        payments = payment_series(sources.store, spec, now) if "business" in sources.categories else None
+        charts[spec.label] = series_json(spec, now, request_series(sources.rollups, spec, now, memo), payments)
+    return charts
+
+
+def _category_section(sources: DashboardSources, name: str, window: TimeWindow) -> dict[str, Any]:
+    if name not in sources.categories:
+        return _unavailable(f"no {name} figures in this service: their provider is not installed")
+    return {"window": _window_json(window), **_category(sources, name, window)}
+
+
+def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
+    """Open alerts, most severe first, and their counts (the ``alerts`` category's summary)."""
+    if sources.alerts is None:
+        return _unavailable("no alerting engine in this service: active alerts cannot be listed")
+    rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+    active = sorted(sources.alerts(), key=lambda a: (a.get("state") != "firing", rank.get(a.get("severity"), 99)))
+    section: dict[str, Any] = {"active": active}
+    if "alerts" in sources.categories:
+        summary = _category(sources, "alerts", trailing(now, DAY, "24h")).get("alerts") or {}
+        section["counts"] = {key: summary.get(key) for key in ("firing", "pending", "firingBySeverity", "muted",
+                                                               "acknowledged")}
+    return section
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | None = None) -> dict[str, Any]:
+    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``memo`` between refreshes."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}")
+    memo = memo or DashboardMemo(sources.clock)
+    now = sources.clock.now()
+    health = _section("health", lambda: _health(sources, now))
+    document: dict[str, Any] = {
+        "generatedAt": isoformat(now),
+        "view": view,
+        "refreshSeconds": sources.refresh_seconds,
+        "status": status_section(health),
+        "services": services_section(health) if health.get("available") is not False else [],
+    }
+    if sources.uptime is None:
+        reason = "no uptime figures in this service: the uptime feature is not installed"
+        document["uptime"], document["incidents"] = _unavailable(reason), _unavailable(reason)
+    else:
+        try:
+            document["uptime"], document["incidents"] = uptime_sections(memo.slow("uptime", sources.uptime))
+        except Exception:
+            log.exception("dashboard section uptime failed")
+            reason = "the uptime figures could not be computed; the details are in the server log"
+            document["uptime"], document["incidents"] = _unavailable(reason), _unavailable(reason)
+    if view == PUBLIC:
+        document["restricted"] = list(RESTRICTED_SECTIONS)
+        return document
+    document["performance"] = _section("performance", lambda: performance_section(sources, now))
+    document["series"] = _section("series", lambda: series_section(sources, now, memo.buckets))
+    document["errors"] = _section("errors", lambda: memo.slow(
+        "errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h"))))
+    document["business"] = _section("business", lambda: _category_section(sources, "business", today_utc(now)))
+    document["alerts"] = _section("alerts", lambda: alerts_section(sources, now))
+    return document
+
+
+def sources_of(monitoring: Any) -> DashboardSources:
+    """The sources of one Monitoring extension: whatever features it has installed."""
+    settings = monitoring.settings
+    refresh_seconds = settings.dashboard_refresh_seconds if settings is not None else DEFAULT_REFRESH_SECONDS
+    uptime_service = getattr(monitoring, "uptime", None)
+    uptime: UptimeSource | None = None
+    if uptime_service is not None:
+        from monitoring.uptime.periods import parse_period
+        from monitoring.uptime.report import render_uptime
+
+        def uptime() -> dict[str, Any]:
+            # The same document as GET /api/monitoring/uptime (its default window), cut down above.
+            return render_uptime(uptime_service.report(parse_period(None, None, monitoring.clock.now())))
+
+    engine = getattr(monitoring, "alerting", None)
+    alerts: AlertsSource | None = None
+    if engine is not None:
+        from monitoring.alerts.lifecycle import OPEN_STATES
+
+        def alerts() -> list[dict[str, Any]]:
+            # The same rows and shape as GET /api/monitoring/alerts?action=active.
+            policy = engine.policy
+            return [alert.to_json(policy.escalation_delay(alert.severity), policy.repeat_interval)
+                    for alert in engine.ledger.listing(states=OPEN_STATES, limit=MAX_ALERTS)]
+
+    return DashboardSources(
+        store=monitoring.store,
+        clock=monitoring.clock,
+        categories=monitoring.metric_categories,
+        rollups=RequestRollups(monitoring.store, monitoring.clock),
+        uptime=uptime,
+        alerts=alerts,
+        refresh_seconds=refresh_seconds,
+    )
+

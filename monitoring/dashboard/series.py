@@ -1,0 +1,191 @@
+"""Time series for the dashboard's charts: per-bucket figures over a trailing span.
+
+Requests: every bucket is one ``RequestRollups.figures`` call over exactly that bucket, so a
+bucket's p50/p95/p99 are quantiles of the histograms merged across workers and hosts (never an
+average of percentiles), and its counts are the rollups' own. The rollups have no per-bucket
+query, and this is one built only from their public window query.
+
+Payments: one grouped count per series over the business events table (the business feature
+offers figures over one window, not per bucket; asking it once per bucket would cost eight
+queries a bucket).
+
+The last bucket is the one ``now`` falls in: partial, so new traffic shows at the next flush
+instead of at the next minute; its ``seconds`` says how much of it has elapsed.
+
+A bucket that ended more than ``SETTLE_SECONDS`` ago no longer changes (every worker has
+flushed it), so a ``BucketMemo`` keeps its figures for the next refreshes: a refresh then reads
+only the newest buckets instead of a day of rollups. Entries are forgotten after
+``MEMO_SECONDS`` all the same, so samples that reach the store late (a flush retried after a
+store outage) show within minutes.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, cast, func, select
+
+from monitoring.business.events import FAILED, SUCCEEDED
+from monitoring.clock import isoformat
+from monitoring.metrics.categories import TimeWindow
+from monitoring.metrics.rollups import HOUR, RequestRollups
+from monitoring.store.business_tables import payment_events
+from monitoring.store.database import Store
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """A trailing span cut into buckets of ``step`` seconds."""
+
+    label: str
+    span: int
+    step: int
+
+    def __post_init__(self) -> None:
+        if self.step <= 0 or self.span % self.step:
+            raise ValueError(f"series {self.label}: the span must be a whole number of steps")
+
+    @property
+    def buckets(self) -> int:
+        return self.span // self.step
+
+    def starts(self, now: float) -> list[float]:
+        """Bucket starts, oldest first; the last bucket holds ``now``."""
+        last = math.floor(now / self.step) * self.step
+        return [last - (self.buckets - 1 - i) * self.step for i in range(self.buckets)]
+
+
+SETTLE_SECONDS = 120.0  # far beyond METRICS_FLUSH_INTERVAL: a bucket this old has every worker's samples
+MEMO_SECONDS = 600.0
+
+LAST_HOUR = SeriesSpec("1h", 3600, 60)
+LAST_DAY = SeriesSpec("24h", 86400, 900)
+SERIES = (LAST_HOUR, LAST_DAY)
+
+
+@dataclass(frozen=True)
+class RequestPoint:
+    start: float
+    seconds: float  # elapsed part of the bucket (less than the step for the current one)
+    count: int
+    errors: int  # 5xx responses
+    p50: float | None  # seconds
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
+class PaymentPoint:
+    start: float
+    succeeded: int
+    failed: int
+
+
+class BucketMemo:
+    """The figures of settled buckets, per process, so that a refresh reads only the newest buckets."""
+
+    def __init__(self, keep_seconds: float = MEMO_SECONDS) -> None:
+        self.keep_seconds = keep_seconds
+        self._points: dict[tuple[int, float], tuple[float, RequestPoint]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, step: int, start: float, now: float) -> RequestPoint | None:
+        with self._lock:
+            found = self._points.get((step, start))
+        if found is None or not 0 <= now - found[0] < self.keep_seconds:
+            return None
+        return found[1]
+
+    def put(self, step: int, point: RequestPoint, now: float) -> None:
+        if now - (point.start + step) < SETTLE_SECONDS:
+            return  # still filling: the next flush may change it
+        with self._lock:
+            self._points[(step, point.start)] = (now, point)
+
+    def forget_before(self, step: int, start: float) -> None:
+        """Drop the buckets of ``step`` that fell out of the span (keeps the memo at one span per series)."""
+        with self._lock:
+            for key in [k for k in self._points if k[0] == step and k[1] < start]:
+                del self._points[key]
+
+
+def request_series(rollups: RequestRollups, spec: SeriesSpec, now: float,
+                   memo: BucketMemo | None = None) -> list[RequestPoint]:
+    """Requests of the monitored app (monitoring endpoints left out, as in every SLO figure) per bucket."""
+    starts = spec.starts(now)
+    if spec.step % HOUR and starts[0] < now - rollups.minute_horizon:
+        # Older minutes are merged into hour rows: a bucket shorter than an hour would read the whole hour.
+        raise ValueError(f"series {spec.label}: buckets shorter than an hour only within the minute horizon")
+    if memo is not None:
+        memo.forget_before(spec.step, starts[0])
+    points = []
+    for start in starts:
+        known = memo.get(spec.step, start, now) if memo is not None else None
+        if known is not None:
+            points.append(known)
+            continue
+        end = min(start + spec.step, now)
+        figures = rollups.figures(TimeWindow(start, start + spec.step, f"{spec.step}s"))
+        p50, p95, p99 = figures.histogram.quantiles((0.5, 0.95, 0.99))
+        point = RequestPoint(start, max(0.0, end - start), figures.count, figures.errors, p50, p95, p99)
+        if memo is not None:
+            memo.put(spec.step, point, now)
+        points.append(point)
+    return points
+
+
+def payment_series(store: Store, spec: SeriesSpec, now: float) -> list[PaymentPoint]:
+    """Succeeded and failed payments per bucket, in one grouped query."""
+    starts = spec.starts(now)
+    first, end = starts[0], starts[-1] + spec.step
+    t = payment_events
+    offset = (t.c.at - first) / spec.step
+    # SQLite's CAST truncates, which is floor here (at >= first); PostgreSQL's rounds, so floor it.
+    index = func.floor(offset) if store.dialect == "postgresql" else cast(offset, Integer)
+    bucket = index.label("bucket")
+    counts = {i: {SUCCEEDED: 0, FAILED: 0} for i in range(spec.buckets)}
+    with store.read() as conn:
+        rows = conn.execute(
+            select(bucket, t.c.outcome, func.count())
+            .where(t.c.at >= first, t.c.at < end)
+            .group_by(bucket, t.c.outcome)
+        ).all()
+    for i, outcome, count in rows:
+        slot = counts.get(int(i))
+        if slot is not None and outcome in slot:
+            slot[outcome] += int(count)
+    return [PaymentPoint(starts[i], counts[i][SUCCEEDED], counts[i][FAILED]) for i in range(spec.buckets)]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def series_json(spec: SeriesSpec, now: float, requests: list[RequestPoint],
+                payments: list[PaymentPoint] | None) -> dict[str, Any]:
+    """One chartable series: a point per bucket (latency in ms, counts per bucket)."""
+    points = []
+    for i, point in enumerate(requests):
+        item: dict[str, Any] = {
+            "at": isoformat(point.start),
+            "seconds": round(point.seconds, 3),
+            "requests": point.count,
+            "errors": point.errors,
+            "errorShare": round(point.errors / point.count, 6) if point.count else None,
+            "p50": _ms(point.p50),
+            "p95": _ms(point.p95),
+            "p99": _ms(point.p99),
+        }
+        if payments is not None:
+            item["payments"] = {"succeeded": payments[i].succeeded, "failed": payments[i].failed}
+        points.append(item)
+    first = requests[0].start if requests else now
+    return {
+        "window": spec.label,
+        "stepSeconds": spec.step,
+        "from": isoformat(first),
+        "to": isoformat(now),
+        "points": points,
+    }

@@ -1,0 +1,147 @@
+"""The request path's only cost: one sample into this process's per-minute aggregate.
+
+``RequestRecorder.record`` is called once per HTTP request (by the Flask hooks in
+monitoring/api/middleware.py, or by any other server through this Flask-free API). It
+takes a lock for one dict update and one histogram update and does no I/O; the flush job
+swaps the aggregate out under the same lock and writes it to the store off the request path.
+
+Samples are keyed by the minute they were taken in and the route (method, template,
+internal flag), so a flush that straddles a minute boundary still puts every request in its
+own minute row. Each key has one latency histogram and a count per status class. Memory is
+bounded by the keys of the minutes not yet flushed: routes are URL rule templates (a
+bounded set), methods are the standard ones or ``OTHER``, and past ``max_keys`` new keys
+fold into one ``<overflow>`` route.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Mapping, NamedTuple
+
+from monitoring.clock import Clock
+from monitoring.metrics.histogram import LatencyHistogram
+
+UNMATCHED_ROUTE = "<unmatched>"
+OVERFLOW_ROUTE = "<overflow>"
+OTHER_METHOD = "OTHER"
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+MAX_ROUTE_LENGTH = 255
+MINUTE = 60.0
+# Far above any real app's route count times a few pending minutes; only a bug (a raw path
+# passed as the route) gets near it, and then the store stays bounded anyway.
+DEFAULT_MAX_KEYS = 10_000
+
+
+STATUS_CLASSES = 6  # index 0: a status outside 100..599; 1..5: 1xx..5xx
+
+
+class RollupKey(NamedTuple):
+    """What a rollup row is per: the minute, and the request's method, route and internal flag."""
+
+    minute: float  # epoch seconds, a multiple of 60
+    method: str
+    route: str
+    internal: bool  # a monitoring endpoint: left out of SLO and alert figures
+
+
+def status_class(status: int) -> int:
+    """2 for 2xx ... 5 for 5xx; 0 for anything outside 100..599."""
+    cls = status // 100
+    return cls if 1 <= cls <= 5 else 0
+
+
+class RequestAggregate:
+    """Requests of one route in one interval: their latencies and how many got each status class."""
+
+    __slots__ = ("histogram", "status")
+
+    def __init__(self) -> None:
+        self.histogram = LatencyHistogram()
+        self.status = [0] * STATUS_CLASSES
+
+    def record(self, status_class: int, seconds: float) -> None:
+        self.histogram.record(seconds)
+        self.status[status_class] += 1
+
+    @property
+    def count(self) -> int:
+        return self.histogram.count
+
+    @property
+    def errors(self) -> int:
+        """5xx responses."""
+        return self.status[5]
+
+    def merge(self, other: "RequestAggregate") -> None:
+        self.histogram.merge(other.histogram)
+        for index, count in enumerate(other.status):
+            self.status[index] += count
+
+    def copy(self) -> "RequestAggregate":
+        twin = RequestAggregate()
+        twin.histogram = self.histogram.copy()
+        twin.status = list(self.status)
+        return twin
+
+
+class RequestRecorder:
+    """Per-process, per-minute aggregate of request durations, swapped out by ``drain``."""
+
+    def __init__(self, clock: Clock, max_keys: int = DEFAULT_MAX_KEYS) -> None:
+        self._now = clock.now
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[float, str, str, bool], RequestAggregate] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float, internal: bool = False) -> None:
+        """One finished request: ``route`` is the URL rule template (or UNMATCHED_ROUTE), never the raw path."""
+        now = self._now()
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD
+        cls = status // 100
+        if not 1 <= cls <= 5:
+            cls = 0
+        key = (now - now % MINUTE, method, route, internal)
+        with self._lock:
+            aggregate = self._pending.get(key)
+            if aggregate is None:
+                aggregate = self._add_key(key)
+            aggregate.histogram.record(seconds)
+            aggregate.status[cls] += 1
+
+    def _add_key(self, key: tuple[float, str, str, bool]) -> RequestAggregate:
+        """A new key (caller holds the lock): long routes are cut, and past max_keys they fold together."""
+        minute, method, route, internal = key
+        if len(route) > MAX_ROUTE_LENGTH:
+            route = route[:MAX_ROUTE_LENGTH]
+        if len(self._pending) >= self._max_keys:
+            route = OVERFLOW_ROUTE
+        folded = (minute, method, route, internal)
+        aggregate = self._pending.get(folded)
+        if aggregate is None:
+            aggregate = self._pending[folded] = RequestAggregate()
+        # No alias is kept for a folded key: that would let the bound grow with bad input. Such
+        # keys take this slow path on every request, which only a misbehaving caller pays.
+        return aggregate
+
+    def drain(self) -> dict[RollupKey, RequestAggregate]:
+        """Take everything recorded so far (for the flush) and start afresh."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return {RollupKey(*key): aggregate for key, aggregate in pending.items()}
+
+    def restore(self, entries: Mapping[RollupKey, RequestAggregate]) -> None:
+        """Put back what a failed flush took, merged with whatever arrived meanwhile (retried next flush)."""
+        with self._lock:
+            for key, aggregate in entries.items():
+                plain = (key.minute, key.method, key.route, key.internal)
+                current = self._pending.get(plain)
+                if current is None:
+                    self._pending[plain] = aggregate
+                else:
+                    current.merge(aggregate)
+
+    @property
+    def pending_keys(self) -> int:
+        """Keys waiting for the next flush."""
+        return len(self._pending)
+

@@ -1,0 +1,129 @@
+"""The channels configured by the environment, and why the others are not.
+
+* ``webhook``: ALERT_WEBHOOK_URL; ``escalation``: ESCALATION_WEBHOOK_URL. Each speaks what
+  its host says (a hooks.slack.com URL: Slack; an events.pagerduty.com URL: PagerDuty, with
+  PAGERDUTY_ROUTING_KEY; anything else: the generic webhook) unless ALERT_WEBHOOK_KIND /
+  ESCALATION_WEBHOOK_KIND says otherwise.
+* ``slack``: SLACK_WEBHOOK_URL.
+* ``pagerduty``: PAGERDUTY_ROUTING_KEY, to events.pagerduty.com, when neither URL above
+  already is PagerDuty (one PagerDuty service, one channel).
+* ``sentry``: SENTRY_DSN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from monitoring.notify.channel import (
+    CHANNEL_NAMES,
+    ESCALATION,
+    PAGERDUTY,
+    SENTRY,
+    SLACK,
+    WEBHOOK,
+    Channel,
+)
+from monitoring.notify.pagerduty import EVENTS_URL, PagerDutyChannel
+from monitoring.notify.sentry_channel import SentryChannel
+from monitoring.notify.slack import SlackChannel
+from monitoring.notify.webhook import WebhookChannel
+
+
+class NotifySettings(Protocol):
+    """The part of config.Settings the channels read."""
+
+    alert_webhook_url: str
+    alert_webhook_kind: str
+    alert_webhook_secret: str
+    escalation_webhook_url: str
+    escalation_webhook_kind: str
+    slack_webhook_url: str
+    pagerduty_routing_key: str
+    sentry_dsn: str
+    sentry_environment: str
+    notify_external_url: str
+
+
+def detect_kind(url: str, override: str = "") -> str:
+    """The wire format of a webhook URL: the override, else what its host says."""
+    if override:
+        return override
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "hooks.slack.com":
+        return SLACK
+    if host == "events.pagerduty.com" or host.endswith(".events.pagerduty.com"):
+        return PAGERDUTY
+    return WEBHOOK
+
+
+@dataclass(frozen=True)
+class ChannelSet:
+    """The configured channels by name, and for every other name why it is not configured."""
+
+    channels: dict[str, Channel]
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.channels)
+
+    def get(self, name: str) -> Channel | None:
+        return self.channels.get(name)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every channel name in a fixed order, configured or not, secrets masked."""
+        shown = []
+        for name in CHANNEL_NAMES:
+            channel = self.channels.get(name)
+            if channel is not None:
+                shown.append(channel.describe())
+            else:
+                shown.append({"name": name, "configured": False, "reason": self.missing[name]})
+        return shown
+
+
+def _url_channel(name: str, url: str, kind: str, source: str, settings: NotifySettings) -> Channel | str:
+    """The channel a webhook URL variable configures, or why it cannot."""
+    if kind == SLACK:
+        return SlackChannel(name, url, source)
+    if kind == PAGERDUTY:
+        if not settings.pagerduty_routing_key:
+            return f"{source} is a PagerDuty URL: set PAGERDUTY_ROUTING_KEY"
+        return PagerDutyChannel(name, url, source, settings.pagerduty_routing_key, settings.notify_external_url)
+    return WebhookChannel(name, url, source, settings.alert_webhook_secret, settings.notify_external_url)
+
+
+def build_channels(settings: NotifySettings) -> ChannelSet:
+    found: dict[str, Channel | str] = {}
+    url_vars = (
+        (WEBHOOK, settings.alert_webhook_url, settings.alert_webhook_kind, "ALERT_WEBHOOK_URL"),
+        (ESCALATION, settings.escalation_webhook_url, settings.escalation_webhook_kind, "ESCALATION_WEBHOOK_URL"),
+    )
+    for name, url, override, source in url_vars:
+        found[name] = (
+            _url_channel(name, url, detect_kind(url, override), source, settings) if url else f"set {source}"
+        )
+    found[SLACK] = SlackChannel(SLACK, settings.slack_webhook_url, "SLACK_WEBHOOK_URL") \
+        if settings.slack_webhook_url else "set SLACK_WEBHOOK_URL"
+    pagerduty_elsewhere = [n for n in (WEBHOOK, ESCALATION) if isinstance(found[n], PagerDutyChannel)]
+    if pagerduty_elsewhere:
+        found[PAGERDUTY] = f"PagerDuty is configured as channel {pagerduty_elsewhere[0]}"
+    elif settings.pagerduty_routing_key:
+        found[PAGERDUTY] = PagerDutyChannel(
+            PAGERDUTY, EVENTS_URL, "PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key,
+            settings.notify_external_url,
+        )
+    else:
+        found[PAGERDUTY] = "set PAGERDUTY_ROUTING_KEY"
+    if settings.sentry_dsn:
+        try:
+            found[SENTRY] = SentryChannel(SENTRY, settings.sentry_dsn, "SENTRY_DSN", settings.sentry_environment)
+        except ValueError as exc:
+            found[SENTRY] = f"SENTRY_DSN is not usable: {exc}"
+    else:
+        found[SENTRY] = "set SENTRY_DSN"
+    return ChannelSet(
+        channels={n: c for n, c in found.items() if isinstance(c, Channel)},
+        missing={n: c for n, c in found.items() if isinstance(c, str)},
+    )

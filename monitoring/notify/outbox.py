@@ -1,0 +1,467 @@
+"""The outbox: notifications are written in the transaction of the change that causes them,
+and the leader's delivery job sends them, at least once, with retries, until delivered or
+given up on, visibly.
+
+* ``enqueue(conn, notification)``: the alerting engine calls it with ITS OWN connection, inside
+  the transaction that changes the alert, so the change and its notifications commit together.
+  One row per (notification, channel), or per (notification, channel, alert) for channels
+  that take one alert per event (PagerDuty, Sentry). Enqueueing the same notification id again
+  adds nothing.
+* ``deliver_due()``: claims one due row at a time with a conditional UPDATE (pending → sending,
+  with a claim token and expiry), sends it, and records the outcome only if the claim is still
+  its own. Two processes cannot claim the same row; a row whose process died mid-send becomes
+  due again when its claim expires (the at-least-once path: receivers dedup on the
+  Idempotency-Key, which is the same on every attempt).
+* Outcomes: 2xx delivered; no answer (refused, timeout), 5xx, 408 and 429 retried with
+  exponential backoff and full jitter, never sooner than Retry-After; any other status failed
+  with the receiver's answer. A row still failing at its give-up time (created +
+  NOTIFY_GIVE_UP_AFTER) is given up on. Failed and given-up deliveries are reported to the
+  fallback channel, if one is configured.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from config import Settings
+from monitoring.clock import Clock, isoformat
+from monitoring.notify.channel import clip
+from monitoring.notify.channels import ChannelSet, build_channels
+from monitoring.notify.model import DELIVERY_FAILURE, FIRING, AlertSnapshot, Notification
+from monitoring.notify.routing import Routes
+from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
+from monitoring.store.database import Store
+from monitoring.store.notify_tables import notify_deliveries as deliveries
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENDING = "sending"
+DELIVERED = "delivered"
+FAILED = "failed"
+GAVE_UP = "gave_up"
+STATUSES: tuple[str, ...] = (PENDING, SENDING, DELIVERED, FAILED, GAVE_UP)
+
+MAX_KEY_LENGTH = 255
+MAX_ANSWER_CHARS = 500
+
+
+def is_retryable(status: int | None) -> bool:
+    """No answer, 5xx, 408 and 429 are worth another try; other statuses will not change."""
+    return status is None or status >= 500 or status in (408, 429)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    timeout: float = 10.0
+    give_up_after: float = 24 * 3600.0
+    backoff_base: float = 5.0
+    backoff_max: float = 600.0
+
+    @property
+    def claim_ttl(self) -> float:
+        """How long a claimed row is ours: longer than one send can take (connect + read timeouts)."""
+        return 2 * self.timeout + 5.0
+
+    def backoff(self, attempts: int, rng: Callable[[], float]) -> float:
+        """Full jitter: uniform in [0, min(max, base · 2^(attempts-1)))."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(attempts - 1, 60))
+        return rng() * ceiling
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "timeoutSeconds": self.timeout,
+            "giveUpAfterSeconds": self.give_up_after,
+            "backoff": {"baseSeconds": self.backoff_base, "maxSeconds": self.backoff_max, "jitter": "full"},
+            "retryOn": ["network error", "timeout", "5xx", "408", "429"],
+            "claimSeconds": self.claim_ttl,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row, as the deliveries listing shows it."""
+
+    id: int
+    idempotency_key: str
+    notification_id: str
+    channel: str
+    event: str
+    severity: str
+    summary: str
+    status: str
+    attempts: int
+    created_at: float
+    give_up_at: float
+    next_attempt_at: float | None
+    last_attempt_at: float | None
+    last_status_code: int | None
+    last_error: str
+    last_answer: str
+    last_latency_ms: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Delivery":
+        return cls(**{f: row[f] for f in cls.__dataclass_fields__})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "idempotencyKey": self.idempotency_key,
+            "notificationId": self.notification_id,
+            "channel": self.channel,
+            "event": self.event,
+            "severity": self.severity,
+            "summary": self.summary,
+            "status": self.status,
+            "attempts": self.attempts,
+            "createdAt": isoformat(self.created_at),
+            "lastAttemptAt": isoformat(self.last_attempt_at),
+            "lastStatus": {
+                "httpStatus": self.last_status_code,
+                "error": self.last_error,
+                "answer": self.last_answer,
+                "latencyMs": self.last_latency_ms,
+            }
+            if self.last_attempt_at is not None
+            else None,
+            "nextAttemptAt": isoformat(self.next_attempt_at) if self.status in (PENDING, SENDING) else None,
+            "giveUpAt": isoformat(self.give_up_at),
+            "finishedAt": isoformat(self.finished_at),
+        }
+
+
+@dataclass
+class DeliveryRun:
+    """What one run of the delivery job did."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    gave_up: int = 0
+    lost_claims: int = 0  # another process reclaimed the row while we were sending
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    token: str
+    idempotency_key: str
+    channel: str
+    summary: str
+    payload: str
+    attempts: int
+    give_up_at: float
+
+
+def idempotency_key(notification_id: str, channel: str, fingerprint: str | None = None) -> str:
+    """``<notification id>/<channel>[/<alert fingerprint>]``, hashed when longer than 255 characters."""
+    key = "/".join(p for p in (notification_id, channel, fingerprint) if p)
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return f"{channel}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+class Outbox:
+    """Enqueue in the caller's transaction; deliver from the leader's job."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        channels: ChannelSet,
+        routes: Routes,
+        policy: DeliveryPolicy,
+        sender: Sender | None = None,
+        rng: Callable[[], float] = random.random,
+        max_per_run: int = 200,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.channels = channels
+        self.routes = routes
+        self.policy = policy
+        self.sender: Sender = sender or HttpSender(policy.timeout)
+        self.rng = rng
+        self.max_per_run = max_per_run
+
+    @classmethod
+    def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> "Outbox":
+        """Channels, routes and policy from the configuration; ``kwargs`` inject a sender or random."""
+        channels = build_channels(settings)
+        routes = Routes.from_settings(
+            settings.notify_routes, settings.notify_escalation_channel, settings.notify_fallback_channel,
+            channels.names,
+        )
+        policy = DeliveryPolicy(
+            timeout=settings.notify_timeout,
+            give_up_after=settings.notify_give_up_after,
+            backoff_base=settings.notify_backoff_base,
+            backoff_max=settings.notify_backoff_max,
+        )
+        return cls(store, clock, channels, routes, policy, **kwargs)
+
+    # --- enqueue (in the caller's transaction) ---------------------------------------------
+
+    def enqueue(self, conn: Connection, notification: Notification) -> list[str]:
+        """Write the notification's deliveries with ``conn`` (the caller's open transaction).
+
+        Returns the idempotency keys of its deliveries (empty when no configured channel
+        takes it). Safe to call twice with the same notification id.
+        """
+        clean = notification.sanitised()
+        now = self.clock.now()
+        keys: list[str] = []
+        for name in self.routes.targets(clean, self.channels.names):
+            channel = self.channels.channels[name]
+            if clean.event not in channel.events:
+                continue
+            parts = [(clean.for_alert(a), a.fingerprint) for a in clean.alerts] if channel.per_alert else [(clean, None)]
+            for part, fingerprint in parts:
+                key = idempotency_key(clean.id, name, fingerprint)
+                conn.execute(
+                    self.store.insert(deliveries)
+                    .values(
+                        idempotency_key=key,
+                        notification_id=clean.id,
+                        channel=name,
+                        event=clean.event,
+                        severity=part.severity,
+                        summary=clip(part.summary, 300),
+                        payload=part.dumps(),
+                        status=PENDING,
+                        attempts=0,
+                        created_at=now,
+                        give_up_at=now + self.policy.give_up_after,
+                        next_attempt_at=now,
+                        last_error="",
+                        last_answer="",
+                    )
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                )
+                keys.append(key)
+        return keys
+
+    # --- delivery (the leader's job) ---------------------------------------------------------
+
+    def deliver_due(self) -> DeliveryRun:
+        """Send every due delivery (at most ``max_per_run``), one claim at a time."""
+        run = DeliveryRun()
+        # A retry may be due at once (full jitter can draw ~0): it waits for the next run
+        # rather than hammering the receiver in a loop within this one.
+        attempted: set[int] = set()
+        for _ in range(self.max_per_run):
+            claimed = self._claim_next(attempted)
+            if claimed is None:
+                break
+            if claimed is False:
+                continue  # another process took the row between our SELECT and UPDATE
+            attempted.add(claimed.id)
+            self._attempt(claimed, run)
+        return run
+
+    def _due(self, now: float) -> Any:
+        return or_(
+            and_(deliveries.c.status == PENDING, deliveries.c.next_attempt_at <= now),
+            and_(deliveries.c.status == SENDING, deliveries.c.claim_expires_at < now),
+        )
+
+    def _claim_next(self, skip: set[int]) -> _Claimed | None | bool:
+        """Claim the most overdue row not in ``skip``: None when nothing is due, False when we lost a race."""
+        now = self.clock.now()
+        token = uuid.uuid4().hex
+        candidates = select(deliveries.c.id).where(self._due(now))
+        if skip:
+            candidates = candidates.where(deliveries.c.id.notin_(skip))
+        with self.store.write() as conn:
+            row_id = conn.execute(
+                candidates.order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)  # PostgreSQL: skip rows another claimer holds
+            ).scalar()
+            if row_id is None:
+                return None
+            # The WHERE repeats the due condition: of two processes that picked the same row,
+            # only the first UPDATE matches.
+            claimed = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row_id, self._due(now))
+                .values(
+                    status=SENDING,
+                    claim_token=token,
+                    claim_expires_at=now + self.policy.claim_ttl,
+                    attempts=deliveries.c.attempts + 1,
+                    last_attempt_at=now,
+                )
+            ).rowcount
+            if claimed != 1:
+                return False
+            row = conn.execute(select(deliveries).where(deliveries.c.id == row_id)).mappings().one()
+        return _Claimed(
+            id=row["id"], token=token, idempotency_key=row["idempotency_key"], channel=row["channel"],
+            summary=row["summary"], payload=row["payload"], attempts=row["attempts"], give_up_at=row["give_up_at"],
+        )
+
+    def _attempt(self, claimed: _Claimed, run: DeliveryRun) -> None:
+        channel = self.channels.get(claimed.channel)
+        if channel is None:
+            result = SendResult(status=None, latency_ms=0.0, error=f"channel {claimed.channel} is no longer configured")
+            self._record(claimed, FAILED, result, None, run)
+            return
+        try:
+            notification = Notification.from_json(json.loads(claimed.payload))
+            request = channel.render(notification, claimed.idempotency_key, self.clock.now())
+        except Exception as exc:  # a row we cannot render will not render next time either
+            log.exception("cannot render delivery %s", claimed.idempotency_key)
+            self._record(claimed, FAILED, SendResult(None, 0.0, error=f"cannot render: {exc}"), None, run)
+            return
+        result = self.sender.send(request)
+        now = self.clock.now()
+        if result.ok:
+            self._record(claimed, DELIVERED, result, None, run)
+        elif not is_retryable(result.status):
+            self._record(claimed, FAILED, result, None, run)
+        else:
+            retry_at = self._retry_at(claimed, result, now)
+            self._record(claimed, PENDING if retry_at is not None else GAVE_UP, result, retry_at, run)
+
+    def _retry_at(self, claimed: _Claimed, result: SendResult, now: float) -> float | None:
+        """When to try again, or None to give up (horizon reached, or Retry-After beyond it)."""
+        if now >= claimed.give_up_at:
+            return None
+        earliest = now + (retry_after_seconds(result.retry_after, now) or 0.0)
+        if earliest > claimed.give_up_at:
+            return None
+        wanted = max(now + self.policy.backoff(claimed.attempts, self.rng), earliest)
+        return min(wanted, claimed.give_up_at)  # one last try at the horizon
+
+    def _record(
+        self, claimed: _Claimed, status: str, result: SendResult, retry_at: float | None, run: DeliveryRun
+    ) -> None:
+        now = self.clock.now()
+        error = result.error or ("" if result.ok else f"HTTP {result.status}")
+        finished = status in (DELIVERED, FAILED, GAVE_UP)
+        with self.store.write() as conn:
+            updated = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == claimed.id, deliveries.c.claim_token == claimed.token)
+                .values(
+                    status=status,
+                    claim_token=None,
+                    claim_expires_at=None,
+                    next_attempt_at=retry_at,
+                    last_status_code=result.status,
+                    last_error=error[:MAX_ANSWER_CHARS],
+                    last_answer=result.body[:MAX_ANSWER_CHARS],
+                    last_latency_ms=result.latency_ms,
+                    finished_at=now if finished else None,
+                )
+            ).rowcount
+            if updated != 1:
+                # Our claim expired and another process took the row: its outcome stands.
+                log.warning("delivery %s: claim lost while sending; outcome not recorded", claimed.idempotency_key)
+                run.lost_claims += 1
+                return
+            if status in (FAILED, GAVE_UP):
+                self._report_failure(conn, claimed, status, error)
+        if status == DELIVERED:
+            run.delivered += 1
+        elif status == PENDING:
+            run.retried += 1
+        elif status == FAILED:
+            run.failed += 1
+            log.warning("delivery %s to %s failed: %s", claimed.idempotency_key, claimed.channel, error)
+        else:
+            run.gave_up += 1
+            log.error("delivery %s to %s given up after %d attempts: %s",
+                      claimed.idempotency_key, claimed.channel, claimed.attempts, error)
+
+    def _report_failure(self, conn: Connection, claimed: _Claimed, status: str, error: str) -> None:
+        """Tell the fallback channel, in the same transaction that records the failure."""
+        fallback = self.routes.fallback
+        original = Notification.from_json(json.loads(claimed.payload))
+        if (
+            not fallback
+            or fallback == claimed.channel
+            or original.kind == DELIVERY_FAILURE  # a failed failure report is not reported again
+            or self.channels.get(fallback) is None
+        ):
+            return
+        digest = hashlib.sha256(claimed.idempotency_key.encode()).hexdigest()[:40]
+        word = "given up" if status == GAVE_UP else "failed"
+        notice = AlertSnapshot(
+            fingerprint=f"undeliverable-{digest}",
+            labels={
+                "alertname": "NotificationUndeliverable",
+                "severity": original.severity,
+                "service": "centinela",
+                "channel": claimed.channel,
+            },
+            annotations={
+                "summary": clip(f"Could not notify {claimed.channel}: {claimed.summary}", 300),
+                # Worded without "Key:" so that the sanitiser does not take the id for a secret.
+                "description": f"Delivery {word} after {claimed.attempts} attempt(s): {error}. "
+                f"It is listed under idempotency key {claimed.idempotency_key}",
+            },
+            starts_at=self.clock.now(),
+        )
+        self.enqueue(conn, Notification(
+            id=f"undeliverable-{digest}", event=FIRING, alerts=(notice,), channels=(fallback,), kind=DELIVERY_FAILURE,
+        ))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def counts_by_status(self) -> dict[str, int]:
+        """Deliveries kept in the store, by status (every status present, zero included)."""
+        with self.store.read() as conn:
+            rows = conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status)).all()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({status: int(n) for status, n in rows})
+        return counts
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        channel: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """Newest first; page on with ``before_id`` = the last id of the previous page."""
+        query = select(deliveries)
+        if status is not None:
+            query = query.where(deliveries.c.status == status)
+        if channel is not None:
+            query = query.where(deliveries.c.channel == channel)
+        if before_id is not None:
+            query = query.where(deliveries.c.id < before_id)
+        with self.store.read() as conn:
+            rows = conn.execute(query.order_by(deliveries.c.id.desc()).limit(limit)).mappings().all()
+        return [Delivery.from_row(row) for row in rows]
+
+    def find(self, idempotency_key: str) -> Delivery | None:
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(deliveries).where(deliveries.c.idempotency_key == idempotency_key)
+            ).mappings().first()
+        return Delivery.from_row(row) if row else None
+
+    def describe(self) -> dict[str, Any]:
+        """Channels, routing and delivery policy, for the configuration view (secrets masked)."""
+        return {
+            "channels": self.channels.describe(),
+            "routing": self.routes.to_json(),
+            "delivery": self.policy.to_json(),
+        }

@@ -1,0 +1,138 @@
+"""Routing: which channels a notification goes to.
+
+* firing: the channels of its severity (``NOTIFY_ROUTES``, defaults below);
+* escalated: the escalation channel only (``NOTIFY_ESCALATION_CHANNEL``; by default
+  ``escalation`` when ESCALATION_WEBHOOK_URL is set, else ``pagerduty`` when configured);
+* acknowledged / resolved: the channels of its severity, plus the escalation channel when
+  the alerts had been escalated (so PagerDuty hears the acknowledge/resolve of what it paged);
+* a notification that names its channels (tests, fallback notices) goes to those.
+
+Channels that are not configured are skipped. A delivery that fails or is given up on is
+reported to the fallback channel (``NOTIFY_FALLBACK_CHANNEL``), if one is set.
+
+The parsers at the bottom are used by config.py, so a bad value stops start-up.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from monitoring.notify.channel import CHANNEL_NAMES, ESCALATION, PAGERDUTY, SENTRY, SLACK, URL_KINDS, WEBHOOK
+from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, RESOLVED, SEVERITIES, Notification
+
+DEFAULT_ROUTES: dict[str, tuple[str, ...]] = {
+    "critical": (WEBHOOK, SLACK, PAGERDUTY, SENTRY),
+    "high": (WEBHOOK, SLACK, PAGERDUTY, SENTRY),
+    "medium": (WEBHOOK, SLACK, SENTRY),
+    "low": (WEBHOOK, SLACK),
+    "info": (WEBHOOK, SLACK),
+}
+NONE = "none"  # NOTIFY_ESCALATION_CHANNEL=none turns escalation delivery off
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Severity → channel names, the escalation channel and the fallback channel."""
+
+    by_severity: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    escalation: str | None = None
+    fallback: str | None = None
+
+    @classmethod
+    def from_settings(cls, overrides: Mapping[str, Iterable[str]], escalation: str, fallback: str,
+                      configured: Iterable[str]) -> "Routes":
+        """Defaults with NOTIFY_ROUTES laid over them; the escalation default depends on what is configured."""
+        by_severity = {**DEFAULT_ROUTES, **{k: tuple(v) for k, v in overrides.items()}}
+        present = set(configured)
+        if not escalation:
+            escalation = ESCALATION if ESCALATION in present else (PAGERDUTY if PAGERDUTY in present else NONE)
+        return cls(
+            by_severity=by_severity,
+            escalation=None if escalation == NONE else escalation,
+            fallback=None if fallback in ("", NONE) else fallback,
+        )
+
+    def targets(self, notification: Notification, configured: Iterable[str]) -> list[str]:
+        """The configured channels this notification goes to, in routing order, each once."""
+        if notification.channels is not None:
+            wanted: list[str] = list(notification.channels)
+        elif notification.event == ESCALATED:
+            wanted = [self.escalation] if self.escalation else []
+        else:
+            wanted = list(self.by_severity.get(notification.severity, ()))
+            if notification.event in (ACKNOWLEDGED, RESOLVED) and notification.escalated and self.escalation:
+                wanted.append(self.escalation)
+        present = set(configured)
+        return [name for i, name in enumerate(wanted) if name in present and name not in wanted[:i]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bySeverity": {s: list(self.by_severity.get(s, ())) for s in SEVERITIES},
+            "escalation": self.escalation,
+            "fallback": self.fallback,
+        }
+
+
+# --- parsers for config.py: each raises ValueError saying what is expected ---------------------
+
+
+def parse_severity_object(raw: str, expected: str) -> dict[str, Any]:
+    """A JSON object keyed by severity (NOTIFY_ROUTES, ALERT_ESCALATION_AFTER); ValueError(expected) otherwise."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ValueError(expected) from None
+    if not isinstance(value, dict):
+        raise ValueError(expected)
+    for severity in value:
+        if severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {severity!r}; {expected}")
+    return value
+
+
+def parse_routes(raw: str) -> dict[str, tuple[str, ...]]:
+    """NOTIFY_ROUTES: a JSON object from severity to a list of channel names, e.g.
+    ``{"critical": ["pagerduty", "slack"], "info": []}``; severities left out keep their defaults."""
+    expected = (
+        'expected a JSON object such as {"critical": ["pagerduty", "slack"]} '
+        f"(severities: {', '.join(SEVERITIES)}; channels: {', '.join(CHANNEL_NAMES)})"
+    )
+    routes: dict[str, tuple[str, ...]] = {}
+    for severity, channels in parse_severity_object(raw, expected).items():
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise ValueError(f"{severity}: expected a list of channel names; {expected}")
+        unknown = [c for c in channels if c not in CHANNEL_NAMES]
+        if unknown:
+            raise ValueError(f"{severity}: unknown channel {unknown[0]!r}; {expected}")
+        routes[severity] = tuple(channels)
+    return routes
+
+
+def parse_channel_name(raw: str) -> str:
+    """NOTIFY_ESCALATION_CHANNEL / NOTIFY_FALLBACK_CHANNEL: one channel name, or none."""
+    name = raw.strip().lower()
+    if name not in CHANNEL_NAMES + (NONE,):
+        raise ValueError(f"expected one of: {', '.join(CHANNEL_NAMES + (NONE,))}")
+    return name
+
+
+def parse_url_kind(raw: str) -> str:
+    """ALERT_WEBHOOK_KIND / ESCALATION_WEBHOOK_KIND: what the URL speaks, when the host does not say."""
+    kind = raw.strip().lower()
+    if kind not in URL_KINDS:
+        raise ValueError(f"expected one of: {', '.join(URL_KINDS)}")
+    return kind
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(raw: str) -> float:
+    """A duration in seconds: ``90`` or ``90s``, ``15m``, ``24h``, ``2d``."""
+    match = _DURATION.match(raw.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError("expected a positive duration such as 3600, 90m, 24h or 2d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

@@ -1,0 +1,102 @@
+"""Sending one outbound request with a timeout, and reading what the receiver answered.
+
+The answer is reduced to a ``SendResult`` (status, latency, a truncated body, Retry-After)
+that the outbox classifies; a network error or timeout is a result too, never an exception.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+import requests
+import urllib3
+
+from monitoring.errors.sanitiser import sanitise_text
+from monitoring.notify.model import OutboundRequest
+
+# Enough of a receiver's answer to say why it refused; never the whole of a huge page.
+MAX_ANSWER_BYTES = 2048
+USER_AGENT = "Centinela-Notify/1.0"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What came back: an HTTP status, or ``error`` when no answer arrived (refused, timeout)."""
+
+    status: int | None
+    latency_ms: float
+    body: str = ""  # truncated and sanitised
+    retry_after: str | None = None  # the raw header; parse with retry_after_seconds()
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Sender(Protocol):
+    def send(self, request: OutboundRequest) -> SendResult: ...
+
+
+class HttpSender:
+    """POSTs with requests; ``timeout`` bounds the connect and each read (no redirects followed)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def send(self, request: OutboundRequest) -> SendResult:
+        headers = {"User-Agent": USER_AGENT, **request.headers}
+        started = time.perf_counter()
+        try:
+            with requests.post(
+                request.url,
+                data=request.body,
+                headers=headers,
+                timeout=(self.timeout, self.timeout),
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                raw = response.raw.read(MAX_ANSWER_BYTES, decode_content=True) or b""
+                latency = (time.perf_counter() - started) * 1000
+                return SendResult(
+                    status=response.status_code,
+                    latency_ms=round(latency, 1),
+                    body=sanitise_text(raw.decode("utf-8", "replace")),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+            error = f"timeout after {self.timeout:g}s"
+        except (requests.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
+            error = f"connection failed: {_root_cause(exc)}"
+        except requests.RequestException as exc:
+            error = f"request failed: {type(exc).__name__}"
+        latency = (time.perf_counter() - started) * 1000
+        return SendResult(status=None, latency_ms=round(latency, 1), error=sanitise_text(error))
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason (``[Errno 111] Connection refused``), without the URL (it may hold a token)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc)
+    if "://" in text or "host=" in text:
+        return type(exc).__name__
+    return text[:200] or type(exc).__name__
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds from ``now``: delay-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)

@@ -1,0 +1,92 @@
+"""Tables of the request metrics and the resource samples.
+
+``request_routes`` names each (method, route template, internal flag) once and keeps its
+running totals since the store began (request count per status class and the cumulative
+latency histogram): what Prometheus needs for ``_total`` counters and ``le`` buckets. The
+set of routes is bounded (URL rule templates), so it is never purged.
+
+``request_rollups`` holds one row per (interval, route): minute rows (``resolution`` 60)
+for the last 48 hours, hour rows (3600) up to METRICS_RETENTION_DAYS. A row has the request
+count per status class and one latency histogram for all of them. Workers do not get rows
+of their own: each flush read-merge-writes the minute row under one store-wide writer lock,
+so the row count does not grow with the number of workers (per-process rows would multiply
+the minute tier, the bulk of the store, by WORKERS, and every read would merge N times more
+histograms).
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+)
+
+from monitoring.store.schema import Id, metadata
+
+ROUTE_LENGTH = 255
+# Requests per status class: index 0 is anything outside 100..599, 1..5 are 1xx..5xx.
+STATUS_COLUMNS = ("status_other", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
+
+
+def _status_columns() -> list[Column]:
+    return [Column(name, BigInteger, nullable=False, default=0) for name in STATUS_COLUMNS]
+
+
+request_routes = Table(
+    "request_routes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("method", String(8), nullable=False),
+    Column("route", String(ROUTE_LENGTH), nullable=False),  # URL rule template, never a raw path
+    Column("internal", SmallInteger, nullable=False),  # 1 for the monitoring endpoints themselves
+    Column("count", BigInteger, nullable=False, default=0),
+    *_status_columns(),
+    # Running latency histogram since created_at: zlib(LatencyHistogram.to_bytes()).
+    Column("histogram", LargeBinary, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index("ux_request_routes_key", "route", "method", "internal", unique=True),
+)
+
+request_rollups = Table(
+    "request_rollups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("resolution", Integer, nullable=False),  # seconds: 60 (minute) or 3600 (hour)
+    Column("bucket_start", Double, nullable=False),  # epoch seconds, a multiple of resolution
+    Column("route_id", Id, ForeignKey("request_routes.id"), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    *_status_columns(),
+    # Raw deflate of LatencyHistogram.to_bytes(): count, exact sum/min/max, the 1 % log buckets.
+    Column("histogram", LargeBinary, nullable=False),
+    Index("ux_request_rollups_key", "resolution", "bucket_start", "route_id", unique=True),
+)
+
+system_samples = Table(
+    "system_samples",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("instance", String(128), nullable=False),  # scheduler instance id: host:pid:nonce
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process_cpu_percent", Double, nullable=False),  # of one CPU (may exceed 100 with threads)
+    Column("process_rss_bytes", BigInteger, nullable=False),
+    Column("open_fds", Integer, nullable=False),
+    Column("threads", Integer, nullable=False),
+    Column("system_cpu_percent", Double, nullable=False),  # of all CPUs of the host
+    Column("memory_used_bytes", BigInteger, nullable=False),
+    Column("memory_limit_bytes", BigInteger, nullable=False),
+    Column("memory_percent", Double, nullable=False),
+    Column("memory_source", String(16), nullable=False),  # cgroup-v2 | cgroup-v1 | host
+    Column("store_bytes", BigInteger, nullable=False),
+    Index("ix_system_samples_at", "at"),
+    Index("ix_system_samples_instance_at", "instance", "at"),
+)

@@ -1,0 +1,149 @@
+"""UptimeService: folds health rounds into the timeline and answers the uptime report from the store.
+
+One per app; the uptime blueprint's install() builds it and hooks ``on_health_round`` into
+the health service, so every stored round (the leader's, or an admin's refresh) moves the
+timeline and the incidents at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from config import Settings
+from monitoring.clock import Clock
+from monitoring.metrics.categories import CategoryReport, TimeWindow
+from monitoring.store.database import Store
+from monitoring.uptime.availability import Availability, Reliability, measure, reliability
+from monitoring.uptime.incidents import Incident, IncidentLog
+from monitoring.uptime.maintenance import MaintenanceCalendar, MaintenanceOccurrence
+from monitoring.uptime.periods import ReportPeriod
+from monitoring.uptime.report import build_category_report
+from monitoring.uptime.sla import (
+    BURN_RATE_ALERTS,
+    BURN_RATE_WINDOWS,
+    BurnRateAlert,
+    ErrorBudget,
+    ErrorRate,
+    burn_rate,
+    error_budget,
+    overall_compliance,
+    request_error_rate,
+    uptime_compliant,
+)
+from monitoring.uptime.timeline import AvailabilityTimeline, grace_for
+from monitoring.uptime.zones import ZoneStatus, zone_statuses
+
+@dataclass(frozen=True)
+class BurnRateAlertState:
+    alert: BurnRateAlert
+    long_rate: float | None
+    short_rate: float | None
+
+    @property
+    def firing(self) -> bool:
+        threshold = self.alert.threshold
+        return (
+            self.long_rate is not None and self.short_rate is not None
+            and self.long_rate >= threshold and self.short_rate >= threshold
+        )
+
+
+@dataclass(frozen=True)
+class UptimeReport:
+    """Every figure of one uptime answer, computed from the store at ``now``."""
+
+    period: ReportPeriod
+    now: float
+    status: str
+    target: float
+    grace: float
+    availability: Availability
+    up_since: float | None
+    budget: ErrorBudget
+    burn_rates: dict[str, float | None]
+    burn_alerts: tuple[BurnRateAlertState, ...]
+    error_rate: ErrorRate
+    reliability: Reliability
+    incidents: tuple[Incident, ...]  # overlapping the period, oldest first
+    open_incident: Incident | None
+    zones: tuple[ZoneStatus, ...]
+    maintenance: tuple[MaintenanceOccurrence, ...]  # overlapping the period
+    maintenance_active: tuple[MaintenanceOccurrence, ...]
+
+    @property
+    def uptime_compliant(self) -> bool | None:
+        return uptime_compliant(self.target, self.availability.percentage)
+
+    @property
+    def compliant(self) -> bool | None:
+        """Both SLIs meet their objectives (one that cannot be judged, for want of data, is left out)."""
+        return overall_compliance(self.uptime_compliant, self.error_rate.compliant)
+
+
+class UptimeService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        current_status: Callable[[], str],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.target = settings.sla_target
+        self.error_rate_threshold = settings.error_rate_threshold
+        self.zone_alive_within = settings.lease_ttl
+        self.grace = grace_for(settings.health_check_interval)
+        self.timeline = AvailabilityTimeline(store, clock, self.grace)
+        self.calendar = MaintenanceCalendar(store, clock)
+        self.incidents = IncidentLog(store, clock)
+        self._current_status = current_status
+
+    def on_health_round(self, results: Any = None) -> int:
+        """The health round's listener: fold the rounds stored since the last fold (this one included)."""
+        return self.timeline.advance()
+
+    def report(self, period: ReportPeriod) -> UptimeReport:
+        now = self.clock.now()
+        until = period.measured_until(now)
+        longest_burn = max(BURN_RATE_WINDOWS.values())
+        # One read of the timeline and the calendar serves the period and every burn-rate window.
+        read_from = min(period.start, now - longest_burn)
+        read_to = max(period.end, now)
+        spans = self.timeline.covered_spans(read_from, now)
+        occurrences = self.calendar.windows_overlapping(read_from, read_to)
+        availability = measure(spans, occurrences, period.start, until)
+        # A calendar month not over yet: its budget is for the whole month, less maintenance still planned.
+        planned_later = measure([], [o for o in occurrences if not o.services], until, period.end).maintenance_seconds
+        budget = error_budget(
+            self.target, period.seconds - availability.maintenance_seconds - planned_later, availability.down_seconds
+        )
+        rates = {
+            label: burn_rate(self.target, measure(spans, occurrences, now - seconds, now).down_ratio)
+            for label, seconds in BURN_RATE_WINDOWS.items()
+        }
+        alerts = tuple(BurnRateAlertState(a, rates[a.long_window], rates[a.short_window]) for a in BURN_RATE_ALERTS)
+        incidents = self.incidents.overlapping(period.start, until)
+        return UptimeReport(
+            period=period,
+            now=now,
+            status=self._current_status(),
+            target=self.target,
+            grace=self.grace,
+            availability=availability,
+            up_since=self.timeline.up_since(),
+            budget=budget,
+            burn_rates=rates,
+            burn_alerts=alerts,
+            error_rate=request_error_rate(self.store, self.clock, period.start, until, self.error_rate_threshold),
+            reliability=reliability(availability, incidents, now),
+            incidents=tuple(incidents),
+            open_incident=self.incidents.open_incident(),
+            zones=tuple(zone_statuses(self.store, now, self.zone_alive_within)),
+            maintenance=tuple(o for o in occurrences if o.start < period.end and o.end > period.start),
+            maintenance_active=tuple(o for o in occurrences if o.start <= now < o.end),
+        )
+
+    def category_report(self, window: TimeWindow) -> CategoryReport:
+        """The ``uptime`` category of the metrics export, over the export's window."""
+        return build_category_report(self.report(ReportPeriod(window.start, window.end, window.label)))
