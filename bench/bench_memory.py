@@ -1,6 +1,6 @@
 """Memory a worker spends on request metrics (prints figures, no pass/fail).
 
-Run from the repo root:  .venv/bin/python bench/bench_memory.py [--requests 1000000]
+Run from the repo root:  .venv/bin/python bench/bench_memory.py [--requests 2000000]
 
 One process plays one gunicorn worker of a host app with 20 routes that calls
 ``Monitoring(app)``. Requests go through the app's WSGI callable, so through the real
@@ -75,7 +75,7 @@ def serve(app: Any, count: int, rng: random.Random, on_request: Callable[[int], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=2_000_000)
     args = parser.parse_args()
     rng = random.Random(5)
 
@@ -112,19 +112,21 @@ def main() -> None:
 
     serve(app, 1_000, rng, tick)
     rss_loaded = rss_mb()
+    blocks_loaded = sys.getallocatedblocks()
     print(f"bare host app, warmed up:                  RSS {rss_bare:7.1f} MB")
     print(f"with Monitoring(app), 1,000 requests:      RSS {rss_loaded:7.1f} MB  "
-          f"(loading Centinela: {rss_loaded - rss_bare:+.1f} MB)")
+          f"(loading Centinela: {rss_loaded - rss_bare:+.1f} MB; Python objects: {blocks_loaded:,} blocks)")
     done = 1_000
-    checkpoints = sorted({c for c in (100_000, 250_000, 500_000, 750_000, args.requests) if c <= args.requests})
+    checkpoints = sorted({c for c in (100_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000, args.requests)
+                          if c <= args.requests})
     started = time.perf_counter()
     for checkpoint in checkpoints:
         serve(app, checkpoint - done, rng, lambda n, base=done: tick(base + n))
         done = checkpoint
         recorder = app.extensions["centinela.request_recorder"]
         print(f"after {done:>9,} recorded requests:        RSS {rss_mb():7.1f} MB  "
-              f"(recording: {rss_mb() - rss_loaded:+.1f} MB; {recorder.pending_keys} keys pending; "
-              f"{time.perf_counter() - started:.0f} s)")
+              f"(recording: {rss_mb() - rss_loaded:+.1f} MB; Python objects: {sys.getallocatedblocks():,} blocks; "
+              f"{recorder.pending_keys} keys pending; {time.perf_counter() - started:.0f} s)")
     scheduler.run_process("metrics_flush")
     from monitoring.metrics.categories import TimeWindow
     from monitoring.metrics.rollups import RequestRollups

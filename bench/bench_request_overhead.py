@@ -15,6 +15,9 @@ other CPU:
                      address and one load generator would be refused): for reference;
 * ``prometheus_flask_exporter``  the peer, ``PrometheusMetrics(app, group_by="url_rule")``.
 
+``BENCH_VARIANTS=bare,bare_imports,middleware`` picks variants; ``bare_imports`` (not run by
+default) is the bare app with Centinela's middleware modules imported but not installed.
+
 Rounds interleave the variants (in a rotating order) so that drift on the machine hits them
 alike. Reported: the throughput ratio against ``bare`` (paired per round, median; and best
 round against best round), and the worker's CPU time per request (from /proc, so other
@@ -25,7 +28,6 @@ sockets, no gunicorn): the CPU the hooks add, best of 7.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil

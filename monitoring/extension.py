@@ -54,8 +54,12 @@ class Monitoring:
         # Category name -> provider, filled by each family's install(); read by the metrics export.
         self.metric_categories: dict[str, Any] = {}
         self._shutdown_hooks: list[Callable[[], None]] = []
-        # Set by the health blueprint's install(): the checks, breakers and their results.
+        # The features, set by their blueprint's install(): health checks and breakers,
+        # uptime and maintenance calendar, notification outbox, alerting engine.
         self.health: Any = None
+        self.uptime: Any = None
+        self.outbox: Any = None
+        self.alerting: Any = None
         if app is not None:
             self.init_app(app)
 

@@ -59,11 +59,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, stripe: RecordingHTTPServer
         workers=2,
     )
     gunicorn.start()
-    traffic(gunicorn, 60)
-    pay(gunicorn, [("succeeded", 80000), ("succeeded", 7654), ("failed", 1500)])
-    wait_for_requests(gunicorn, 60)
-    yield gunicorn
-    gunicorn.stop()
+    try:  # stopped even when the set-up below fails, or its processes would outlive the test run
+        traffic(gunicorn, 60)
+        pay(gunicorn, [("succeeded", 80000), ("succeeded", 7654), ("failed", 1500)])
+        wait_for_requests(gunicorn, 60)
+        yield gunicorn
+    finally:
+        gunicorn.stop()
 
 
 def traffic(server: GunicornServer, count: int) -> None:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import math
 import random
 import threading
+import zlib
 from typing import Callable, Iterator
 
 import pytest
-from sqlalchemy import func, select
 
 from monitoring.clock import ManualClock
 from monitoring.metrics.categories import TimeWindow
-from monitoring.metrics.histogram import RELATIVE_ACCURACY, nearest_rank
+from monitoring.metrics.histogram import RELATIVE_ACCURACY, LatencyHistogram, nearest_rank
 from monitoring.metrics.recorder import RequestRecorder
-from monitoring.metrics.rollups import HOUR, MINUTE, RequestRollups, flush_recorder
+from monitoring.metrics.rollups import (
+    HOUR,
+    MINUTE,
+    RequestRollups,
+    StoredHistogramSum,
+    decode_histogram,
+    encode_histogram,
+    flush_recorder,
+)
 from monitoring.metrics.windows import DAY, describe_valid_windows, format_window, parse_window
 from monitoring.store.database import Store
-from monitoring.store.metrics_tables import request_rollups
-from monitoring.store.retention import RetentionRule, purge_expired
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, the ManualClock's start
 
@@ -139,8 +145,7 @@ def test_two_workers_flushing_the_same_minute_merge_into_one_row(store: Store, c
     flush_recorder(second, rollups)
     first.record("GET", "/a", 200, 0.020)
     flush_recorder(first, rollups)
-    with store.read() as conn:
-        assert conn.execute(select(func.count()).select_from(request_rollups)).scalar_one() == 1
+    assert rollups.row_counts() == {MINUTE: 1, HOUR: 1}
     clock.advance(30)
     figures = rollups.figures(window(clock, 60))
     assert figures.count == 3
@@ -198,7 +203,9 @@ def test_a_failed_flush_keeps_the_samples_for_the_next_one(tmp_path, clock: Manu
     store.dispose()
 
 
-def test_downsampling_merges_minutes_older_than_48_hours_into_hours(store: Store, clock: ManualClock) -> None:
+def test_hour_rows_hold_what_the_minutes_hold_and_minutes_go_after_48_hours(
+    store: Store, clock: ManualClock
+) -> None:
     rng = random.Random(7)
     rollups = RequestRollups(store, clock)
     recorder = RequestRecorder(clock)
@@ -215,25 +222,31 @@ def test_downsampling_merges_minutes_older_than_48_hours_into_hours(store: Store
         if step % 15 == 0:
             flush_recorder(recorder, rollups)
     flush_recorder(recorder, rollups)
-    assert rollups.row_counts() == {MINUTE: len(keys)}
-    hour_keys = {(minute // 60, route) for minute, route in keys if minute < 120}
+    assert rollups.row_counts() == {MINUTE: len(keys), HOUR: 6}  # 3 hours x 2 routes, from the first flush on
     recent_minutes = {key for key in keys if key[0] >= 120}
 
+    # A window of whole hours reads the hour rows; one ending mid-hour reads that hour's minutes:
+    # both give the same figures as the minutes would.
     clock.set(START + 3 * HOUR)
-    before = rollups.figures(window(clock, 3 * HOUR))
+    from_hours = rollups.figures(window(clock, 3 * HOUR))
+    from_minutes = rollups.figures(TimeWindow(START + 1, START + 3 * HOUR - 1, "odd"))
+    assert from_hours.histogram.buckets() == from_minutes.histogram.buckets()
+    assert from_hours.status == from_minutes.status and from_hours.count == len(samples)
 
     clock.set(START + 48 * HOUR + 2 * HOUR + 10)  # hours 0 and 1 are now past the 48 h horizon; hour 2 is not
-    assert rollups.downsample() == 2
-    assert rollups.row_counts() == {HOUR: len(hour_keys), MINUTE: len(recent_minutes)}
-    assert len(hour_keys) == 4  # 2 hours x 2 routes
+    assert rollups.downsample() == len(keys) - len(recent_minutes)
+    assert rollups.row_counts() == {HOUR: 6, MINUTE: len(recent_minutes)}
     assert rollups.downsample() == 0  # nothing left to do
 
     after = rollups.figures(TimeWindow(START, START + 3 * HOUR, "3h"))
-    assert after.count == before.count == len(samples)
-    assert after.status == before.status and after.errors == before.errors > 0
-    # exact: merging is adding bucket counts (only the float sum depends on the order of adding)
-    assert after.histogram.buckets() == before.histogram.buckets()
-    assert after.histogram.sum == pytest.approx(before.histogram.sum, rel=1e-12)
+    odd = rollups.figures(TimeWindow(START + 1, START + 3 * HOUR - 1, "odd"))  # its first hour is hour rows now
+    for figures in (after, odd):
+        assert figures.count == len(samples)
+        assert figures.status == from_hours.status and figures.errors > 0
+        # exact: merging is adding bucket counts (only the float sum depends on the order of adding)
+        assert figures.histogram.buckets() == from_hours.histogram.buckets()
+        assert figures.histogram.sum == pytest.approx(from_hours.histogram.sum, rel=1e-12)
+    assert odd.covered_from == START and odd.covered_to == START + 3 * HOUR - 1
     for q in (0.5, 0.95, 0.99):
         assert abs(after.histogram.quantile(q) - exact(samples, q)) <= RELATIVE_ACCURACY * exact(samples, q)
 
@@ -255,31 +268,44 @@ def test_a_window_reaching_into_hour_rows_covers_whole_hours(store: Store, clock
 
 
 def test_retention_purges_rollups_older_than_metrics_retention_days(store: Store, clock: ManualClock) -> None:
-    rollups = RequestRollups(store, clock)
+    rollups = RequestRollups(store, clock, retention_seconds=30 * DAY)
     recorder = RequestRecorder(clock)
     for day in range(0, 35, 5):
         clock.set(START + day * DAY)
         recorder.record("GET", "/a", 200, 0.01)
         flush_recorder(recorder, rollups)
     clock.set(START + 35 * DAY)
-    rollups.downsample()
-    rule = RetentionRule(request_rollups, request_rollups.c.bucket_start, 30 * DAY)
-    removed = purge_expired(store, [rule], clock.now())
-    assert removed == {"request_rollups": 1}  # day 0 only: day 5 is exactly 30 days old
+    # seven minute rows (all older than 48 h), and the hour row of day 0 (day 5 is exactly 30 days old)
+    assert rollups.downsample() == 7 + 1
+    assert rollups.row_counts() == {HOUR: 6}
     assert rollups.figures(window(clock, 31 * DAY)).count == 6
     assert rollups.totals()[0].aggregate.count == 7  # running totals are never purged
 
 
+def test_downsampling_a_long_backlog_goes_in_short_transactions(store: Store, clock: ManualClock) -> None:
+    rollups = RequestRollups(store, clock, retention_seconds=30 * DAY)
+    recorder = RequestRecorder(clock)
+    for minute in range(0, 5 * 24 * 60, 30):  # five days, a request every half hour
+        clock.set(START + minute * MINUTE)
+        recorder.record("GET", "/a", 200, 0.01)
+        flush_recorder(recorder, rollups)
+    clock.set(START + 40 * DAY)  # the job did not run for weeks
+    assert rollups.downsample(batch_seconds=HOUR) == 240 + 120  # every minute row and every hour row
+    assert rollups.row_counts() == {}
+
+
 def test_the_service_registers_downsampling_and_retention(app, monitoring, clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
-    assert monitoring.scheduler.jobs["metrics_downsample"].scope == "global"
+    job = monitoring.scheduler.jobs["metrics_downsample"]
+    assert job.scope == "global"
     assert monitoring.scheduler.jobs["metrics_flush"].scope == "process"
     assert monitoring.scheduler.jobs["metrics_flush"].interval == monitoring.settings.metrics_flush_interval
     client = app.test_client()
     client.get("/api/health/live")
     monitoring.scheduler.run_process("metrics_flush")
-    clock.advance(31 * DAY)
-    removed = monitoring.purge_expired()  # the global retention job
-    assert removed["request_rollups"] == 1
+    clock.advance(3 * DAY)
+    assert job.func() == 1  # the minute row
+    clock.advance(28 * DAY)
+    assert job.func() == 1  # the hour row, past METRICS_RETENTION_DAYS (30)
 
 
 # --- windows ---------------------------------------------------------------------------------
@@ -307,3 +333,57 @@ def test_window_labels() -> None:
     assert [format_window(s) for s in (60, 300, 5400, 3600, 86400, 30 * 86400)] == [
         "1m", "5m", "90m", "1h", "1d", "30d"
     ]
+
+
+# --- the stored histogram ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],  # empty
+        [0.0, -1.0, float("nan"), 5e-7],  # only the zero bucket
+        [0.004, 0.005, 0.9, 3.0, 7200.0],  # sparse, with a clamped value above an hour
+        [0.050] * 70_000 + [0.051] * 300,  # counts that need three bytes
+    ],
+)
+def test_stored_histograms_decode_to_what_was_encoded(values: list[float]) -> None:
+    histogram = LatencyHistogram()
+    for value in values:
+        histogram.record(value)
+    decoded = decode_histogram(encode_histogram(histogram))
+    assert decoded == histogram
+    assert decoded.quantiles((0.5, 0.99)) == histogram.quantiles((0.5, 0.99))
+
+
+def test_adding_stored_histograms_equals_merging_them() -> None:
+    rng = random.Random(5)
+    parts = []
+    for median in (0.002, 0.04, 0.9):
+        histogram = LatencyHistogram()
+        for _ in range(3000):
+            histogram.record(rng.lognormvariate(math.log(median), 0.8))
+        parts.append(histogram)
+    parts.append(LatencyHistogram())  # an empty one changes nothing
+    added = StoredHistogramSum()
+    for histogram in parts:
+        added.add(encode_histogram(histogram))
+    merged = LatencyHistogram.merged(parts)
+    result = added.histogram()
+    assert result.buckets() == merged.buckets() and result.count == merged.count == 9000
+    assert (result.min, result.max, result.zero_count) == (merged.min, merged.max, merged.zero_count)
+    assert result.sum == pytest.approx(merged.sum, rel=1e-12)
+
+
+def test_the_stored_form_is_smaller_than_the_histograms_own_encoding() -> None:
+    rng = random.Random(11)
+    hour = LatencyHistogram()
+    for _ in range(60_000):
+        hour.record(rng.lognormvariate(math.log(0.08), 0.7))
+    assert len(encode_histogram(hour)) < 0.8 * len(zlib.compress(hour.to_bytes(), 9))
+
+
+@pytest.mark.parametrize("blob", [b"", b"not deflate at all", zlib.compress(b"x" * 80)[2:-4]])
+def test_a_damaged_stored_histogram_is_a_value_error(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_histogram(blob)

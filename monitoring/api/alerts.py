@@ -16,20 +16,32 @@ from typing import Any, Callable
 
 from flask import Blueprint, Flask, g, jsonify, request
 
-from monitoring.alerts.admin import Actor, InvalidInhibitions, InvalidRule, InvalidSilence
+from monitoring.alerts.admin import (
+    Actor,
+    InvalidInhibitions,
+    InvalidRule,
+    InvalidSilence,
+)
 from monitoring.alerts.engine import AlertEngine, AlertNotFound, AlertStateConflict
 from monitoring.alerts.figures import BUILTIN_FIGURES
 from monitoring.alerts.inhibition import Inhibitions
-from monitoring.alerts.lifecycle import FIRING, PENDING, RESOLVED, STATES, Alert
+from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
 from monitoring.alerts.policy import AlertPolicy, parse_duration
 from monitoring.alerts.report import AlertsProvider
 from monitoring.alerts.rules import RuleBook, RuleExists, RuleNotFound, default_rules
-from monitoring.alerts.silences import STATES as SILENCE_STATES, SILENCE_FIELDS, SilenceExpired, SilenceNotFound, \
-    Silences, parse_silence
+from monitoring.alerts.silences import (
+    SILENCE_FIELDS,
+    SilenceExpired,
+    SilenceNotFound,
+    Silences,
+    parse_silence,
+)
+from monitoring.alerts.silences import STATES as SILENCE_STATES
 from monitoring.api.auth import check_key, client_ip, require_key
 from monitoring.api.errors import ApiError, json_object
-from monitoring.clock import isoformat, parse_timestamp
+from monitoring.api.params import MAX_ID, choice_arg, int_arg, time_arg
+from monitoring.clock import isoformat
 from monitoring.extension import DAY, Monitoring, current_monitoring
 from monitoring.notify.channel import CHANNEL_NAMES
 from monitoring.notify.figures import delivery_report
@@ -41,7 +53,11 @@ from monitoring.security.keys import ADMIN, METRICS
 from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
 from monitoring.store.notify_tables import notify_deliveries
 from monitoring.store.retention import RetentionRule
-from monitoring.uptime.maintenance import InvalidMaintenanceWindow, MaintenanceCalendar, parse_window_spec
+from monitoring.uptime.maintenance import (
+    InvalidMaintenanceWindow,
+    MaintenanceCalendar,
+    parse_window_spec,
+)
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/monitoring")
 
@@ -60,7 +76,7 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     assert settings is not None
     outbox = Outbox.from_settings(monitoring.store, monitoring.clock, settings)
     # The alerting engine enqueues through monitoring.outbox.enqueue(conn, notification).
-    monitoring.outbox = outbox  # type: ignore[attr-defined]
+    monitoring.outbox = outbox
     monitoring.scheduler.add_global(DELIVERY_JOB, outbox.deliver_due, settings.notify_delivery_interval)
     keep = settings.alert_retention_days * DAY
     monitoring.retention_rules += [
@@ -87,17 +103,17 @@ def install(monitoring: Monitoring, app: Flask) -> None:
         memory_live_within=3 * settings.system_sample_interval + 5,
         external_url=settings.notify_external_url,
     )
-    monitoring.alerting = engine  # type: ignore[attr-defined]
+    monitoring.alerting = engine
     monitoring.scheduler.add_global(EVALUATION_JOB, engine.evaluate, settings.alert_evaluation_interval)
     monitoring.metric_categories["alerts"] = AlertsProvider(store, lambda window: delivery_report(outbox, window))
 
 
 def _outbox() -> Outbox:
-    return current_monitoring().outbox  # type: ignore[attr-defined, no-any-return]
+    return current_monitoring().outbox  # type: ignore[no-any-return]
 
 
 def _engine() -> AlertEngine:
-    return current_monitoring().alerting  # type: ignore[attr-defined, no-any-return]
+    return current_monitoring().alerting  # type: ignore[no-any-return]
 
 
 def _actor() -> Actor:
@@ -122,21 +138,8 @@ def _problems(status: int, code: str, what: str, problems: list[dict[str, str]])
 # --- GET actions ------------------------------------------------------------------------------
 
 
-def _choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
-    value = request.args.get(name) or None
-    if value is not None and value not in choices:
-        raise ApiError(400, f"{name} must be one of: {', '.join(choices)}", "invalid_parameter")
-    return value
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    value = int(raw) if raw.isdigit() else low - 1
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", "invalid_parameter")
-    return value
 
 
 def _alert_json(alert: Alert) -> dict[str, Any]:
@@ -146,9 +149,9 @@ def _alert_json(alert: Alert) -> dict[str, Any]:
 
 def active(_: dict[str, Any]) -> Any:
     """Pending and firing alerts, newest first, muted and acknowledged ones included."""
-    state = _choice_arg("state", (PENDING, FIRING))
+    state = choice_arg("state", (PENDING, FIRING))
     found = _engine().ledger.listing(states=(state,) if state else (PENDING, FIRING),
-                                     severity=_choice_arg("severity", SEVERITIES), limit=1000)
+                                     severity=choice_arg("severity", SEVERITIES), limit=1000)
     return {
         "alerts": [_alert_json(a) for a in found],
         "counts": {s: sum(1 for a in found if a.state == s) for s in (FIRING, PENDING)},
@@ -157,22 +160,16 @@ def active(_: dict[str, Any]) -> Any:
 
 def history(_: dict[str, Any]) -> Any:
     """Every alert kept (ALERT_RETENTION_DAYS), newest first, each with what happened to it."""
-    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
     assert limit is not None
     fingerprint = request.args.get("fingerprint") or None
     if fingerprint is not None and not _FINGERPRINT.fullmatch(fingerprint):
         raise ApiError(400, "fingerprint must be 16 hexadecimal digits", "invalid_parameter")
-    since = None
-    if request.args.get("since"):
-        try:
-            since = parse_timestamp(request.args["since"])
-        except ValueError:
-            raise ApiError(400, "since must be an RFC 3339 timestamp such as 2026-11-01T00:00:00Z",
-                           "invalid_parameter") from None
-    state = _choice_arg("state", STATES)
+    since = time_arg("since")
+    state = choice_arg("state", STATES)
     ledger = _engine().ledger
-    page = ledger.listing(states=(state,) if state else STATES, severity=_choice_arg("severity", SEVERITIES),
-                          fingerprint=fingerprint, before_id=_int_arg("before", None, 1, 2**63 - 1), since=since,
+    page = ledger.listing(states=(state,) if state else STATES, severity=choice_arg("severity", SEVERITIES),
+                          fingerprint=fingerprint, before_id=int_arg("before", None, 1, MAX_ID), since=since,
                           limit=limit)
     events = ledger.events_of(a.id for a in page if a.id is not None)
     return {
@@ -197,7 +194,7 @@ def silences(_: dict[str, Any]) -> Any:
     """Silences, newest first, each with the open alerts it matches now."""
     engine = _engine()
     now = engine.clock.now()
-    found = engine.silences.listing(_choice_arg("state", SILENCE_STATES))
+    found = engine.silences.listing(choice_arg("state", SILENCE_STATES))
     open_alerts = engine.ledger.listing(states=(PENDING, FIRING), limit=1000)
     return {
         "silences": [
@@ -222,12 +219,12 @@ def maintenance(_: dict[str, Any]) -> Any:
 def deliveries(_: dict[str, Any]) -> Any:
     """Outbox rows, newest first: channel, attempts, last status, next attempt."""
     outbox = _outbox()
-    limit = _int_arg("limit", 50, 1, MAX_PAGE)
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
     assert limit is not None
     page = outbox.page(
-        status=_choice_arg("status", STATUSES),
-        channel=_choice_arg("channel", CHANNEL_NAMES),
-        before_id=_int_arg("before", None, 1, 2**63 - 1),
+        status=choice_arg("status", STATUSES),
+        channel=choice_arg("channel", CHANNEL_NAMES),
+        before_id=int_arg("before", None, 1, MAX_ID),
         limit=limit,
     )
     return {
@@ -250,25 +247,25 @@ def _thresholds(monitoring: Monitoring) -> dict[str, Any]:
 
 
 def _policy(monitoring: Monitoring) -> dict[str, Any]:
-    return {**monitoring.alerting.policy.to_json(),  # type: ignore[attr-defined]
-            "escalationChannel": monitoring.outbox.routes.escalation}  # type: ignore[attr-defined]
+    return {**monitoring.alerting.policy.to_json(),
+            "escalationChannel": monitoring.outbox.routes.escalation}
 
 
 # Sections of action=configuration, in order.
 CONFIGURATION_SECTIONS: dict[str, Callable[[Monitoring], Any]] = {
     "thresholds": _thresholds,
-    "severityMatrix": lambda monitoring: monitoring.alerting.policy.matrix_json(),  # type: ignore[attr-defined]
-    "channels": lambda monitoring: monitoring.outbox.channels.describe(),  # type: ignore[attr-defined]
-    "routing": lambda monitoring: monitoring.outbox.routes.to_json(),  # type: ignore[attr-defined]
+    "severityMatrix": lambda monitoring: monitoring.alerting.policy.matrix_json(),
+    "channels": lambda monitoring: monitoring.outbox.channels.describe(),
+    "routing": lambda monitoring: monitoring.outbox.routes.to_json(),
     "delivery": lambda monitoring: {
-        **monitoring.outbox.policy.to_json(),  # type: ignore[attr-defined]
+        **monitoring.outbox.policy.to_json(),
         "intervalSeconds": monitoring.settings.notify_delivery_interval,  # type: ignore[union-attr]
     },
     "alerting": _policy,
     "rules": lambda monitoring: [{**r.to_json(), "origin": r.origin}
-                                 for r in monitoring.alerting.rulebook.rules()],  # type: ignore[attr-defined]
+                                 for r in monitoring.alerting.rulebook.rules()],
     "inhibitions": lambda monitoring: [r.to_json()
-                                       for r in monitoring.alerting.inhibitions.rules()],  # type: ignore[attr-defined]
+                                       for r in monitoring.alerting.inhibitions.rules()],
 }
 
 

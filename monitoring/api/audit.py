@@ -5,7 +5,8 @@ from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from monitoring.api.auth import client_ip, require_key
 from monitoring.api.errors import ApiError
-from monitoring.clock import isoformat, parse_timestamp
+from monitoring.api.params import MAX_ID, int_arg, time_arg
+from monitoring.clock import isoformat
 from monitoring.extension import current_monitoring
 from monitoring.security.audit import ADMIN_ACTION, KINDS, render_csv
 from monitoring.security.keys import ADMIN
@@ -15,34 +16,15 @@ bp = Blueprint("audit", __name__, url_prefix="/api/monitoring")
 MAX_PAGE = 500
 
 
-def _time_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_timestamp(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an RFC 3339 timestamp such as 2026-11-01T00:00:00Z", "invalid_parameter")
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", "invalid_parameter")
-    return value
 
 
 @bp.get("/audit")
 @require_key(ADMIN)
 def audit():  # type: ignore[no-untyped-def]
     log = current_monitoring().audit
-    since, until = _time_arg("since"), _time_arg("until")
+    since, until = time_arg("since"), time_arg("until")
     kind = request.args.get("kind") or None
     if kind is not None and kind not in KINDS:
         raise ApiError(400, f"kind must be one of: {', '.join(KINDS)}", "invalid_parameter")
@@ -65,8 +47,8 @@ def audit():  # type: ignore[no-untyped-def]
         )
     if output != "json":
         raise ApiError(400, "format must be json or csv", "invalid_parameter")
-    limit = _int_arg("limit", 100, 1, MAX_PAGE)
-    before = _int_arg("before", None, 1, 2**63 - 1)
+    limit = int_arg("limit", 100, 1, MAX_PAGE)
+    before = int_arg("before", None, 1, MAX_ID)
     entries = log.page(since=since, until=until, kind=kind, before_id=before, limit=limit)
     next_before = entries[-1].id if len(entries) == limit else None
     return jsonify(

@@ -14,17 +14,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from limits import parse_many
 
 from config import PROJECT_ROOT
 from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.errors import ApiError
 from monitoring.clock import isoformat
-from monitoring.dashboard.data import FULL, PUBLIC, DashboardMemo, DashboardSources, build_dashboard, sources_of
+from monitoring.dashboard.data import (
+    FULL,
+    PUBLIC,
+    DashboardMemo,
+    DashboardSources,
+    build_dashboard,
+    sources_of,
+)
 from monitoring.dashboard.datadog import datadog_dashboard
 from monitoring.dashboard.grafana import grafana_dashboard
-from monitoring.dashboard.session import COOKIE_NAME, SESSION_SECONDS, DashboardSessions, Session, same_origin
+from monitoring.dashboard.session import (
+    COOKIE_NAME,
+    SESSION_SECONDS,
+    DashboardSessions,
+    Session,
+    same_origin,
+)
 from monitoring.extension import Monitoring, current_monitoring
 from monitoring.security.audit import ACCESS_DENIED
 from monitoring.security.keys import METRICS, ApiKey

@@ -13,9 +13,8 @@ from flask import Blueprint, Flask, jsonify, request
 from flask.signals import got_request_exception
 
 from monitoring.api.auth import require_key
-from monitoring.api.errors import ApiError
 from monitoring.api.middleware import route_template
-from monitoring.clock import parse_timestamp
+from monitoring.api.params import int_arg, time_arg
 from monitoring.errors.sentry import init_sentry, sentry_options
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker, list_error_groups
 from monitoring.extension import Monitoring, current_monitoring
@@ -72,33 +71,15 @@ def tracker_of(app: Flask) -> ErrorTracker:
     return app.extensions[TRACKER_KEY]
 
 
-def _limit() -> int:
-    raw = request.args.get("limit") or "50"
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}", "invalid_parameter")
-    return value
 
 
-def _since() -> float | None:
-    raw = request.args.get("since")
-    if not raw:
-        return None
-    try:
-        return parse_timestamp(raw)
-    except ValueError:
-        raise ApiError(400, "since must be an RFC 3339 timestamp such as 2026-11-01T00:00:00Z",
-                       "invalid_parameter") from None
 
 
 @bp.get("/errors")
 @require_key(METRICS)
 def errors():  # type: ignore[no-untyped-def]
     monitoring = current_monitoring()
-    groups = list_error_groups(monitoring.store, since=_since(), limit=_limit())
+    groups = list_error_groups(monitoring.store, since=time_arg("since"), limit=int_arg("limit", 50, 1, MAX_LIMIT))
     return jsonify({"groups": [group.to_json() for group in groups]})
 
 

@@ -27,7 +27,11 @@ from monitoring.business.figures import BusinessProvider
 from monitoring.extension import Monitoring, current_monitoring
 from monitoring.security.keys import METRICS
 from monitoring.security.rate_limits import api_key_or_address
-from monitoring.store.business_tables import payment_events, ticket_events, user_activity_events
+from monitoring.store.business_tables import (
+    payment_events,
+    ticket_events,
+    user_activity_events,
+)
 from monitoring.store.retention import RetentionRule
 
 DAY = 86400.0

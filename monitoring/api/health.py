@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, jsonify, request
 import monitoring.health as health_package
 from monitoring.api.auth import check_key, client_ip
 from monitoring.api.errors import ApiError
+from monitoring.api.params import flag_arg
 from monitoring.clock import isoformat
 from monitoring.extension import DAY, Monitoring, current_monitoring
 from monitoring.health.report import (
@@ -23,7 +24,6 @@ from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN
 from monitoring.store.health_tables import health_events, health_results
 from monitoring.store.retention import RetentionRule
-
 
 bp = Blueprint("health", __name__, url_prefix="/api/health")
 
@@ -50,13 +50,6 @@ def _health() -> HealthService:
     return current_monitoring().health  # type: ignore[no-any-return]
 
 
-def _flag(name: str) -> bool:
-    raw = request.args.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no"):
-        return False
-    if raw in ("1", "true", "yes"):
-        return True
-    raise ApiError(400, f"{name} must be true or false", "invalid_parameter")
 
 
 def _no_store(response: Any) -> Any:
@@ -83,7 +76,7 @@ def check():  # type: ignore[no-untyped-def]
     """Dependency health from the store; ``refresh=true`` (admin) runs the checks first."""
     monitoring = current_monitoring()
     health = _health()
-    refresh = _flag("refresh")
+    refresh = flag_arg("refresh")
     name = request.args.get("service")
     if refresh:
         key = check_key(ADMIN)

@@ -10,16 +10,24 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from monitoring.api import middleware
 from monitoring.api.auth import require_key
 from monitoring.api.errors import ApiError
+from monitoring.api.params import flag_arg
 from monitoring.extension import Monitoring, current_monitoring
 from monitoring.metrics.categories import CategoryReport, TimeWindow
-from monitoring.metrics.exporters import FORMATS, Section, Unavailable, render_datadog, render_json, render_prometheus
+from monitoring.metrics.exporters import (
+    FORMATS,
+    Section,
+    Unavailable,
+    render_datadog,
+    render_json,
+    render_prometheus,
+)
 from monitoring.metrics.performance import PerformanceProvider, SystemProvider
 from monitoring.metrics.rollups import RequestRollups
 from monitoring.metrics.system import SAMPLE_RETENTION_SECONDS, SystemSampler
 from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.security.rate_limits import api_key_or_address
-from monitoring.store.metrics_tables import request_rollups, system_samples
+from monitoring.store.metrics_tables import system_samples
 from monitoring.store.retention import RetentionRule
 
 log = logging.getLogger(__name__)
@@ -28,10 +36,8 @@ bp = Blueprint("metrics", __name__, url_prefix="/api/monitoring")
 
 # Every category the export knows; later features register the providers of the last ones.
 CATEGORIES = ("system", "performance", "business", "errors", "health", "uptime", "alerts")
-# Leader-only: merging minute rows into hour rows needs doing once, not once per worker.
+# Leader-only: dropping old rows needs doing once, not once per worker.
 DOWNSAMPLE_INTERVAL = 600.0
-_TRUE = ("true", "1", "yes")
-_FALSE = ("false", "0", "no")
 
 
 def install(monitoring: Monitoring, app: Flask) -> None:
@@ -39,17 +45,17 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     assert settings is not None
     # Request timing for the monitored app (this service, or a host app calling Monitoring(app)).
     middleware.install(monitoring, app)
-    rollups = RequestRollups(monitoring.store, monitoring.clock)
+    retention = settings.metrics_retention_days * DAY
+    rollups = RequestRollups(monitoring.store, monitoring.clock, retention_seconds=retention)
+    # Drops minute rows after 48 h and every row after METRICS_RETENTION_DAYS (the rollups'
+    # composite key does not fit the generic retention rule).
     monitoring.scheduler.add_global("metrics_downsample", rollups.downsample, DOWNSAMPLE_INTERVAL)
 
     sampler = SystemSampler(monitoring.store, monitoring.clock, monitoring.scheduler.instance.instance_id)
     sampler.prime()
     monitoring.scheduler.add_process("system_sample", sampler.sample, settings.system_sample_interval)
 
-    monitoring.retention_rules += [
-        RetentionRule(request_rollups, request_rollups.c.bucket_start, settings.metrics_retention_days * DAY),
-        RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS),
-    ]
+    monitoring.retention_rules.append(RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS))
     monitoring.metric_categories["performance"] = PerformanceProvider(rollups)
     monitoring.metric_categories["system"] = SystemProvider(
         monitoring.store, monitoring.scheduler.describe, settings.system_sample_interval
@@ -66,15 +72,6 @@ def _window(monitoring: Monitoring) -> TimeWindow:
         return parse_window(raw, monitoring.clock.now(), monitoring.settings.metrics_retention_days * DAY)
     except ValueError as exc:
         raise ApiError(400, f"{exc} (got {raw[:40]!r})", "invalid_parameter") from None
-
-
-def _include_internal() -> bool:
-    raw = (request.args.get("include_internal") or "false").lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ApiError(400, "include_internal must be true or false", "invalid_parameter")
 
 
 def _categories(monitoring: Monitoring) -> list[str]:
@@ -114,7 +111,7 @@ def metrics():  # type: ignore[no-untyped-def]
         raise ApiError(400, f"unknown format {output[:40]!r}; valid: {', '.join(FORMATS)}", "invalid_parameter")
     names = _categories(monitoring)
     window = _window(monitoring)
-    include_internal = _include_internal()
+    include_internal = flag_arg("include_internal")
     sections = {name: _section(monitoring, name, window, include_internal) for name in names}
     if output == "prometheus":
         body, content_type = render_prometheus(sections, request.headers.get("Accept"))
@@ -162,8 +159,8 @@ _PERFORMANCE = {
                                      "description": "Requests to the monitoring endpoints in the window."},
                 "note": {"type": ["string", "null"]},
                 "coveredFrom": {"type": "string", "format": "date-time",
-                                "description": "Start of the first rollup read: the window widened to whole minutes "
-                                "(whole hours beyond 48 h). Rates divide by the covered seconds."},
+                                "description": "The window's start widened to the rollups read: to its minute, or "
+                                "to its hour beyond 48 h. Rates divide by the covered seconds."},
                 "coveredSeconds": {"type": "number"},
                 "percentileRelativeError": {"type": "number"},
             },

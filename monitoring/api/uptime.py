@@ -8,11 +8,21 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify, request
 
 from monitoring.api.errors import ApiError
+from monitoring.api.params import int_arg
 from monitoring.extension import DAY, Monitoring, current_monitoring
 from monitoring.store.retention import RetentionRule
 from monitoring.store.schema import instances
-from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
-from monitoring.uptime.periods import DEFAULT_WINDOW, ROLLING_WINDOWS, VALID_FORMS, parse_period
+from monitoring.store.uptime_tables import (
+    incidents,
+    maintenance_windows,
+    uptime_segments,
+)
+from monitoring.uptime.periods import (
+    DEFAULT_WINDOW,
+    ROLLING_WINDOWS,
+    VALID_FORMS,
+    parse_period,
+)
 from monitoring.uptime.report import INCIDENT_HISTORY_PATH, render_uptime
 from monitoring.uptime.service import UptimeService
 
@@ -30,7 +40,7 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     health = monitoring.health
     service = UptimeService(monitoring.store, monitoring.clock, settings, lambda: health.snapshot().status)
     # Other features reach the maintenance calendar and incidents here: monitoring.uptime.calendar.
-    monitoring.uptime = service  # type: ignore[attr-defined]
+    monitoring.uptime = service
     health.round_listeners.append(service.on_health_round)
     retention = settings.incident_retention_days * DAY
     monitoring.retention_rules += [
@@ -43,20 +53,9 @@ def install(monitoring: Monitoring, app: Flask) -> None:
 
 
 def _service() -> UptimeService:
-    return current_monitoring().uptime  # type: ignore[attr-defined, no-any-return]
+    return current_monitoring().uptime  # type: ignore[no-any-return]
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", "invalid_parameter")
-    return value
 
 
 @bp.get("/uptime")
@@ -73,8 +72,8 @@ def uptime():  # type: ignore[no-untyped-def]
 @bp.get("/uptime/incidents")
 def incident_history():  # type: ignore[no-untyped-def]
     service = _service()
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    before = _int_arg("before", None, 1, 2**63 - 1)
+    limit = int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    before = int_arg("before", None, 1, 2**63 - 1)
     assert limit is not None
     page = service.incidents.page(before=before, limit=limit)
     now = service.clock.now()

@@ -374,7 +374,7 @@ def requests_in_window(store: Store, clock: Clock, window: TimeWindow) -> int | 
         from monitoring.metrics.rollups import RequestRollups
     except ImportError:  # request metrics not installed: the share is reported as unknown
         return None
-    return RequestRollups(store, clock).figures(window, include_internal=True).count
+    return RequestRollups(store, clock).counts(window, include_internal=True).count
 
 
 def error_figures(store: Store, window: TimeWindow, requests: int | None, top: int = TOP_GROUPS) -> ErrorFigures:

@@ -1,17 +1,19 @@
 """Tables of the request metrics and the resource samples.
 
 ``request_routes`` names each (method, route template, internal flag) once and keeps its
-running totals since the store began (request count per status class and the cumulative
-latency histogram): what Prometheus needs for ``_total`` counters and ``le`` buckets. The
-set of routes is bounded (URL rule templates), so it is never purged.
+running totals since the store began (requests per status class and the cumulative latency
+histogram): what Prometheus needs for ``_total`` counters and ``le`` buckets. The set of
+routes is bounded (URL rule templates), so it is never purged.
 
-``request_rollups`` holds one row per (interval, route): minute rows (``resolution`` 60)
-for the last 48 hours, hour rows (3600) up to METRICS_RETENTION_DAYS. A row has the request
-count per status class and one latency histogram for all of them. Workers do not get rows
-of their own: each flush read-merge-writes the minute row under one store-wide writer lock,
-so the row count does not grow with the number of workers (per-process rows would multiply
-the minute tier, the bulk of the store, by WORKERS, and every read would merge N times more
-histograms).
+``request_rollups`` holds one row per (interval, route) with the requests per status class
+and one latency histogram for all of them: minute rows (``resolution`` 60), kept 48 hours,
+and hour rows (3600), kept METRICS_RETENTION_DAYS. Each flush merges into both the minute row
+and the hour row of what it carries, so a window of many hours reads a few hour rows instead
+of sixty times as many minute rows. Workers do not get rows of their own: each flush
+read-merge-writes under one store-wide writer lock, so the row count does not grow with the
+number of workers (per-process rows would multiply the minute tier, the bulk of the store,
+by WORKERS, and every read would merge N times more histograms). The key is the primary key
+(SQLite: WITHOUT ROWID, so the table is its own index): these rows are most of the store.
 """
 from __future__ import annotations
 
@@ -46,9 +48,8 @@ request_routes = Table(
     Column("method", String(8), nullable=False),
     Column("route", String(ROUTE_LENGTH), nullable=False),  # URL rule template, never a raw path
     Column("internal", SmallInteger, nullable=False),  # 1 for the monitoring endpoints themselves
-    Column("count", BigInteger, nullable=False, default=0),
     *_status_columns(),
-    # Running latency histogram since created_at: zlib(LatencyHistogram.to_bytes()).
+    # Running latency histogram since created_at (see monitoring.metrics.rollups.encode_histogram).
     Column("histogram", LargeBinary, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
@@ -58,15 +59,13 @@ request_routes = Table(
 request_rollups = Table(
     "request_rollups",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("resolution", Integer, nullable=False),  # seconds: 60 (minute) or 3600 (hour)
-    Column("bucket_start", Double, nullable=False),  # epoch seconds, a multiple of resolution
-    Column("route_id", Id, ForeignKey("request_routes.id"), nullable=False),
-    Column("count", BigInteger, nullable=False),
+    Column("resolution", Integer, primary_key=True, autoincrement=False),  # seconds: 60 or 3600
+    Column("bucket_start", Double, primary_key=True),  # epoch seconds, a multiple of resolution
+    Column("route_id", Id, ForeignKey("request_routes.id"), primary_key=True, autoincrement=False),
     *_status_columns(),
-    # Raw deflate of LatencyHistogram.to_bytes(): count, exact sum/min/max, the 1 % log buckets.
+    # count, exact sum/min/max and the 1 % log buckets (see monitoring.metrics.rollups.encode_histogram).
     Column("histogram", LargeBinary, nullable=False),
-    Index("ux_request_rollups_key", "resolution", "bucket_start", "route_id", unique=True),
+    sqlite_with_rowid=False,
 )
 
 system_samples = Table(

@@ -128,10 +128,9 @@ def overall_compliance(*parts: bool | None) -> bool | None:
 def request_error_rate(store: Store, clock: Clock, start: float, end: float, threshold: float) -> ErrorRate:
     """The one place uptime reads the request metrics: 5xx and all responses over ``[start, end)``.
 
-    Requests to the monitoring endpoints are left out. ``RequestRollups.figures`` also merges
-    every row's latency histogram, which the share does not need (about 1.7 s for 30 days of
-    20 routes): a counts-only reader in monitoring.metrics.rollups should replace this call.
+    Requests to the monitoring endpoints are left out. Counts are summed in SQL: no latency
+    histogram is decoded, so a 30-day window costs one aggregate query.
     """
-    figures = RequestRollups(store, clock).figures(TimeWindow(start, end, "sla"), include_internal=False)
-    return ErrorRate(requests=figures.count, errors=figures.errors, threshold=threshold,
-                     covered_from=figures.covered_from)
+    counts = RequestRollups(store, clock).counts(TimeWindow(start, end, "sla"), include_internal=False)
+    return ErrorRate(requests=counts.count, errors=counts.errors, threshold=threshold,
+                     covered_from=counts.covered_from)

@@ -157,12 +157,13 @@
         : h("span", { class: "muted" }, "none");
       return h("tr", { "data-service": service.name },
         h("th", { scope: "row" }, service.name, service.critical ? h("span", { class: "tag" }, "critical") : null),
-        h("td", null, statusBadge(service.status), service.error ? h("span", { class: "error-text" }, " " + service.error) : null),
-        h("td", null, breaker),
-        h("td", { class: "num" }, fmtMs(service.responseTime)),
-        h("td", { class: "num" }, service.availability24h === null || service.availability24h === undefined
-          ? "—" : fmtPercent(service.availability24h * 100, 2)),
-        h("td", null, fmtTime(service.checkedAt)));
+        h("td", { "data-label": "Status" }, h("span", null, statusBadge(service.status),
+          service.error ? h("span", { class: "error-text" }, " " + service.error) : null)),
+        h("td", { "data-label": "Circuit breaker" }, breaker),
+        h("td", { class: "num", "data-label": "Response" }, fmtMs(service.responseTime)),
+        h("td", { class: "num", "data-label": "Available (24 h)" }, service.availability24h === null ||
+          service.availability24h === undefined ? "—" : fmtPercent(service.availability24h * 100, 2)),
+        h("td", { "data-label": "Checked" }, fmtTime(service.checkedAt)));
     });
     if (!rows.length) rows = [h("tr", null, h("td", { colspan: 6 }, "No dependency is checked yet."))];
     fill("services-table-body", rows);
@@ -278,8 +279,9 @@
     var users = business["users.active"] || {};
     var tickets = business["tickets.operations"] || {};
     var ticketRows = Object.keys(tickets).filter(function (op) { return tickets[op].operations; }).map(function (op) {
-      return h("tr", null, h("th", { scope: "row" }, op), h("td", { class: "num" }, fmtNumber(tickets[op].operations)),
-        h("td", { class: "num" }, fmtNumber(tickets[op].tickets)));
+      return h("tr", null, h("th", { scope: "row" }, op),
+        h("td", { class: "num", "data-label": "Operations" }, fmtNumber(tickets[op].operations)),
+        h("td", { class: "num", "data-label": "Tickets" }, fmtNumber(tickets[op].tickets)));
     });
     fill("business-body", [
       h("div", { class: "kpis" },
@@ -289,7 +291,7 @@
           revenue.length ? revenue.map(function (r) { return fmtNumber(r.payments) + " payments in " + r.currency; }).join(", ") : null, "kpi-revenue"),
         kpi("Active users", fmtNumber(users["1h"]), "5 min " + fmtNumber(users["5m"]) + " · 24 h " + fmtNumber(users["24h"]), "kpi-users")),
       ticketRows.length
-        ? h("div", { class: "table-wrap" }, h("table", { id: "tickets-table" },
+        ? h("div", { class: "table-wrap" }, h("table", { id: "tickets-table", class: "stack" },
             h("caption", null, "Ticket operations today"),
             h("thead", null, h("tr", null, h("th", { scope: "col" }, "Operation"), h("th", { scope: "col" }, "Operations"),
               h("th", { scope: "col" }, "Tickets"))),
@@ -307,16 +309,17 @@
     var summary = h("p", null, fmtNumber(errors["errors.count"]) + " unhandled exceptions in 24 h (" +
       fmtNumber(errors["errors.rate"]) + " per minute).");
     if (!groups.length) { fill("errors-body", [summary, note("No error group in 24 h.")]); return; }
-    fill("errors-body", [summary, h("div", { class: "table-wrap" }, h("table", null,
+    fill("errors-body", [summary, h("div", { class: "table-wrap" }, h("table", { class: "stack" },
       h("caption", { class: "visually-hidden" }, "Busiest error groups"),
       h("thead", null, h("tr", null, h("th", { scope: "col" }, "Error"), h("th", { scope: "col" }, "Where"),
         h("th", { scope: "col" }, "In 24 h"), h("th", { scope: "col" }, "Last seen"))),
       h("tbody", null, groups.map(function (group) {
         return h("tr", null,
           h("th", { scope: "row" }, group.type, h("br"), h("span", { class: "muted" }, group.message)),
-          h("td", null, group.route || group.where),
-          h("td", { class: "num" }, fmtNumber(group.countInWindow !== undefined ? group.countInWindow : group.count)),
-          h("td", null, fmtDateTime(group.lastSeen)));
+          h("td", { "data-label": "Where" }, group.route || group.where),
+          h("td", { class: "num", "data-label": "In 24 h" },
+            fmtNumber(group.countInWindow !== undefined ? group.countInWindow : group.count)),
+          h("td", { "data-label": "Last seen" }, fmtDateTime(group.lastSeen)));
       }))))]);
   }
 
