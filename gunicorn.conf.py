@@ -29,6 +29,9 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 graceful_timeout = 20
 timeout = 30
 proc_name = "centinela"
+# gunicorn's control socket sits at one fixed path per user: two instances on a host would
+# fight over it, and nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]

@@ -48,13 +48,21 @@ def isoformat(epoch_seconds: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_YEAR_10000 = 253402300800.0
+
+
 def parse_timestamp(text: str) -> float:
     """Parse an RFC 3339 / ISO 8601 timestamp (naive means UTC) or epoch seconds; ValueError if neither."""
     text = text.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        # nan, inf and 1e400 parse as floats but are no moment in time.
+        if not 0 <= seconds < _YEAR_10000:
+            raise ValueError(f"{text!r} is not a time between 1970 and 9999")
+        return seconds
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     moment = datetime.fromisoformat(text)

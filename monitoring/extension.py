@@ -80,7 +80,7 @@ class Monitoring:
         if settings.trusted_proxies:
             from werkzeug.middleware.proxy_fix import ProxyFix
 
-            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)  # type: ignore[method-assign]
 
         from monitoring.api import API_MODULES
         from monitoring.api.errors import register_error_handlers

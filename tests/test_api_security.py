@@ -290,3 +290,44 @@ def test_csv_export_defuses_formulas() -> None:
 )
 def test_audit_bad_parameters_are_400(client: Any, query: str) -> None:
     assert_json_error(client.get(f"{AUDIT}?{query}", headers=ADMIN_HEADERS), 400, "invalid_parameter")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e400"])
+def test_time_parameters_that_are_no_moment_are_400(client: Any, value: str) -> None:
+    for query in (f"since={value}", f"since={value}&format=csv", f"until={value}"):
+        assert_json_error(client.get(f"{AUDIT}?{query}", headers=ADMIN_HEADERS), 400, "invalid_parameter")
+
+
+def test_percent_encoded_key_names_are_redacted_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from monitoring.security.log_redaction import install_log_redaction
+
+    install_log_redaction()
+    logging.getLogger("gunicorn.access").warning('"GET /api/monitoring/metrics?api%%5Fkey=%s HTTP/1.1"', METRICS_KEY)
+    assert METRICS_KEY not in caplog.text
+    assert "[redacted]" in caplog.text
+
+
+def test_https_behind_a_trusted_proxy_is_seen_as_https(make_settings: Callable[..., Settings]) -> None:
+    """The dashboard's session cookie gets its Secure flag from request.is_secure."""
+    for trusted, expected in (("1", True), ("0", False)):
+        app = create_app(make_settings({"TRUSTED_PROXIES": trusted}))
+
+        @app.get("/scheme")
+        def scheme():  # type: ignore[no-untyped-def]
+            from flask import request
+
+            return {"secure": request.is_secure}
+
+        response = app.test_client().get("/scheme", headers={"X-Forwarded-Proto": "https"})
+        assert response.get_json() == {"secure": expected}
+
+
+def test_retry_after_is_sent_only_with_a_refusal(make_settings: Callable[..., Settings]) -> None:
+    client = _limited_app(make_settings, "memory://").test_client()
+    ok = client.get("/api/health/live")
+    assert ok.status_code == 200 and "Retry-After" not in ok.headers and "X-RateLimit-Limit" in ok.headers
+    client.get("/api/health/live")
+    refused = client.get("/api/health/live")
+    assert refused.status_code == 429 and "Retry-After" in refused.headers

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import logging
 import traceback
+from urllib.parse import unquote
 from typing import Any
 
 from monitoring.errors.sanitiser import sanitise_text
 
 _installed = False
+
+
+def _sanitise_with_decoding(message: str) -> str:
+    """Sanitise, also seeing through percent-encoding: Werkzeug decodes ``?api%5Fkey=...`` into
+    ``api_key`` and accepts it, so the raw request line in the access log must not keep it."""
+    if "%" in message:
+        decoded = unquote(message)
+        if decoded != message and sanitise_text(decoded) != decoded:
+            return sanitise_text(decoded)
+    return sanitise_text(message)
 
 
 def install_log_redaction() -> None:
@@ -25,7 +36,7 @@ def install_log_redaction() -> None:
     def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = base_factory(*args, **kwargs)
         try:
-            record.msg = sanitise_text(record.getMessage())
+            record.msg = _sanitise_with_decoding(record.getMessage())
             record.args = None
             if record.exc_info and record.exc_info[0] is not None:
                 # Format the traceback now so the formatter prints our sanitised copy.

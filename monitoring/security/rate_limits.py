@@ -5,7 +5,7 @@ Point RATELIMIT_STORAGE_URI at Redis to share one count across workers and hosts
 """
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_limiter import Limiter
 
 from config import Settings
@@ -36,5 +36,15 @@ def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
         # Fail open on a storage outage: a Redis blip must not take monitoring down with it.
         swallow_errors=True,
     )
+    # Registered before the limiter's own hook, so it runs after it (Flask runs after_request
+    # hooks last-registered first): the limiter puts Retry-After on every response, but on a
+    # 200 a load balancer or client could read it as "come back later".
+    app.after_request(_retry_after_only_when_refused)
     limiter.init_app(app)
     return limiter
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
