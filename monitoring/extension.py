@@ -88,11 +88,11 @@ class Monitoring:
 
         register_error_handlers(app)
         app.before_request(_refuse_oversized_body)
-        self.limiter = init_rate_limits(app, settings)
+        modules = [importlib.import_module(name) for name in API_MODULES]
+        self.limiter = init_rate_limits(app, settings, frozenset(module.bp.name for module in modules))
         # Each endpoint family brings its blueprint and, through install(), its jobs, limits,
         # retention rules and metric categories: adding a family touches only its own module.
-        for name in API_MODULES:
-            module = importlib.import_module(name)
+        for module in modules:
             app.register_blueprint(module.bp)
             install = getattr(module, "install", None)
             if install is not None:

@@ -331,3 +331,19 @@ def test_retry_after_is_sent_only_with_a_refusal(make_settings: Callable[..., Se
     client.get("/api/health/live")
     refused = client.get("/api/health/live")
     assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def test_a_host_apps_own_routes_are_not_rate_limited(make_settings: Callable[..., Settings]) -> None:
+    from monitoring.extension import Monitoring
+
+    host = Flask("shop")
+
+    @host.get("/tickets")
+    def tickets():  # type: ignore[no-untyped-def]
+        return {"tickets": []}
+
+    Monitoring(host, settings=make_settings({"RATELIMIT_DEFAULT": "2/minute"}))
+    client = host.test_client()
+    assert [client.get("/tickets").status_code for _ in range(5)] == [200] * 5
+    statuses = [client.get("/api/monitoring/metrics", headers=METRICS_HEADERS).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]

@@ -3,7 +3,7 @@
 JSON keeps the system description's names and units (``api.response_time.p95`` in ms,
 ``errors.rate`` in 5xx responses per minute, ``system.memory.usage`` in %). Prometheus gets
 base units and conventional names: the request counters and latency histogram are running
-totals since the store began (from ``request_totals``), so Prometheus itself takes rates and
+totals since the store began (from ``request_routes``), so Prometheus itself takes rates and
 ``histogram_quantile`` over whatever range it likes; resource figures are gauges. Datadog
 gets the window's figures under the JSON names.
 """

@@ -25,10 +25,16 @@ def api_key_or_address() -> str:
     return key.key_id if key is not None else client_address()
 
 
-def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
+def init_rate_limits(app: Flask, settings: Settings, blueprints: frozenset[str]) -> Limiter:
+    """Limits for Centinela's own ``blueprints``; a host app's routes are its own business."""
+
+    def host_route() -> bool:
+        return request.blueprint not in blueprints
+
     limiter = Limiter(
         client_address,
         default_limits=[settings.ratelimit_default],
+        default_limits_exempt_when=host_route,
         storage_uri=settings.ratelimit_storage_uri,
         headers_enabled=True,
         enabled=settings.ratelimit_enabled,
