@@ -443,3 +443,19 @@ def test_matchers_follow_alertmanager(matcher: str, labels: dict[str, str], matc
     parsed = parse_matcher(matcher)
     assert parsed.matches(labels) is matches
     assert parse_matcher(str(parsed)) == parsed  # shown as it is written
+
+
+def test_maintenance_changes_are_audited(client: Any) -> None:
+    from tests.conftest import ADMIN_HEADERS
+
+    window = {"type": "one_off", "start": "2026-01-01T02:00:00Z", "end": "2026-01-01T03:00:00Z"}
+    created = client.post("/api/monitoring/alerts", json={"action": "maintenance", "window": window},
+                          headers=ADMIN_HEADERS)
+    assert created.status_code == 200, created.get_json()
+    window_id = created.get_json()["window"]["id"]
+    deleted = client.post("/api/monitoring/alerts", json={"action": "delete_maintenance", "id": window_id},
+                          headers=ADMIN_HEADERS)
+    assert deleted.status_code == 200, deleted.get_json()
+    entries = client.get("/api/monitoring/audit?kind=admin_action", headers=ADMIN_HEADERS).get_json()["entries"]
+    assert [(e["action"], e["detail"]["window"]["id"]) for e in entries[:2]] == [
+        ("alerts.delete_maintenance", window_id), ("alerts.maintenance", window_id)]

@@ -278,6 +278,19 @@ def test_the_same_notification_enqueued_twice_is_sent_once(
     assert len(outbox.page()) == 1 and len(receiver.requests) == 1
 
 
+def test_a_run_that_outlives_its_lease_stops_and_leaves_the_rest(
+    receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox]
+) -> None:
+    outbox = make_outbox(webhook_env(receiver))
+    for n in range(3):
+        enqueue(outbox, make_notification(f"a1b2c3d4e5f60718:firing:{n + 1}"))
+    answers = iter([True, False])  # still leader for the first send, then the lease is gone
+    outbox.deliver_due(still_leader=lambda: next(answers, False))
+    assert len(receiver.requests) == 1
+    outbox.deliver_due()  # the next leader sends the other two
+    assert len(receiver.requests) == 3
+
+
 def test_the_stored_notification_is_sanitised(receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox]) -> None:
     outbox = make_outbox(webhook_env(receiver))
     enqueue(outbox, make_notification("n:pii", "firing", make_alert(summary="refund for ana@example.com")))

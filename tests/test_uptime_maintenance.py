@@ -116,10 +116,29 @@ def test_windows_are_stored_listed_and_deleted(calendar: MaintenanceCalendar, cl
         "createdAt": "2026-01-01T00:00:00.000Z",
     }
     assert shown.cron == "30 23 * * sat,sun"
-    assert again.delete(weekly.id) is True
-    assert again.delete(weekly.id) is False
+    assert again.delete(weekly.id).id == weekly.id
+    assert again.delete(weekly.id) is None
     assert again.get(weekly.id) is None
     assert again.windows_overlapping(utc(2026, 1, 1), utc(2026, 2, 1)) == []
+
+
+def test_a_window_change_and_its_audit_entry_commit_together(calendar: MaintenanceCalendar) -> None:
+    spec = parse_window_spec({"type": "one_off", "start": "2026-01-01T02:00:00Z", "end": "2026-01-01T03:00:00Z"})
+    written: list[int] = []
+
+    def failing_audit(conn: object, window: object) -> None:
+        raise RuntimeError("audit log unavailable")
+
+    with pytest.raises(RuntimeError):
+        calendar.create(spec, audit=failing_audit)
+    assert calendar.list_windows(include_past=True) == []  # no window without its audit entry
+
+    window = calendar.create(spec, audit=lambda conn, w: written.append(w.id))
+    with pytest.raises(RuntimeError):
+        calendar.delete(window.id, audit=failing_audit)
+    assert calendar.get(window.id) is not None  # the delete rolled back with its audit entry
+    assert calendar.delete(window.id, audit=lambda conn, w: written.append(w.id)).id == window.id
+    assert written == [window.id, window.id]
 
 
 @pytest.mark.parametrize(

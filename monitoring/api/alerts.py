@@ -77,7 +77,10 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     outbox = Outbox.from_settings(monitoring.store, monitoring.clock, settings)
     # The alerting engine enqueues through monitoring.outbox.enqueue(conn, notification).
     monitoring.outbox = outbox
-    monitoring.scheduler.add_global(DELIVERY_JOB, outbox.deliver_due, settings.notify_delivery_interval)
+    lease = monitoring.scheduler.lease
+    monitoring.scheduler.add_global(
+        DELIVERY_JOB, lambda: outbox.deliver_due(still_leader=lease.held), settings.notify_delivery_interval
+    )
     keep = settings.alert_retention_days * DAY
     monitoring.retention_rules += [
         # Kept like alert history, and never deleted while it may still be retried.
@@ -397,21 +400,25 @@ def create_maintenance(body: dict[str, Any]) -> Any:
     except InvalidMaintenanceWindow as exc:
         raise _problems(400, "invalid_window", "the maintenance window is not valid", exc.problems) from None
     actor = _actor()
-    window = engine.maintenance.create(spec, created_by=actor.who)
-    current_monitoring().audit.record(ADMIN_ACTION, actor.who, "alerts.maintenance", client_ip=actor.client_ip,
-                                      path=actor.path, detail={"window": window.to_json()})
+    window = engine.maintenance.create(spec, created_by=actor.who,
+                                       audit=_window_audit(actor, "alerts.maintenance", "window"))
     return {"action": "maintenance", "window": window.to_json()}
+
+
+def _window_audit(actor: Any, action: str, key: str) -> Callable[[Any, Any], None]:
+    """The audit entry of a maintenance change, written in the change's own transaction."""
+    def record(conn: Any, window: Any) -> None:
+        current_monitoring().audit.record(ADMIN_ACTION, actor.who, action, client_ip=actor.client_ip,
+                                          path=actor.path, detail={key: window.to_json()}, conn=conn)
+    return record
 
 
 def delete_maintenance(body: dict[str, Any]) -> Any:
     engine = _engine()
     window_id = _positive_id(body)
-    window = engine.maintenance.get(window_id)
-    if window is None or not engine.maintenance.delete(window_id):
+    window = engine.maintenance.delete(window_id, audit=_window_audit(_actor(), "alerts.delete_maintenance", "window"))
+    if window is None:
         raise ApiError(404, "no maintenance window with that id", "not_found")
-    actor = _actor()
-    current_monitoring().audit.record(ADMIN_ACTION, actor.who, "alerts.delete_maintenance",
-                                      client_ip=actor.client_ip, path=actor.path, detail={"window": window.to_json()})
     return {"action": "delete_maintenance", "deleted": window.to_json()}
 
 

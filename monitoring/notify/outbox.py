@@ -256,13 +256,19 @@ class Outbox:
 
     # --- delivery (the leader's job) ---------------------------------------------------------
 
-    def deliver_due(self) -> DeliveryRun:
-        """Send every due delivery (at most ``max_per_run``), one claim at a time."""
+    def deliver_due(self, still_leader: Callable[[], bool] = lambda: True) -> DeliveryRun:
+        """Send every due delivery (at most ``max_per_run``), one claim at a time.
+
+        ``still_leader`` is asked before each claim: a run that outlives its lease (slow
+        receivers, a missed renewal) stops and leaves the rest to the new leader.
+        """
         run = DeliveryRun()
         # A retry may be due at once (full jitter can draw ~0): it waits for the next run
         # rather than hammering the receiver in a loop within this one.
         attempted: set[int] = set()
         for _ in range(self.max_per_run):
+            if not still_leader():
+                break
             claimed = self._claim_next(attempted)
             if claimed is None:
                 break

@@ -27,11 +27,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.engine import Connection
 
 from monitoring.clock import Clock, isoformat, parse_timestamp
 from monitoring.errors.sanitiser import sanitise_text
@@ -180,6 +181,10 @@ class MaintenanceWindow:
         }
 
 
+# Writes the audit entry of a window change, in the transaction that makes the change.
+WindowAudit = Callable[[Connection, "MaintenanceWindow"], None]
+
+
 class MaintenanceCalendar:
     """Maintenance windows in the store: create, list, delete, and what they cover when."""
 
@@ -187,7 +192,10 @@ class MaintenanceCalendar:
         self.store = store
         self.clock = clock
 
-    def create(self, spec: MaintenanceSpec, created_by: str = "") -> MaintenanceWindow:
+    def create(
+        self, spec: MaintenanceSpec, created_by: str = "", audit: "WindowAudit | None" = None
+    ) -> MaintenanceWindow:
+        """Store a window; ``audit(conn, window)`` runs in the same transaction (no unaudited window)."""
         values = {
             "kind": spec.kind,
             "reason": sanitise_text(spec.reason)[:MAX_REASON_LENGTH],
@@ -203,7 +211,10 @@ class MaintenanceCalendar:
         }
         with self.store.write() as conn:
             new_id = conn.execute(insert(maintenance_windows).values(**values)).inserted_primary_key[0]
-        return _window({"id": new_id, **values})
+            window = _window({"id": new_id, **values})
+            if audit is not None:
+                audit(conn, window)
+        return window
 
     def get(self, window_id: int) -> MaintenanceWindow | None:
         with self.store.read() as conn:
@@ -219,10 +230,19 @@ class MaintenanceCalendar:
         with self.store.read() as conn:
             return [_window(row) for row in conn.execute(query).mappings()]
 
-    def delete(self, window_id: int) -> bool:
-        """Remove a window (its time counts in the uptime figures again). False when there was none."""
+    def delete(self, window_id: int, audit: "WindowAudit | None" = None) -> MaintenanceWindow | None:
+        """Remove a window (its time counts in the uptime figures again); the removed window, or None.
+
+        Read, delete and ``audit(conn, window)`` share one transaction."""
         with self.store.write() as conn:
-            return bool(conn.execute(delete(maintenance_windows).where(maintenance_windows.c.id == window_id)).rowcount)
+            row = conn.execute(select(maintenance_windows).where(maintenance_windows.c.id == window_id)).mappings().first()
+            if row is None:
+                return None
+            conn.execute(delete(maintenance_windows).where(maintenance_windows.c.id == window_id))
+            window = _window(row)
+            if audit is not None:
+                audit(conn, window)
+            return window
 
     def windows_overlapping(self, start: float, end: float, service: str | None = None) -> list[MaintenanceOccurrence]:
         """Occurrences overlapping ``[start, end)``, by start time.
