@@ -234,6 +234,31 @@ def test_refresh_needs_the_admin_key_and_is_audited(
     assert ADMIN_KEY not in body and METRICS_KEY not in body
 
 
+def test_a_refresh_never_runs_beside_a_round_already_running(
+    make_app: Callable[..., Any], http_server: RecordingHTTPServer, clock: ManualClock
+) -> None:
+    from monitoring.health.service import ROUND_LOCK
+    from monitoring.store.lease import LeaderLease
+
+    application = make_app(checks({"name": "search", "type": "http", "url": http_server.url + "/h"}))
+    monitoring = application.extensions["centinela"]
+    client = application.test_client()
+    # another process (the leader's scheduled round) is in the middle of a round
+    other = LeaderLease(monitoring.store, "leader-round", clock, ttl=30, name=ROUND_LOCK)
+    assert other.try_acquire()
+    assert client.get(f"{CHECK}?refresh=true", headers=ADMIN_HEADERS).status_code in (200, 503)
+    assert http_server.requests == []  # answered from the store, probed nothing
+    assert monitoring.health.run_exclusive_round() is None
+    other.release()
+    assert client.get(f"{CHECK}?refresh=true", headers=ADMIN_HEADERS).status_code == 200
+    assert len(http_server.requests) == 1
+    # a round whose process died frees the lock once it expires
+    assert other.try_acquire()
+    clock.advance(31)
+    assert monitoring.health.run_exclusive_round() is not None
+    assert len(http_server.requests) == 2
+
+
 def test_the_public_answer_reveals_no_secret_or_address(
     make_app: Callable[..., Any], http_server: RecordingHTTPServer, clock: ManualClock
 ) -> None:

@@ -38,7 +38,7 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     # The host app reaches it as monitoring.health (the package functions) or app.extensions[...].health.
     monitoring.health = service
     health_package.activate(service)
-    monitoring.scheduler.add_global(HEALTH_JOB, service.run_round, settings.health_check_interval)
+    monitoring.scheduler.add_global(HEALTH_JOB, service.run_exclusive_round, settings.health_check_interval)
     monitoring.retention_rules += [
         RetentionRule(health_results, health_results.c.checked_at, settings.metrics_retention_days * DAY),
         RetentionRule(health_events, health_events.c.at, settings.incident_retention_days * DAY),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from config import Settings
 from monitoring.clock import Clock
 from monitoring.health.circuit import BreakerPolicy, CircuitBreakers, CircuitOpenError, Permit
 from monitoring.health.checks import Check, Probe, configured_checks, custom_probe
-from monitoring.health.definitions import DEFAULT_TIMEOUT
+from monitoring.health.definitions import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from monitoring.health.events import HealthEvent, list_events
 from monitoring.health.registry import PROCESS_CHECKS, CustomCheck, CustomChecks, custom_check
 from monitoring.health.report import build_category_report
@@ -33,6 +34,7 @@ from monitoring.health.results import (
 from monitoring.health.status import UNHEALTHY, UNKNOWN
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.store.database import Store
+from monitoring.store.lease import LeaderLease
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ DEADLINE_SLACK = 0.5
 CIRCUIT_OPEN_ERROR = "circuit open: not called"
 STILL_RUNNING_ERROR = "previous check still running"
 STORE_UNAVAILABLE_ERROR = "store unavailable"
+# A lease row held while a round runs; it outlives the slowest check, then frees itself.
+ROUND_LOCK = "health_round"
+ROUND_LOCK_MARGIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -214,10 +219,23 @@ class HealthService:
         last = latest_round_at(self.store)
         return last is None or self.clock.now() - last >= self.settings.health_check_interval
 
-    def refresh(self) -> HealthSnapshot:
-        """Run a round now in this process (admin ``?refresh=true``) and answer from the store."""
+    def run_exclusive_round(self) -> list[CheckResult] | None:
+        """Run a round unless one is running anywhere (this or another process or host): the
+        scheduled round and an admin refresh must not probe twice or move breakers twice.
+        None when another round holds the lock."""
+        lock = LeaderLease(self.store, f"round:{uuid.uuid4().hex}", self.clock,
+                           ttl=MAX_TIMEOUT + ROUND_LOCK_MARGIN, name=ROUND_LOCK)
+        if not lock.try_acquire():
+            return None
         try:
-            self.run_round()
+            return self.run_round()
+        finally:
+            lock.release()
+
+    def refresh(self) -> HealthSnapshot:
+        """Run a round now (admin ``?refresh=true``) unless one is already running, and answer from the store."""
+        try:
+            self.run_exclusive_round()
         except SQLAlchemyError:
             log.warning("health refresh could not use the store", exc_info=True)
         return self.snapshot()
