@@ -76,11 +76,24 @@ def make_settings(tmp_path: Any, sqlite_url: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def app(make_settings: Callable[..., Settings], clock: ManualClock) -> Any:
-    application = create_app(make_settings(), clock=clock)
-    yield application
-    application.extensions["centinela"].shutdown()
-    application.extensions["centinela"].store.dispose()
+def make_app(make_settings: Callable[..., Settings], clock: ManualClock) -> Iterator[Callable[..., Any]]:
+    """Build apps the way create_app does, from an env dict; each is shut down after the test."""
+    apps: list[Any] = []
+
+    def build(env: dict[str, str] | None = None) -> Any:
+        application = create_app(make_settings(env or {}), clock=clock)
+        apps.append(application)
+        return application
+
+    yield build
+    for application in apps:
+        application.extensions["centinela"].shutdown()
+        application.extensions["centinela"].store.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any]) -> Any:
+    return make_app()
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import requests
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from app import create_app
-from config import Settings
 from monitoring.clock import ManualClock
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.store.database import Store
@@ -26,20 +24,6 @@ IETF = {"Accept": "application/health+json"}
 STRIPE_KEY = "sk_live_51ApiResponseSecret0123456789abcdef"
 BREVO_KEY = "xkeysib-fedcba9876543210fedcba9876543210-ApiResponse"
 
-
-@pytest.fixture
-def make_app(make_settings: Callable[..., Settings], clock: ManualClock) -> Iterator[Callable[..., Any]]:
-    apps: list[Any] = []
-
-    def build(env: dict[str, str] | None = None) -> Any:
-        application = create_app(make_settings(env or {}), clock=clock)
-        apps.append(application)
-        return application
-
-    yield build
-    for application in apps:
-        application.extensions["centinela"].shutdown()
-        application.extensions["centinela"].store.dispose()
 
 
 def run_round(application: Any) -> None:

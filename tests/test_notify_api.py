@@ -4,13 +4,11 @@ registered with the scheduler, and every bad input with its JSON error."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from flask import Flask
 
-from app import create_app
-from config import Settings
 from monitoring.clock import ManualClock
 from monitoring.notify.outbox import DELIVERED, PENDING
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, METRICS_HEADERS
@@ -23,20 +21,6 @@ ROUTING_KEY = "PDroutingKey0123456789abcdefWXYZ"
 WEBHOOK_SECRET = "hmac-secret-for-the-webhook-77"
 SENTRY_KEY = "sentryPublicKey9f8e7d"
 
-
-@pytest.fixture
-def make_app(make_settings: Callable[..., Settings], clock: ManualClock) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def build(env: dict[str, str]) -> Flask:
-        application = create_app(make_settings(env), clock=clock)
-        apps.append(application)
-        return application
-
-    yield build
-    for application in apps:
-        application.extensions["centinela"].shutdown()
-        application.extensions["centinela"].store.dispose()
 
 
 def full_env(receiver: RecordingHTTPServer) -> dict[str, str]:

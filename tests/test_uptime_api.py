@@ -19,7 +19,6 @@ from monitoring.scheduler import Scheduler
 from monitoring.uptime.durations import format_duration
 from monitoring.uptime.maintenance import parse_window_spec
 from tests.conftest import METRICS_HEADERS
-from tests.test_health_api import make_app  # noqa: F401  (the same app factory fixture)
 from tests.test_metrics_export import load_into_datadog_models
 
 UPTIME = "/api/monitoring/uptime"

@@ -17,7 +17,6 @@ from monitoring.store.uptime_tables import incidents, uptime_segments
 from monitoring.uptime.maintenance import parse_window_spec
 from tests.conftest import ADMIN_KEY, METRICS_KEY
 from tests.support.receiver import RecordingHTTPServer
-from tests.test_health_api import make_app  # noqa: F401  (the same app factory fixture)
 
 UPTIME = "/api/monitoring/uptime"
 HISTORY = "/api/monitoring/uptime/incidents"
