@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence, Union
 from monitoring.business.currencies import is_currency
 from monitoring.clock import Clock
 from monitoring.errors.sanitiser import sanitise_text
-from monitoring.security.keys import _load_or_generate
+from monitoring.security.keys import load_or_generate_secret
 from monitoring.store.business_tables import (
     EVENT_ID_LENGTH,
     LABEL_LENGTH,
@@ -153,7 +153,7 @@ class UserIdHasher:
         """USER_ID_HASH_KEY if set, else the key generated once into VAR_DIR (as the API keys are)."""
         if configured_key:
             return cls(configured_key)
-        key, _generated = _load_or_generate(Path(var_dir) / "user-id-hash-key", None)
+        key, _generated = load_or_generate_secret(Path(var_dir) / "user-id-hash-key", None)
         return cls(key)
 
 

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,26 +37,36 @@ class ApiKey:
         return self.role == role or self.role == ADMIN
 
 
-def _load_or_generate(path: Path, announce: Callable[[str], None] | None) -> tuple[str, bool]:
-    """Read the key at ``path``, or create it atomically (O_EXCL) so concurrent workers agree on one key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another process may be between its open() and write()
-            value = path.read_text().strip()
-            if value:
-                return value, False
-            import time
+def load_or_generate_secret(path: Path, announce: Callable[[str], None] | None) -> tuple[str, bool]:
+    """Read the key at ``path``, or create it so that concurrent workers agree on one key.
 
-            time.sleep(0.02)
-        raise RuntimeError(f"{path} exists but is empty; delete it to generate a new key")
+    The new key is written to a private temporary file first and then hard-linked into place:
+    the link either appears with the whole key in it or fails because another process won,
+    so no reader ever sees a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return _read_key(path), False
     value = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        return _read_key(path), False
+    finally:
+        os.unlink(temporary)
     if announce:
         announce(value)
     return value, True
+
+
+def _read_key(path: Path) -> str:
+    value = path.read_text().strip()
+    if not value:
+        raise RuntimeError(f"{path} is empty; delete it to generate a new key")
+    return value
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class KeyRing:
                 loaded.append(ApiKey(role, configured))
                 continue
             path = Path(var_dir) / f"{role}-api-key"
-            value, generated = _load_or_generate(
+            value, generated = load_or_generate_secret(
                 path, (lambda v, r=role, p=path: announce(r, v, str(p))) if announce else None
             )
             loaded.append(ApiKey(role, value, generated=generated, path=str(path)))
