@@ -444,3 +444,16 @@ def test_manual_alert_descriptions_pass_the_pii_sanitiser(make_host: Callable[..
     host.evaluate()
     (sent,) = host.notifications()
     assert "maria@example.com" not in json.dumps(sent.to_json())
+
+
+def test_an_alert_no_channel_could_carry_stays_unsent_until_one_can(make_host: Callable[..., Host]) -> None:
+    unconfigured = make_host({"ALERT_WEBHOOK_URL": "", "ESCALATION_WEBHOOK_URL": ""})
+    trigger(unconfigured, "high", "Checkout failing")
+    unconfigured.evaluate()
+    (alert,) = unconfigured.active()
+    assert alert["notifications"]["sent"] == 0 and alert["state"] == "firing"
+
+    configured = make_host()  # the operator sets ALERT_WEBHOOK_URL and restarts: same store
+    configured.evaluate()
+    assert len(configured.notifications("firing")) == 1  # at once, not a repeat interval later
+    assert configured.active()[0]["notifications"]["sent"] == 1

@@ -59,6 +59,13 @@ class Notifier:
             return ""
         return f"{self.external_url}/api/monitoring/alerts?action=history&fingerprint={alert.fingerprint}"
 
+    def has_receiver(self, event: str, group: Sequence[Alert]) -> bool:
+        """Whether any configured channel would get this notification (the outbox's own routing)."""
+        probe = Notification(id="probe", event=event,
+                             alerts=tuple(a.snapshot(self.generator_url(a)) for a in group),
+                             group_labels=group[0].group_labels)
+        return self.outbox.has_receiver(probe)
+
     def send(self, conn: Connection, event: str, group: Sequence[Alert], now: float, ordinals: Sequence[int],
              actor: str = "") -> Notification:
         """One notification about ``group`` (alerts of one group key); recorded on each alert's history."""
@@ -153,6 +160,10 @@ def dispatch(
         if not outgoing:
             continue
         ordinals = [a.notifications + 1 for a in outgoing]
+        if not notifier.has_receiver(FIRING_EVENT, outgoing):
+            # Nothing would carry it (no channel takes this severity): the alert stays unsent,
+            # so it goes out as soon as a channel does, not one repeat interval later.
+            continue
         run.notifications.append(notifier.send(conn, FIRING_EVENT, outgoing, now, ordinals))
         for alert in outgoing:
             alert.notifications += 1

@@ -215,6 +215,13 @@ class Outbox:
 
     # --- enqueue (in the caller's transaction) ---------------------------------------------
 
+    def has_receiver(self, notification: Notification) -> bool:
+        """Whether enqueue would write at least one delivery for ``notification``."""
+        return any(
+            notification.event in self.channels.channels[name].events
+            for name in self.routes.targets(notification, self.channels.names)
+        )
+
     def enqueue(self, conn: Connection, notification: Notification) -> list[str]:
         """Write the notification's deliveries with ``conn`` (the caller's open transaction).
 
