@@ -8,6 +8,8 @@ start-up with one clear line instead of surfacing as a wrong alert weeks later.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -151,26 +153,18 @@ def _health_checks(raw: str) -> list[Any]:
     return list(parse_check_definitions(_json_list(raw)))
 
 
-def _alerts(parser: str) -> Callable[[str], Any]:
-    """A parser from monitoring.alerts.policy (light imports), imported when first used."""
+def _parser_from(module: str, parser: str) -> Callable[[str], Any]:
+    """A parser owned by a feature module, imported when first used (those modules import only
+    the standard library, so validating here pulls in no Flask or SQLAlchemy)."""
 
     def parse(raw: str) -> Any:
-        from monitoring.alerts import policy
-
-        return getattr(policy, parser)(raw)
+        return getattr(importlib.import_module(module), parser)(raw)
 
     return parse
 
 
-def _notify(parser: str) -> Callable[[str], Any]:
-    """A parser from monitoring.notify.routing (stdlib only), imported when first used."""
-
-    def parse(raw: str) -> Any:
-        from monitoring.notify import routing
-
-        return getattr(routing, parser)(raw)
-
-    return parse
+_alerts_policy = functools.partial(_parser_from, "monitoring.alerts.policy")
+_notify_routing = functools.partial(_parser_from, "monitoring.notify.routing")
 
 
 @dataclass(frozen=True)
@@ -235,9 +229,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ESCALATION_WEBHOOK_URL", "escalation_webhook_url", "", _optional_url,
              "Where escalations are sent (webhook, Slack or PagerDuty Events v2).", secret=True),
     # notifications (see Notifications in the README)
-    Variable("ALERT_WEBHOOK_KIND", "alert_webhook_kind", "", _notify("parse_url_kind"),
+    Variable("ALERT_WEBHOOK_KIND", "alert_webhook_kind", "", _notify_routing("parse_url_kind"),
              "What ALERT_WEBHOOK_URL speaks: webhook, slack or pagerduty. Default: from its host."),
-    Variable("ESCALATION_WEBHOOK_KIND", "escalation_webhook_kind", "", _notify("parse_url_kind"),
+    Variable("ESCALATION_WEBHOOK_KIND", "escalation_webhook_kind", "", _notify_routing("parse_url_kind"),
              "What ESCALATION_WEBHOOK_URL speaks: webhook, slack or pagerduty. Default: from its host."),
     Variable("ALERT_WEBHOOK_SECRET", "alert_webhook_secret", "", _text,
              "When set, generic webhook requests carry an HMAC-SHA256 X-Centinela-Signature header.", secret=True),
@@ -246,13 +240,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key", "", _text,
              "PagerDuty Events v2 integration key, for a PagerDuty URL above or alone (channel pagerduty).",
              secret=True),
-    Variable("NOTIFY_ROUTES", "notify_routes", "", _notify("parse_routes"),
+    Variable("NOTIFY_ROUTES", "notify_routes", "", _notify_routing("parse_routes"),
              "JSON object from severity to channel names, laid over the default routes.", empty={}),
-    Variable("NOTIFY_ESCALATION_CHANNEL", "notify_escalation_channel", "", _notify("parse_channel_name"),
+    Variable("NOTIFY_ESCALATION_CHANNEL", "notify_escalation_channel", "", _notify_routing("parse_channel_name"),
              "Channel escalations go to (none: off). Default: escalation if set, else pagerduty."),
-    Variable("NOTIFY_FALLBACK_CHANNEL", "notify_fallback_channel", "", _notify("parse_channel_name"),
+    Variable("NOTIFY_FALLBACK_CHANNEL", "notify_fallback_channel", "", _notify_routing("parse_channel_name"),
              "Channel told when a delivery fails or is given up on. Default: none."),
-    Variable("NOTIFY_GIVE_UP_AFTER", "notify_give_up_after", "24h", _notify("parse_duration"),
+    Variable("NOTIFY_GIVE_UP_AFTER", "notify_give_up_after", "24h", _notify_routing("parse_duration"),
              "How long a notification is retried before it is given up on (seconds, or 90m, 24h, 2d)."),
     Variable("NOTIFY_TIMEOUT", "notify_timeout", "10", _positive_float,
              "Seconds a notification request may take to connect, and again to answer."),
@@ -289,13 +283,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ALERT_EVALUATION_INTERVAL", "alert_evaluation_interval", "15", _positive_float,
              "Seconds between alert-rule evaluations."),
     # alerting engine (see Alerting in the README)
-    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "30s", _alerts("parse_group_wait"),
+    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "30s", _alerts_policy("parse_group_wait"),
              "How long a new alert waits for others of its group, to be sent in one notification (0 to 1h)."),
-    Variable("ALERT_REPEAT_INTERVAL", "alert_repeat_interval", "4h", _alerts("parse_repeat_interval"),
+    Variable("ALERT_REPEAT_INTERVAL", "alert_repeat_interval", "4h", _alerts_policy("parse_repeat_interval"),
              "How often an unacknowledged firing alert is sent again (1m to 30d)."),
-    Variable("ALERT_ESCALATION_AFTER", "alert_escalation_after", "", _alerts("parse_escalation_after"),
+    Variable("ALERT_ESCALATION_AFTER", "alert_escalation_after", "", _alerts_policy("parse_escalation_after"),
              "JSON object from severity to escalation delay (or none), laid over the severity matrix.", empty={}),
-    Variable("ALERT_DATABASE_CHECKS", "alert_database_checks", "database", _alerts("parse_check_names"),
+    Variable("ALERT_DATABASE_CHECKS", "alert_database_checks", "database", _alerts_policy("parse_check_names"),
              "Comma-separated health checks the Database unavailable rule watches."),
     Variable("LEASE_TTL", "lease_ttl", "15", _positive_float,
              "Seconds a leader lease lasts without renewal; another process takes over after it."),
