@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from tests.support.gunicorn import GunicornServer
 
@@ -115,8 +115,10 @@ def gunicorn_server(tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
     """Start real gunicorn processes the way `make run` does; all are stopped after the test."""
     started: list[GunicornServer] = []
 
-    def start(env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn") -> GunicornServer:
-        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers)
+    def start(
+        env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn", args: tuple[str, ...] = ()
+    ) -> GunicornServer:
+        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers, args=args)
         started.append(server)
         server.start()
         return server
