@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -24,7 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from monitoring.clock import ManualClock
 from monitoring.ingest.body import OTLP_BODY_LIMITS, decode_body
-from monitoring.ingest.errors import UndecodableBody, UnsupportedMediaType
+from monitoring.ingest.errors import IngestError, UndecodableBody, UnsupportedMediaType
 from monitoring.ingest.otlp_encoding import (
     OtlpEncoding,
     encoding_of,
@@ -363,3 +365,29 @@ def test_p95_of_sdk_span_durations_is_within_one_percent_in_the_store_histogram(
         estimate = histogram.quantile(q)
         assert estimate is not None
         assert abs(estimate - true_value) <= RELATIVE_ACCURACY * true_value, (q, estimate, true_value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.binary(max_size=400), content_type=st.sampled_from([PROTOBUF, "application/json"]))
+def test_any_bytes_give_a_batch_or_a_typed_refusal(body: bytes, content_type: str) -> None:
+    try:
+        batch = decode_traces(body, content_type, clock=ManualClock())
+    except IngestError:
+        return
+    batch.response()
+
+
+@settings(max_examples=100, deadline=None)
+@given(mutation=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), max_size=8))
+def test_corrupted_sdk_batches_give_a_batch_or_a_typed_refusal(mutation: list[tuple[int, int]]) -> None:
+    clock = ManualClock()
+    recorder = SpanRecorder("shop")
+    start = now_ns(clock) - NANOS
+    recorder.request("GET", "/tickets/:id", 200, start, 1_000_000, exception=PaymentDeclined("x"))
+    body = bytearray(recorder.otlp_bytes())
+    for position, value in mutation:
+        body[position % len(body)] = value
+    try:
+        decode_traces(bytes(body), PROTOBUF, clock=clock)
+    except IngestError:
+        pass

@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import sentry_sdk
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sentry_sdk.integrations.flask import FlaskIntegration
 
 from monitoring.clock import ManualClock
@@ -22,6 +24,7 @@ from monitoring.ingest.body import SENTRY_ENVELOPE_LIMITS, decode_body
 from monitoring.ingest.records import IngestedError
 from monitoring.ingest.errors import (
     ConflictingCredentials,
+    IngestError,
     ItemTooLarge,
     MalformedEnvelope,
     UndecodableBody,
@@ -130,10 +133,17 @@ def errors_of(batches: list[SentryBatch]) -> list[IngestedError]:
     return [error for batch in batches for error in batch.errors]
 
 
+def exceptions_of(batches: list[SentryBatch]) -> list[IngestedError]:
+    """The exception events. The SDK's logging integration may add a message event for Flask's
+    "Exception on /checkout/17" log line (it does once a log record factory has dropped the
+    record's exc_info, as Centinela's own redacting factory does when other tests ran first)."""
+    return [error for error in errors_of(batches) if error.exception_type != "Message"]
+
+
 def event_envelope(server: RecordingHTTPServer) -> RecordedRequest:
-    """The one envelope holding an event."""
+    """The one envelope holding an exception event."""
     flush()
-    (request,) = [r for r in envelopes(server) if b'"type":"event"' in r.decoded_body]
+    (request,) = [r for r in envelopes(server) if b'"exception":' in r.decoded_body]
     return request
 
 
@@ -176,7 +186,7 @@ def test_same_exception_from_the_same_code_groups_and_another_place_does_not(
     client.post("/checkout/17")  # jane's card
     client.post("/checkout/18")  # john's: another message, same code
     client.get("/refund/3")
-    first, second, third = errors_of(decode_all(sentry_server, clock))
+    first, second, third = exceptions_of(decode_all(sentry_server, clock))
     assert first.message != second.message
     assert first.fingerprint == second.fingerprint
     assert third.fingerprint != first.fingerprint and third.location == f"{__name__}:refund"
@@ -198,7 +208,7 @@ def test_the_sdks_own_fingerprint_wins(reporting_shop: Callable[..., Flask], sen
         except PaymentDeclined as exc:
             sentry_sdk.capture_exception(exc)
     app.test_client().post("/checkout/19")
-    custom, default_only, plain = errors_of(decode_all(sentry_server, clock))
+    custom, default_only, plain = exceptions_of(decode_all(sentry_server, clock))
     assert custom.location == "payment-declined"
     assert custom.fingerprint != plain.fingerprint
     assert default_only.fingerprint == plain.fingerprint
@@ -232,7 +242,7 @@ def test_session_envelopes_beside_the_events_are_accepted_and_dropped(
         for kind, count in batch.ignored_items.items():
             dropped[kind] = dropped.get(kind, 0) + count
     assert dropped.get("session", 0) >= 1 and dropped.get("sessions", 0) >= 1
-    assert len(errors_of(batches)) == 1
+    assert len(exceptions_of(batches)) == 1
     for batch in batches:
         if not batch.errors:
             assert sentry_response(batch) == {} and batch.requests == ()
@@ -467,3 +477,36 @@ def test_gzip_bomb_in_an_envelope_is_refused(clock: ManualClock) -> None:
     bomb = gzip.compress(b"{}\n" + b'{"type":"attachment"}\n' + bytes(8 * 1024 * 1024))
     with pytest.raises(InflatedBodyTooLarge):
         decode_body(bomb, "gzip", BodyLimits(max_raw_bytes=1024 * 1024, max_inflated_bytes=1024 * 1024))
+
+
+# --- whatever arrives, the answer is a value or a typed refusal ----------------------------------
+
+EVENT_KEYS = ["exception", "values", "type", "value", "module", "stacktrace", "frames", "function", "lineno",
+              "in_app", "filename", "abs_path", "tags", "request", "method", "url", "transaction", "transaction_info",
+              "source", "fingerprint", "level", "release", "environment", "timestamp", "start_timestamp",
+              "contexts", "trace", "op", "message", "logentry", "event_id", "response", "status_code"]
+EVENTS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(["http.server", "route", "url"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(EVENT_KEYS), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event=st.dictionaries(st.sampled_from(EVENT_KEYS), EVENTS, max_size=8), kind=st.sampled_from(["event", "transaction"]))
+def test_any_event_shape_decodes_or_is_refused_cleanly(event: dict, kind: str) -> None:
+    payload = json.dumps(event).encode()
+    body = b'{"event_id":"9ec79c33ec9942ab8353589fcb2e04dc"}\n' + json.dumps({"type": kind}).encode() + b"\n" + payload
+    batch = decode_envelope(body, service="shop", clock=ManualClock())
+    for error in batch.errors:
+        assert len(error.fingerprint) == 16 and isinstance(error.message, str)
+    decode_store(payload, service="shop", clock=ManualClock())
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_any_bytes_give_a_batch_or_a_typed_refusal(body: bytes) -> None:
+    try:
+        decode_envelope(body, service="shop", clock=ManualClock())
+    except IngestError:
+        pass
