@@ -240,6 +240,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key", "", _text,
              "PagerDuty Events v2 integration key, for a PagerDuty URL above or alone (channel pagerduty).",
              secret=True),
+    Variable("PAGERDUTY_EVENTS_URL", "pagerduty_events_url", "https://events.pagerduty.com/v2/enqueue", _optional_url,
+             "PagerDuty Events v2 endpoint of channel pagerduty (EU accounts: https://events.eu.pagerduty.com/v2/enqueue)."),
     Variable("NOTIFY_ROUTES", "notify_routes", "", _notify_routing("parse_routes"),
              "JSON object from severity to channel names, laid over the default routes.", empty={}),
     Variable("NOTIFY_ESCALATION_CHANNEL", "notify_escalation_channel", "", _notify_routing("parse_channel_name"),
@@ -358,6 +360,7 @@ class Settings:
     alert_webhook_secret: str = field(repr=False)  # secret-bearing: never in a repr or log
     slack_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
     pagerduty_routing_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    pagerduty_events_url: str
     notify_routes: dict[str, tuple[str, ...]]
     notify_escalation_channel: str
     notify_fallback_channel: str

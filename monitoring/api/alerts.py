@@ -631,6 +631,8 @@ _PROBE_SCHEMA = {
         "body": {"type": "string", "description": "The receiver's answer, truncated to 500 characters."},
         "error": {"type": "string"},
         "idempotencyKey": {"type": "string"},
+        "resolve": {"type": "object", "description": "PagerDuty only: the resolve sent right after the test "
+                    "trigger (same dedup_key, unique per test), so that no test incident stays open."},
     },
 }
 
