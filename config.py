@@ -285,12 +285,29 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ALERT_EVALUATION_INTERVAL", "alert_evaluation_interval", "15", _positive_float,
              "Seconds between alert-rule evaluations."),
     # alerting engine (see Alerting in the README)
-    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "30s", _alerts_policy("parse_group_wait"),
-             "How long a new alert waits for others of its group, to be sent in one notification (0 to 1h)."),
+    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "", _alerts_policy("parse_group_wait"),
+             "How long a new alert waits for others of its group (0 to 1h): one duration, or a JSON object by "
+             "severity. Default: critical 0, high 10s, medium 1m, low and info 5m.", empty={}),
+    Variable("ALERT_GROUP_INTERVAL", "alert_group_interval", "", _alerts_policy("parse_group_interval"),
+             "How long an alert joining a group already told waits after the group's last notification (0 to 1d): "
+             "one duration, or a JSON object by severity. Default: critical 0, high 30s, medium, low and info 5m.",
+             empty={}),
     Variable("ALERT_REPEAT_INTERVAL", "alert_repeat_interval", "4h", _alerts_policy("parse_repeat_interval"),
-             "How often an unacknowledged firing alert is sent again (1m to 30d)."),
+             "How often a firing, unacknowledged alert is sent again (1m to 30d): one duration, or a JSON object "
+             "by severity.", empty={}),
     Variable("ALERT_ESCALATION_AFTER", "alert_escalation_after", "", _alerts_policy("parse_escalation_after"),
-             "JSON object from severity to escalation delay (or none), laid over the severity matrix.", empty={}),
+             "Escalation delay (0 to 7d, or none): one duration, or a JSON object by severity laid over the severity "
+             "matrix (critical 0, high 30m, medium 2h, low 24h, info none).", empty={}),
+    Variable("ALERT_PAYMENT_FAILURE_RATE_WINDOW", "alert_payment_failure_rate_window", "5m",
+             _alerts_policy("parse_window"), "Default window of rules on payment_failure_rate (1m to 30d)."),
+    Variable("ALERT_ERROR_RATE_WINDOW", "alert_error_rate_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on error_rate (1m to 30d)."),
+    Variable("ALERT_API_P95_WINDOW", "alert_api_p95_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on api_p95_ms (1m to 30d)."),
+    Variable("ALERT_MEMORY_USAGE_WINDOW", "alert_memory_usage_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on memory_usage_percent (1m to 30d)."),
+    Variable("ALERT_DEPENDENCY_RESPONSE_TIME_WINDOW", "alert_dependency_response_time_window", "3m",
+             _alerts_policy("parse_window"), "Default window of rules on dependency_response_time (1m to 30d)."),
     Variable("ALERT_DATABASE_CHECKS", "alert_database_checks", "database", _alerts_policy("parse_check_names"),
              "Comma-separated health checks the Database unavailable rule watches."),
     Variable("LEASE_TTL", "lease_ttl", "15", _positive_float,
@@ -381,9 +398,15 @@ class Settings:
     health_check_interval: float
     dashboard_refresh_seconds: int
     alert_evaluation_interval: float
-    alert_group_wait: float
-    alert_repeat_interval: float
+    alert_group_wait: dict[str, float | None]
+    alert_group_interval: dict[str, float | None]
+    alert_repeat_interval: dict[str, float | None]
     alert_escalation_after: dict[str, float | None]
+    alert_payment_failure_rate_window: float
+    alert_error_rate_window: float
+    alert_api_p95_window: float
+    alert_memory_usage_window: float
+    alert_dependency_response_time_window: float
     alert_database_checks: tuple[str, ...]
     lease_ttl: float
     retention_interval: float

@@ -59,7 +59,7 @@ def test_deliveries_list_channel_attempts_last_status_and_next_attempt(
     outbox.deliver_due()
     client = app.test_client()
     body = client.get(f"{ALERTS}?action=deliveries", headers=ADMIN_HEADERS).get_json()
-    assert body["counts"] == {"pending": 1, "sending": 0, "delivered": 1, "failed": 0, "gave_up": 0}
+    assert body["counts"] == {"pending": 1, "sending": 0, "delivered": 1, "failed": 0, "gave_up": 0, "cancelled": 0}
     slack, webhook = body["deliveries"]  # newest first
     assert (slack["channel"], slack["status"], slack["attempts"], slack["nextAttemptAt"]) == ("slack", DELIVERED, 1, None)
     assert webhook["channel"] == "webhook" and webhook["status"] == PENDING and webhook["attempts"] == 1

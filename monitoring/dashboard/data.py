@@ -316,8 +316,8 @@ def sources_of(monitoring: Any) -> DashboardSources:
 
         def alerts() -> list[dict[str, Any]]:
             # The same rows and shape as GET /api/monitoring/alerts?action=active.
-            policy = engine.policy
-            return [alert.to_json(policy.escalation_delay(alert.severity), policy.repeat_interval)
+            rules = {rule.name: rule for rule in engine.rulebook.rules()}
+            return [engine.alert_json(alert, rules)
                     for alert in engine.ledger.listing(states=OPEN_STATES, limit=MAX_ALERTS)]
 
     return DashboardSources(

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import create_engine, event, func, insert as generic_insert, select, text
+from sqlalchemy import create_engine, event, func, insert as generic_insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, Table
@@ -23,8 +23,20 @@ log = logging.getLogger(__name__)
 # Additive migrations after the tables first existed: (version, description, step).
 # New tables need no entry: migrate() creates every missing table and index.
 Migration = tuple[int, str, Callable[[Connection], None]]
+def add_column(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
+    """A migration step adding a nullable column, unless it exists (a fresh store's tables already
+    have it: migrate() creates them from the current definitions before the steps run)."""
+
+    def step(conn: Connection) -> None:
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type}'))
+
+    return step
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", lambda conn: None),
+    (2, "alerts.cleared_at: a firing alert whose condition stopped holding", add_column("alerts", "cleared_at", "DOUBLE PRECISION")),
 ]
 
 # Any constant: every process that migrates takes the same PostgreSQL advisory lock.
