@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection
 
 from monitoring.clock import isoformat
 from monitoring.errors.sanitiser import sanitise
-from monitoring.notify.model import FIRING as SNAPSHOT_FIRING, RESOLVED as SNAPSHOT_RESOLVED, AlertSnapshot
+from monitoring.notify.model import ACKNOWLEDGE_COMMENT_ANNOTATION, ACKNOWLEDGED_BY_ANNOTATION, FIRING as SNAPSHOT_FIRING, \
+    RESOLVED as SNAPSHOT_RESOLVED, AlertSnapshot
 from monitoring.store.alerts_tables import alert_events, alerts
 from monitoring.store.database import Store
 
@@ -43,8 +44,8 @@ RESOLUTION = "resolution"
 FIRING_SUMMARY = "firing_summary"
 
 # What an acknowledged alert's notifications add to its annotations: who (the key id) and why.
-ACKNOWLEDGED_BY = "acknowledged_by"
-ACKNOWLEDGE_COMMENT = "acknowledge_comment"
+ACKNOWLEDGED_BY = ACKNOWLEDGED_BY_ANNOTATION
+ACKNOWLEDGE_COMMENT = ACKNOWLEDGE_COMMENT_ANNOTATION
 
 # Why a firing alert is not sent (the ``muted`` column is "<kind>:<what>").
 SILENCE = "silence"
