@@ -115,8 +115,9 @@ def gunicorn_server(tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
     """Start real gunicorn processes the way `make run` does; all are stopped after the test."""
     started: list[GunicornServer] = []
 
-    def start(env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn") -> GunicornServer:
-        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers)
+    def start(env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn",
+              app: str = "wsgi:app") -> GunicornServer:
+        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers, app=app)
         started.append(server)
         server.start()
         return server
