@@ -102,3 +102,23 @@ def test_after_the_leader_is_killed_a_new_breach_is_notified_within_the_lease_tt
     (notice,) = receiver.wait_for(1, timeout=ttl + 10, path="/hook")
     assert notice.json()["commonLabels"]["alertname"] == "PaymentFailures"
     assert notice.received_at - killed_at <= ttl + 2.0, notice.received_at - killed_at
+
+
+def test_sends_after_is_when_a_waiting_alert_really_arrives(
+    gunicorn_server: Callable[..., Any], receiver: RecordingHTTPServer,
+) -> None:
+    from datetime import datetime
+
+    server = gunicorn_server(env={
+        "METRICS_API_KEY": METRICS_KEY,
+        "ADMIN_API_KEY": ADMIN_KEY,
+        "ALERT_WEBHOOK_URL": receiver.url + "/hook",
+        "ALERT_GROUP_WAIT": '{"high": "2s"}',  # ALERT_EVALUATION_INTERVAL stays 15 s: no evaluation sends it
+        "HEALTH_CHECK_INTERVAL": "3600",
+        "RATELIMIT_ENABLED": "false",
+    }, workers=3, name="sends-after")
+    answer = requests.post(f"{server.url}{ALERTS}", headers={"X-Admin-Key": ADMIN_KEY}, timeout=10, json={
+        "action": "trigger", "severity": "high", "description": "Refund queue growing", "service": "refunds"}).json()
+    due = datetime.fromisoformat(answer["sendsAfter"].replace("Z", "+00:00")).timestamp()
+    (notice,) = receiver.wait_for(1, timeout=10, path="/hook")
+    assert due <= notice.received_at <= due + 1.0, notice.received_at - due
