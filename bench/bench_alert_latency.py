@@ -81,7 +81,7 @@ def webhook_names(request: RecordedRequest, path: str, event: str, name: str, af
 
 def figures(label: str, seconds: list[float]) -> str:
     ordered = sorted(seconds)
-    return (f"{label:<46} n={len(ordered):<3} p50={statistics.median(ordered) * 1000:7.1f} ms  "
+    return (f"{label:<48} n={len(ordered):<3} p50={statistics.median(ordered) * 1000:7.1f} ms  "
             f"max={ordered[-1] * 1000:7.1f} ms")
 
 
