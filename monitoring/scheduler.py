@@ -3,6 +3,15 @@
 Each gunicorn worker starts its own BackgroundScheduler after the fork (threads do not
 survive fork). Global jobs check the leader lease before running and record each run in
 ``job_runs``, which is how operators (and the tests) see that a job ran once per interval.
+
+Taking over. A process that does not hold the lease tries again the moment the holder's lease
+expires (not one heartbeat later), and a process that has just become the leader runs every
+global job at once: after the leader is killed, rule evaluation and delivery resume within
+LEASE_TTL, not LEASE_TTL plus an evaluation interval.
+
+``call_at`` runs a function once at a given moment in this process (the alerting engine's
+dispatch when a group wait ends, so that an alert is sent when it is due, not at the next
+evaluation after it).
 """
 from __future__ import annotations
 
@@ -27,6 +36,8 @@ log = logging.getLogger(__name__)
 
 GLOBAL = "global"
 PROCESS = "process"
+TAKEOVER_JOB = "lease_takeover"
+TAKEOVER_MARGIN = 0.05  # seconds after the holder's expiry: its lease is surely over by then
 
 
 @dataclass(frozen=True)
@@ -71,10 +82,11 @@ class Scheduler:
         self._start_hooks: list[Callable[[], object]] = []
         self._scheduler: BackgroundScheduler | None = None
         self._pid: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # call_at may run inside start() (its first heartbeat)
         self._identity_lock = threading.Lock()  # its own: start() holds _lock while it heartbeats
         self._instance = Instance.current(zone)
         self._lease = LeaderLease(store, self._instance.instance_id, clock, lease_ttl)
+        self._leading = False
 
     @property
     def instance(self) -> Instance:
@@ -84,6 +96,7 @@ class Scheduler:
                 if self._instance.pid != os.getpid():
                     self._instance = Instance.current(self.zone)
                     self._lease = LeaderLease(self.store, self._instance.instance_id, self.clock, self.lease_ttl)
+                    self._leading = False
         return self._instance
 
     @property
@@ -142,10 +155,16 @@ class Scheduler:
 
     def heartbeat(self) -> None:
         """Renew or take the lease, and say in the store that this instance is alive."""
+        held = False
         try:
-            self.lease.try_acquire()
+            held = self.lease.try_acquire()
         except Exception:
             log.exception("lease renewal failed")
+        if held and not self._leading:
+            self._run_global_jobs_now()
+        self._leading = held
+        if not held:
+            self._watch_lease()
         now = self.clock.now()
         row = {
             "instance_id": self.instance.instance_id,
@@ -161,6 +180,58 @@ class Scheduler:
                 .values(**row)
                 .on_conflict_do_update(index_elements=["instance_id"], set_={"last_seen": now, "zone": self.zone})
             )
+
+    # --- taking over, one-shot runs ------------------------------------------------------------
+
+    def _run_global_jobs_now(self) -> None:
+        """A new leader does at once what the old one may have left: evaluate, deliver, check."""
+        scheduler = self._scheduler
+        if scheduler is None or self._pid != os.getpid():
+            return  # start() runs them at once anyway
+        now = datetime.now(timezone.utc)
+        for job in self.jobs.values():
+            if job.scope == GLOBAL:
+                try:
+                    scheduler.modify_job(job.name, next_run_time=now)
+                except Exception:  # the job's own interval still runs it
+                    log.exception("could not run %s at once", job.name)
+
+    def _watch_lease(self) -> None:
+        """Try again the moment the holder's lease expires, rather than up to a heartbeat later."""
+        try:
+            holder = self.lease.current()
+        except Exception:
+            log.exception("could not read the lease")
+            return
+        now = self.clock.now()
+        if holder is None or holder.holder == self.instance.instance_id:
+            return
+        expires = max(holder.expires_at, now) + TAKEOVER_MARGIN
+        if expires - now < self.lease_ttl / 3:  # sooner than the next heartbeat
+            self.call_at(TAKEOVER_JOB, self.heartbeat, expires)
+
+    def call_at(self, name: str, func: Callable[[], object], at: float) -> bool:
+        """Run ``func`` once at ``at`` (epoch seconds; now if past) in this process. An earlier
+        request under the same name stands; a later one replaces nothing. False when the
+        scheduler does not run here (the caller's regular job covers it)."""
+        with self._lock:
+            scheduler = self._scheduler
+            if scheduler is None or self._pid != os.getpid():
+                return False
+            when = datetime.fromtimestamp(max(at, self.clock.now()), timezone.utc)
+            existing = scheduler.get_job(name)
+            if existing is not None and existing.next_run_time is not None and existing.next_run_time <= when:
+                return True
+            scheduler.add_job(self._run_once, "date", run_date=when, args=[name, func], id=name,
+                              replace_existing=True, misfire_grace_time=None)
+        return True
+
+    @staticmethod
+    def _run_once(name: str, func: Callable[[], object]) -> None:
+        try:
+            func()
+        except Exception:
+            log.exception("one-shot job %s failed", name)
 
     def start(self) -> None:
         """Start the scheduler threads in this process (after the fork: threads do not survive it)."""
@@ -201,6 +272,8 @@ class Scheduler:
             scheduler.start()
             self._scheduler = scheduler
             self._pid = os.getpid()
+            if not self._leading:
+                self._watch_lease()
 
     def shutdown(self, final_jobs: list[Callable[[], object]] | None = None) -> None:
         """Stop the threads, run ``final_jobs`` (the last flushes), release the lease.

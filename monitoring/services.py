@@ -22,7 +22,7 @@ from monitoring.alerts.engine import AlertEngine
 from monitoring.alerts.inhibition import Inhibitions
 from monitoring.alerts.policy import AlertPolicy
 from monitoring.alerts.report import AlertsProvider
-from monitoring.alerts.rules import RuleBook, default_rules
+from monitoring.alerts.rules import RuleBook
 from monitoring.alerts.silences import Silences
 from monitoring.business import BusinessEvents
 from monitoring.business.events import BusinessRecorder, UserIdHasher
@@ -63,6 +63,8 @@ DAY = 86400.0
 HEALTH_JOB = "health_checks"
 DELIVERY_JOB = "notify_delivery"
 EVALUATION_JOB = "alert_evaluation"
+DISPATCH_TIMER = "alert_dispatch"
+ROUND_EVALUATION = "alert_evaluation_after_health_round"
 DOWNSAMPLE_JOB = "metrics_downsample"
 RETENTION_JOB = "retention"
 FLUSH_JOB = "metrics_flush"
@@ -221,6 +223,8 @@ def build_services(
 
     # --- notifications: the outbox and its delivery --------------------------------------
     outbox = Outbox.from_settings(store, clock, settings)
+    if outbox.prompt is not None:  # let the sends in flight finish at worker exit (each is bounded)
+        shutdown_hooks.append(lambda: outbox.prompt.shutdown())  # type: ignore[union-attr]
     scheduler.add_global(
         DELIVERY_JOB, lambda: outbox.deliver_due(still_leader=scheduler.lease.held), settings.notify_delivery_interval
     )
@@ -238,7 +242,8 @@ def build_services(
     alerting = AlertEngine(
         store, clock, audit, outbox,
         policy=AlertPolicy.from_settings(settings),
-        rulebook=RuleBook(store, clock, audit, default_rules(settings)),
+        # The seed's rules, and one per dependency the health checks watch (derived rules).
+        rulebook=RuleBook.from_settings(store, clock, audit, settings, health.checks),
         silences=Silences(store, clock, audit),
         inhibitions=Inhibitions(store, clock, audit),
         maintenance=uptime.calendar,
@@ -247,8 +252,14 @@ def build_services(
         health_snapshot=health.snapshot,
         memory_live_within=3 * settings.system_sample_interval + 5,
         external_url=settings.notify_external_url,
+        leading=scheduler.lease.held,
     )
+    # A dispatch at the moment something falls due (a group wait ends), in this process.
+    alerting.wake_at = lambda at: scheduler.call_at(DISPATCH_TIMER, alerting.dispatch_due, at)
     scheduler.add_global(EVALUATION_JOB, alerting.evaluate, settings.alert_evaluation_interval)
+    # A round that sees Stripe fail is evaluated at once, not an evaluation interval later.
+    health.round_listeners.append(lambda _results: scheduler.call_at(
+        ROUND_EVALUATION, lambda: scheduler.run_global(EVALUATION_JOB), clock.now()))
     categories["alerts"] = AlertsProvider(store, lambda window: delivery_report(outbox, window))
 
     services = Services(

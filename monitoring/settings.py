@@ -276,6 +276,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PAGERDUTY_ROUTING_KEY", "pagerduty_routing_key", "", _text,
              "PagerDuty Events v2 integration key, for a PagerDuty URL above or alone (channel pagerduty).",
              secret=True),
+    Variable("PAGERDUTY_EVENTS_URL", "pagerduty_events_url", "https://events.pagerduty.com/v2/enqueue", _optional_url,
+             "PagerDuty Events v2 endpoint of channel pagerduty (EU accounts: https://events.eu.pagerduty.com/v2/enqueue)."),
     Variable("NOTIFY_ROUTES", "notify_routes", "", _notify_routing("parse_routes"),
              "JSON object from severity to channel names, laid over the default routes.", empty={}),
     Variable("NOTIFY_ESCALATION_CHANNEL", "notify_escalation_channel", "", _notify_routing("parse_channel_name"),
@@ -319,12 +321,29 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ALERT_EVALUATION_INTERVAL", "alert_evaluation_interval", "15", _positive_float,
              "Seconds between alert-rule evaluations."),
     # alerting engine (see Alerting in the README)
-    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "30s", _alerts_policy("parse_group_wait"),
-             "How long a new alert waits for others of its group, to be sent in one notification (0 to 1h)."),
+    Variable("ALERT_GROUP_WAIT", "alert_group_wait", "", _alerts_policy("parse_group_wait"),
+             "How long a new alert waits for others of its group (0 to 1h): one duration, or a JSON object by "
+             "severity. Default: critical 0, high 10s, medium 1m, low and info 5m.", empty={}),
+    Variable("ALERT_GROUP_INTERVAL", "alert_group_interval", "", _alerts_policy("parse_group_interval"),
+             "How long an alert joining a group already told waits after the group's last notification (0 to 1d): "
+             "one duration, or a JSON object by severity. Default: critical 0, high 30s, medium, low and info 5m.",
+             empty={}),
     Variable("ALERT_REPEAT_INTERVAL", "alert_repeat_interval", "4h", _alerts_policy("parse_repeat_interval"),
-             "How often an unacknowledged firing alert is sent again (1m to 30d)."),
+             "How often a firing, unacknowledged alert is sent again (1m to 30d): one duration, or a JSON object "
+             "by severity.", empty={}),
     Variable("ALERT_ESCALATION_AFTER", "alert_escalation_after", "", _alerts_policy("parse_escalation_after"),
-             "JSON object from severity to escalation delay (or none), laid over the severity matrix.", empty={}),
+             "Escalation delay (0 to 7d, or none): one duration, or a JSON object by severity laid over the severity "
+             "matrix (critical 0, high 30m, medium 2h, low 24h, info none).", empty={}),
+    Variable("ALERT_PAYMENT_FAILURE_RATE_WINDOW", "alert_payment_failure_rate_window", "5m",
+             _alerts_policy("parse_window"), "Default window of rules on payment_failure_rate (1m to 30d)."),
+    Variable("ALERT_ERROR_RATE_WINDOW", "alert_error_rate_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on error_rate (1m to 30d)."),
+    Variable("ALERT_API_P95_WINDOW", "alert_api_p95_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on api_p95_ms (1m to 30d)."),
+    Variable("ALERT_MEMORY_USAGE_WINDOW", "alert_memory_usage_window", "5m", _alerts_policy("parse_window"),
+             "Default window of rules on memory_usage_percent (1m to 30d)."),
+    Variable("ALERT_DEPENDENCY_RESPONSE_TIME_WINDOW", "alert_dependency_response_time_window", "3m",
+             _alerts_policy("parse_window"), "Default window of rules on dependency_response_time (1m to 30d)."),
     Variable("ALERT_DATABASE_CHECKS", "alert_database_checks", "database", _alerts_policy("parse_check_names"),
              "Comma-separated health checks the Database unavailable rule watches."),
     Variable("LEASE_TTL", "lease_ttl", "15", _positive_float,
@@ -398,6 +417,7 @@ class Settings:
     alert_webhook_secret: str = field(repr=False)  # secret-bearing: never in a repr or log
     slack_webhook_url: str = field(repr=False)  # secret-bearing: never in a repr or log
     pagerduty_routing_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    pagerduty_events_url: str
     notify_routes: dict[str, tuple[str, ...]]
     notify_escalation_channel: str
     notify_fallback_channel: str
@@ -418,9 +438,15 @@ class Settings:
     health_check_interval: float
     dashboard_refresh_seconds: int
     alert_evaluation_interval: float
-    alert_group_wait: float
-    alert_repeat_interval: float
+    alert_group_wait: dict[str, float | None]
+    alert_group_interval: dict[str, float | None]
+    alert_repeat_interval: dict[str, float | None]
     alert_escalation_after: dict[str, float | None]
+    alert_payment_failure_rate_window: float
+    alert_error_rate_window: float
+    alert_api_p95_window: float
+    alert_memory_usage_window: float
+    alert_dependency_response_time_window: float
     alert_database_checks: tuple[str, ...]
     lease_ttl: float
     retention_interval: float

@@ -116,9 +116,10 @@ def gunicorn_server(tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
     started: list[GunicornServer] = []
 
     def start(
-        env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn", args: tuple[str, ...] = ()
+        env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn", args: tuple[str, ...] = (),
+        app: str = "wsgi:app",
     ) -> GunicornServer:
-        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers, args=args)
+        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers, args=args, app=app)
         started.append(server)
         server.start()
         return server

@@ -26,7 +26,7 @@ def test_the_default_rules_and_their_thresholds_from_the_environment(make_host: 
     host = make_host({"PAYMENT_FAILURE_THRESHOLD": "0.02", "ERROR_RATE_THRESHOLD": "0.1",
                       "API_RESPONSE_THRESHOLD": "1500", "MEMORY_USAGE_THRESHOLD": "90"})
     body = host.client.get(f"{ALERTS}?action=rules", headers=METRICS_HEADERS).get_json()
-    rules = host.rules()
+    rules = {name: rule for name, rule in host.rules().items() if rule["origin"] == "default"}
     assert list(rules) == DEFAULT_RULES
     table = {name: (r["figure"], r["comparison"], r["threshold"], r["window"], r["for"], r["keep_firing_for"],
                     r["severity"]) for name, r in rules.items()}
@@ -39,7 +39,7 @@ def test_the_default_rules_and_their_thresholds_from_the_environment(make_host: 
     }
     assert all(r["origin"] == "default" and r["enabled"] for r in rules.values())
     assert set(body["figures"]) == {"error_rate", "api_p95_ms", "payment_failure_rate", "memory_usage_percent",
-                                    "dependency_down"}
+                                    "dependency_down", "dependency_response_time"}
     host.evaluate()
     status = host.rules()["PaymentFailures"]["status"]
     assert status == {"state": "inactive", "firing": 0, "pending": 0, "evaluatedAt": "2026-01-01T00:00:00.000Z",
@@ -75,7 +75,7 @@ def test_rule_changes_persist_across_restarts_and_are_audited(
     second = create_app(settings, clock=clock)  # a restart: same store
     rules = {r["name"]: r for r in second.test_client().get(f"{ALERTS}?action=rules",
                                                              headers=METRICS_HEADERS).get_json()["rules"]}
-    assert list(rules) == DEFAULT_RULES + ["CartsAbandoned", "TicketScansStalled"]
+    assert list(rules) == DEFAULT_RULES + ["DatabaseSlow", "CartsAbandoned", "TicketScansStalled"]
     assert (rules["HighErrorRate"]["threshold"], rules["HighErrorRate"]["window"],
             rules["HighErrorRate"]["runbook_url"]) == (0.2, "10m", "https://runbooks.example/errors")
     assert rules["HighMemoryUsage"]["enabled"] is False
@@ -102,7 +102,7 @@ def test_delete_rule_removes_an_added_rule_and_resets_a_default_one(make_host: C
     assert removed["before"]["name"] == "Busy" and removed["rule"] is None
     reset = host.post({"action": "delete_rule", "name": "SlowApiResponse"})
     assert reset["before"]["threshold"] == 500 and reset["rule"]["threshold"] == 2000
-    assert list(host.rules()) == DEFAULT_RULES
+    assert list(host.rules()) == DEFAULT_RULES + ["DatabaseSlow"]
     assert host.post({"action": "delete_rule", "name": "Busy"}, 404)["error"]["message"] == \
         "no rule named 'Busy'; see action=rules"
     actions = [e.action for e in host.monitoring.audit.page(kind="config_change")]
@@ -338,7 +338,9 @@ def test_history_pages_newest_first_with_events(make_host: Callable[..., Host]) 
         host.post({"action": "resolve", "id": alert["id"]})
     first = host.client.get(f"{ALERTS}?action=history&limit=2", headers=METRICS_HEADERS).get_json()
     assert [a["summary"] for a in first["alerts"]] == ["alert 2", "alert 1"]
-    assert [e["kind"] for e in first["alerts"][0]["events"]] == ["firing", "resolved"]
+    assert first["alerts"][0]["resolution"].startswith("Resolved by admin:")
+    # Sent with the trigger (no group wait here), so its resolve is sent too.
+    assert [e["kind"] for e in first["alerts"][0]["events"]] == ["firing", "notified", "resolved", "notified"]
     assert first["alerts"][0]["events"][0]["actor"].startswith("admin:")
     second = host.client.get(f"{ALERTS}?action=history&limit=2&before={first['next']['before']}",
                              headers=METRICS_HEADERS).get_json()
@@ -354,9 +356,14 @@ def test_configuration_shows_rules_inhibitions_and_the_grouping_policy(
     app.extensions["centinela"].store.dispose()
     assert list(body) == ["thresholds", "severityMatrix", "channels", "routing", "delivery", "alerting", "rules",
                           "inhibitions"]
-    assert body["alerting"] == {"evaluationIntervalSeconds": 15.0, "groupWaitSeconds": 0.0,
-                                "repeatIntervalSeconds": 7200.0, "escalationChannel": "escalation"}
-    assert [r["name"] for r in body["rules"]] == DEFAULT_RULES
+    alerting = body["alerting"]
+    assert (alerting["evaluationIntervalSeconds"], alerting["escalationChannel"]) == (15.0, "escalation")
+    assert alerting["bySeverity"]["critical"] == {"groupWaitSeconds": 0.0, "groupIntervalSeconds": 0.0,
+                                                  "repeatIntervalSeconds": 7200.0, "escalateAfterSeconds": 0}
+    assert alerting["bySeverity"]["medium"] == {"groupWaitSeconds": 0.0, "groupIntervalSeconds": 300.0,
+                                                "repeatIntervalSeconds": 7200.0, "escalateAfterSeconds": 7200}
+    assert [r["name"] for r in body["rules"]] == DEFAULT_RULES + ["DatabaseSlow"]
+    assert body["rules"][-1]["origin"] == "derived"
     assert body["inhibitions"] == [{"source": ['alertname="DatabaseUnavailable"'],
                                     "target": ['alertname=~"SlowApiResponse|HighErrorRate"'], "equal": []}]
     assert "127.0.0.1:9/hook" not in json.dumps(body)  # channel URLs stay masked
@@ -407,7 +414,10 @@ def test_openapi_documents_every_alerts_action(client: Any) -> None:
     ("ALERT_GROUP_WAIT", "soon", "expected a duration such as 0, 30s, 5m, 4h or 1d"),
     ("ALERT_GROUP_WAIT", "2h", "from 0 to 1h"),
     ("ALERT_REPEAT_INTERVAL", "10s", "from 1m to 30d"),
-    ("ALERT_ESCALATION_AFTER", "high=15m", 'expected a JSON object such as {"high": "15m", "low": "none"}'),
+    ("ALERT_ESCALATION_AFTER", "high=15m", "expected a duration such as 0, 30s, 5m, 4h or 1d; or a JSON object"),
+    ("ALERT_ESCALATION_AFTER", '{"high": 15m}', 'or a JSON object such as {"critical": "0", "high": "30s"}'),
+    ("ALERT_GROUP_INTERVAL", '{"high": "2d"}', "high: expected a duration such as 0, 30s, 5m, 4h or 1d, from 0 to 1d"),
+    ("ALERT_ERROR_RATE_WINDOW", "10s", "from 1m to 30d"),
     ("ALERT_ESCALATION_AFTER", '{"urgent": "5m"}', "unknown severity 'urgent'"),
     ("ALERT_ESCALATION_AFTER", '{"high": "8d"}', "high: expected a duration such as 0, 30s, 5m, 4h or 1d, from 0 to 7d"),
     ("ALERT_DATABASE_CHECKS", "Orders DB", "expected comma-separated health check names"),
@@ -423,8 +433,11 @@ def test_alerting_settings_parse() -> None:
     settings = Settings.from_env({"ALERT_GROUP_WAIT": "0", "ALERT_REPEAT_INTERVAL": "90m",
                                   "ALERT_ESCALATION_AFTER": '{"low": "none", "high": 600}',
                                   "ALERT_DATABASE_CHECKS": "database, orders-db,database"})
-    assert (settings.alert_group_wait, settings.alert_repeat_interval) == (0.0, 5400.0)
-    assert settings.alert_escalation_after == {"low": None, "high": 600.0}
+    every = ("critical", "high", "medium", "low", "info")
+    assert settings.alert_group_wait == dict.fromkeys(every, 0.0)  # one duration: every severity
+    assert settings.alert_repeat_interval == dict.fromkeys(every, 5400.0)
+    assert settings.alert_escalation_after == {"low": None, "high": 600.0}  # a map: the severities it names
+    assert Settings.from_env({"ALERT_ESCALATION_AFTER": "none"}).alert_escalation_after == dict.fromkeys(every)
     assert settings.alert_database_checks == ("database", "orders-db")
 
 

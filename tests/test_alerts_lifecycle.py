@@ -38,17 +38,25 @@ def test_payment_failures_fire_at_once_and_resolve(make_host: Callable[..., Host
     assert host.evaluate().resolved == []  # the failures are still in the window
     host.advance(2 * MINUTE)
     host.payments(succeeded=50, failed=0)
-    assert host.evaluate().resolved == []  # out of the window, but breached 2 minutes ago: kept firing
+    run = host.evaluate()
+    assert run.resolved == [] and run.cleared == [alert["fingerprint"]]  # out of the window, kept firing
+    kept = host.firing()["PaymentFailures"]
+    # The value shown is the one just evaluated, not the breach's 2 %; the alert says it has cleared.
+    assert kept["value"] == 0.0 and kept["clearedAt"] == "2026-01-01T00:06:00.000Z"
+    assert kept["notifications"]["nextRepeatAt"] is None
     host.advance(3 * MINUTE)
     run = host.evaluate()
     assert run.resolved == [alert["fingerprint"]]
     assert host.firing() == {}
     (resolved,) = host.notifications("resolved")
     assert resolved.alerts[0].status == "resolved" and resolved.alerts[0].ends_at == host.clock.now()
+    # The resolve says how long it lasted and what the figure is now, not the breach wording.
+    assert resolved.alerts[0].summary == "Resolved after 9 m: payment failure rate 0.0 % over 5 m"
+    assert resolved.alerts[0].annotations["firing_summary"] == "Payment failure rate 2% > 1% over 5m"
     (episode,) = host.history(fingerprint=alert["fingerprint"])
     assert episode["state"] == "resolved" and episode["resolvedBy"] == "evaluation"
-    assert [e["kind"] for e in episode["events"]] == ["pending", "firing", "notified", "notified", "resolved",
-                                                      "notified"]
+    assert [e["kind"] for e in episode["events"]] == ["pending", "firing", "notified", "notified", "cleared",
+                                                      "resolved", "notified"]
 
 
 def test_payment_failure_rate_at_the_threshold_does_not_fire(make_host: Callable[..., Host]) -> None:

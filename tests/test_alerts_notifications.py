@@ -354,7 +354,7 @@ def test_acknowledge_and_resolve_state_conflicts(make_host: Callable[..., Host])
     assert "already resolved" in host.post({"action": "resolve", "id": alert["id"]}, 409)["error"]["message"]
     # A pending alert may be resolved by hand (nothing was sent, so nothing is said).
     assert host.post({"action": "resolve", "id": pending["id"]})["alert"]["state"] == "resolved"
-    assert host.notifications("resolved") == []
+    assert [n.alerts[0].fingerprint for n in host.notifications("resolved")] == [alert["fingerprint"]]
 
 
 # --- escalation ------------------------------------------------------------------------------------------------

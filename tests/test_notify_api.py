@@ -59,7 +59,7 @@ def test_deliveries_list_channel_attempts_last_status_and_next_attempt(
     outbox.deliver_due()
     client = app.test_client()
     body = client.get(f"{ALERTS}?action=deliveries", headers=ADMIN_HEADERS).get_json()
-    assert body["counts"] == {"pending": 1, "sending": 0, "delivered": 1, "failed": 0, "gave_up": 0}
+    assert body["counts"] == {"pending": 1, "sending": 0, "delivered": 1, "failed": 0, "gave_up": 0, "cancelled": 0}
     slack, webhook = body["deliveries"]  # newest first
     assert (slack["channel"], slack["status"], slack["attempts"], slack["nextAttemptAt"]) == ("slack", DELIVERED, 1, None)
     assert webhook["channel"] == "webhook" and webhook["status"] == PENDING and webhook["attempts"] == 1
@@ -152,7 +152,8 @@ def test_configuration_shows_channels_routing_thresholds_and_matrix_with_secrets
     assert channels["pagerduty"] == {"name": "pagerduty", "configured": False,
                                      "reason": "PagerDuty is configured as channel escalation"}
     assert body["routing"]["escalation"] == "escalation" and body["routing"]["fallback"] == "slack"
-    assert body["routing"]["bySeverity"]["critical"] == ["webhook", "slack", "pagerduty", "sentry"]
+    # Only channels that are configured: PagerDuty is the escalation channel here, not channel pagerduty.
+    assert body["routing"]["bySeverity"]["critical"] == ["webhook", "slack", "sentry"]
     assert body["delivery"]["giveUpAfterSeconds"] == 86400 and body["delivery"]["intervalSeconds"] == 5
 
 
@@ -212,9 +213,19 @@ def test_test_action_without_channel_tests_every_configured_channel(
         ("webhook", "webhook", 200), ("escalation", "pagerduty", 200), ("slack", "slack", 200), ("sentry", "sentry", 200),
     ]
     paths = sorted(r.path for r in receiver.requests)
-    assert paths == sorted(["/hooks/alert-secret-path", "/v2/enqueue", f"/services/{SLACK_TOKEN}", "/api/42/envelope/"])
-    pagerduty = next(r for r in receiver.requests if r.path == "/v2/enqueue").json()
-    assert pagerduty["dedup_key"] == "centinela-test-notification" and pagerduty["payload"]["severity"] == "info"
+    assert paths == sorted(["/hooks/alert-secret-path", "/v2/enqueue", "/v2/enqueue", f"/services/{SLACK_TOKEN}",
+                            "/api/42/envelope/"])
+    # PagerDuty: the test incident is triggered, then resolved at once, under a dedup_key of its own.
+    trigger, resolve = [r.json() for r in receiver.requests if r.path == "/v2/enqueue"]
+    assert trigger["event_action"] == "trigger" and trigger["payload"]["severity"] == "info"
+    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    assert trigger["dedup_key"].startswith("centinela-test-")
+    escalation = body["results"][1]
+    assert escalation["ok"] is True and escalation["resolve"]["ok"] is True and escalation["resolve"]["status"] == 200
+    again = app.test_client().post(ALERTS, json={"action": "test", "channel": "escalation"}, headers=ADMIN_HEADERS)
+    second = [r.json() for r in receiver.requests if r.path == "/v2/enqueue"][2:]
+    assert again.status_code == 200 and [e["event_action"] for e in second] == ["trigger", "resolve"]
+    assert second[0]["dedup_key"] != trigger["dedup_key"]  # a new test, a new incident, resolved too
     assert SLACK_TOKEN not in json.dumps(body) and ROUTING_KEY not in json.dumps(body)
 
 

@@ -5,6 +5,7 @@ send interrupted by a crash, and enqueueing inside the caller's transaction."""
 from __future__ import annotations
 
 import threading
+import time
 from email.utils import format_datetime
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -388,3 +389,78 @@ def test_concurrent_delivery_jobs_send_each_notification_once(
     assert sorted(r.header("Idempotency-Key") for r in requests) == sorted(keys)
     assert sum(run.delivered for run in runs) == 40
     assert processes[0].counts_by_status()[DELIVERED] == 40
+
+
+# --- delivery at once, by the committing process -------------------------------------------------
+
+
+def test_the_committing_process_and_the_delivery_job_send_a_row_once_between_them(
+    receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox]
+) -> None:
+    env = webhook_env(receiver)
+    committing, leader, other = (make_outbox(env) for _ in range(3))
+    keys = [k for i in range(20) for k in enqueue(committing, make_notification(f"fp-{i}:firing:1"))]
+    start = threading.Barrier(3)
+
+    def at_once(outbox: Outbox) -> None:  # what PromptDelivery does in the committing process
+        start.wait()
+        for key in keys:
+            outbox.deliver_key(key)
+
+    def job() -> None:
+        start.wait()
+        leader.deliver_due()
+
+    threads = [threading.Thread(target=at_once, args=(committing,)), threading.Thread(target=at_once, args=(other,)),
+               threading.Thread(target=job)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(r.header("Idempotency-Key") for r in receiver.wait_for(20)) == sorted(keys)
+    assert committing.counts_by_status()[DELIVERED] == 20
+    assert committing.deliver_key(keys[0]).to_json()["delivered"] == 0  # delivered: nothing more to send
+    assert len(receiver.requests) == 20
+
+
+def test_a_row_sent_at_once_that_fails_is_left_to_the_delivery_job(
+    receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox], clock: ManualClock
+) -> None:
+    outbox = make_outbox(webhook_env(receiver))
+    (key,) = enqueue(outbox, make_notification())
+    receiver.respond(503)
+    assert outbox.deliver_key(key).retried == 1
+    assert outbox.deliver_key(key).retried == 0  # not due again before its backoff
+    receiver.respond(200)
+    delivery = drive(outbox, clock, key)
+    assert (delivery.status, delivery.attempts) == (DELIVERED, 2)
+
+
+def test_prompt_delivery_sends_on_its_own_threads(
+    receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox]
+) -> None:
+    from monitoring.notify.prompt import PromptDelivery
+
+    outbox = make_outbox(webhook_env(receiver))
+    prompt = PromptDelivery(outbox)
+    outbox.prompt = prompt
+    keys = [k for i in range(5) for k in enqueue(outbox, make_notification(f"fp-{i}:firing:1"))]
+    receiver.hang(0.5)  # a slow receiver holds a sender thread, not the caller
+    started = time.perf_counter()
+    outbox.deliver_soon(keys)
+    assert time.perf_counter() - started < 0.4
+    assert len(receiver.wait_for(5, timeout=10)) == 5
+    prompt.shutdown()
+    assert outbox.counts_by_status()[DELIVERED] == 5
+
+
+def test_cancelling_leaves_a_delivery_that_also_carries_an_alert_still_firing(
+    receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox]
+) -> None:
+    outbox = make_outbox(webhook_env(receiver))
+    both = make_notification("group-1:firing", "firing", make_alert("aaaaaaaaaaaaaaaa"), make_alert("bbbbbbbbbbbbbbbb"))
+    (grouped,) = enqueue(outbox, both)
+    (alone,) = enqueue(outbox, make_notification("cccccccccccccccc:firing:1", "firing", make_alert("cccccccccccccccc")))
+    with outbox.store.write() as conn:
+        assert outbox.cancel_unsent(conn, {"aaaaaaaaaaaaaaaa", "cccccccccccccccc"}) == 1
+    assert only(outbox, alone).status == "cancelled" and only(outbox, grouped).status == PENDING

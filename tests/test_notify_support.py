@@ -77,7 +77,8 @@ def _outbox_factory(url: str, clock: ManualClock) -> Iterator[Callable[..., Outb
         store = Store(url, clock)
         store.migrate()
         stores.append(store)
-        settings = Settings.from_env({"DATABASE_URL": url, **env})
+        # No background work (as in every test app): rows wait for the delivery job the test runs.
+        settings = Settings.from_env({"DATABASE_URL": url, "SCHEDULER_ENABLED": "false", **env})
         return Outbox.from_settings(store, clock, settings, rng=rng or Steady(), **kwargs)
 
     yield build

@@ -112,7 +112,7 @@ def test_two_centinelas_in_one_process_keep_their_own_state(
     assert "cache" in first.health.snapshot().services and "cache" not in second.health.snapshot().services
     first.metrics.recorder.record("GET", "/tickets/<id>", 200, 0.01)
     assert first.metrics.flush() == 1 and second.metrics.flush() == 0
-    alert, created = first.alerting.trigger("high", "disk almost full", Actor("admin:test"))
-    assert created and second.alerting.ledger.listing(states=("firing",), limit=10) == []
+    triggered = first.alerting.trigger("high", "disk almost full", Actor("admin:test"))
+    assert triggered.created and second.alerting.ledger.listing(states=("firing",), limit=10) == []
     assert first.keyring.get("metrics").secret == second.keyring.get("metrics").secret == METRICS_KEY
     assert first.scheduler is not second.scheduler and first.store is not second.store

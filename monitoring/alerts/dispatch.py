@@ -1,37 +1,60 @@
-"""Which notifications the firing alerts cause now, decided inside the evaluation's write
-transaction and enqueued in it (DESIGN invariant 4: the change and its notifications commit
+"""Which notifications the firing alerts cause now, decided inside the write transaction of
+the change and enqueued in it (DESIGN invariant 4: the change and its notifications commit
 together, or neither does).
+
+Timings are per alert: its severity's, with its rule's overrides laid over them
+(``monitoring.alerts.policy``).
 
 * Muting. A firing alert matched by an active silence, inside a maintenance window that
   covers its ``service`` (an unscoped window covers every alert), or inhibited by another
   firing alert is muted: tracked and shown, never sent, never escalated. When the mute ends
   and the alert still fires, it is sent at once (no group wait, no repeat interval).
+* Cleared. A firing alert whose condition no longer holds (kept open by ``keep_firing_for``)
+  is neither sent, repeated nor escalated: the receivers hear next of it when it resolves,
+  or when the condition returns.
 * Grouping. Alerts with the same group labels (the rule's ``group_by``, by default
-  ``service``) go out as one notification: a new alert waits ALERT_GROUP_WAIT for others of
-  its group; when the first of a group is due, every unsent alert of the group goes with it.
-* Repeat. A firing, unacknowledged, unmuted alert is sent again ALERT_REPEAT_INTERVAL after
-  its last notification.
-* Escalation. A firing, unacknowledged, unmuted alert escalates once, its severity's delay
-  after it was first sent (critical: at once, with its first notification), to the
-  escalation channel; ``escalated_at`` is recorded on the alert.
+  ``service``) go out as one notification: a new alert waits its group wait for others of
+  its group (critical: none); one that joins a group already told waits until the group
+  interval after the group's last notification. When the first unsent alert of a group is
+  due, every unsent alert of the group goes with it.
+* Repeat. A firing, unacknowledged, unmuted, uncleared alert is sent again its repeat
+  interval after its last notification.
+* Escalation. Such an alert escalates once, its escalation delay after it was first sent
+  (critical: at once, with its first notification), to the escalation channel;
+  ``escalated_at`` is recorded on the alert.
 * Acknowledged alerts are neither repeated nor escalated, and an acknowledged alert that was
   never sent is not sent at all: whoever acknowledged it already knows.
+
+``next_due`` says when the next of these decisions falls due, so that the engine can run a
+dispatch at that moment instead of waiting for the next evaluation.
 """
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
 from monitoring.alerts.inhibition import InhibitRule, inhibited_by
 from monitoring.alerts.lifecycle import FIRING, INHIBITION, MAINTENANCE, SILENCE, Alert, AlertLedger
-from monitoring.alerts.policy import AlertPolicy
+from monitoring.alerts.policy import Timing
 from monitoring.alerts.silences import Silence
 from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING as FIRING_EVENT, RESOLVED as RESOLVED_EVENT, \
     Notification
+
+
+TimingOf = Callable[[Alert], Timing]
+
+
+@dataclass
+class Outgoing:
+    """What one transaction enqueued: the notifications, and the keys of their deliveries (which
+    the committing process may send at once, once the transaction has committed)."""
+
+    notifications: list[Notification] = field(default_factory=list)
+    delivery_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,6 +64,7 @@ class DispatchRun:
     notifications: list[Notification] = field(default_factory=list)
     muted: int = 0
     unmuted: int = 0
+    next_due: float | None = None  # the next moment a decision falls due (None: none pending)
 
     def count(self, event: str) -> int:
         return sum(1 for n in self.notifications if n.event == event)
@@ -66,8 +90,8 @@ class Notifier:
                              group_labels=group[0].group_labels)
         return self.outbox.has_receiver(probe)
 
-    def send(self, conn: Connection, event: str, group: Sequence[Alert], now: float, ordinals: Sequence[int],
-             actor: str = "") -> Notification:
+    def send(self, conn: Connection, outgoing: Outgoing, event: str, group: Sequence[Alert], now: float,
+             ordinals: Sequence[int], actor: str = "") -> Notification:
         """One notification about ``group`` (alerts of one group key); recorded on each alert's history."""
         parts = [f"{a.id}.{n}" for a, n in zip(group, ordinals)]
         if len(group) == 1:
@@ -83,6 +107,8 @@ class Notifier:
             escalated=any(a.escalated_at is not None for a in group),
         )
         keys = self.outbox.enqueue(conn, notification)
+        outgoing.notifications.append(notification)
+        outgoing.delivery_keys += keys
         for alert in group:
             self.ledger.event(conn, alert, "notified", now, actor, notification=notification_id, event=event,
                               alerts=len(group), deliveries=len(keys))
@@ -116,15 +142,29 @@ def mute_reason(
     return f"{INHIBITION}:{source}" if source else ""
 
 
+def first_send_at(alert: Alert, group: Sequence[Alert], timing: Timing) -> float:
+    """When an unsent firing alert's first notification is due: its group wait after it fired
+    (``notify_after``), and in a group already told, the group interval after the group's last
+    notification."""
+    due = alert.notify_after if alert.notify_after is not None else (alert.fired_at or alert.active_at)
+    told = [a.last_notified_at for a in group if a is not alert and a.last_notified_at is not None]
+    return max(due, max(told) + timing.group_interval) if told else due
+
+
+def _sendable(firing: Sequence[Alert]) -> list[Alert]:
+    return [a for a in firing if not a.muted and not a.acknowledged and not a.cleared]
+
+
 def dispatch(
     conn: Connection,
     open_alerts: Sequence[Alert],
     now: float,
-    policy: AlertPolicy,
+    timing_of: TimingOf,
     notifier: Notifier,
     silences: Sequence[Silence],
     maintenance: Sequence[Any],
     inhibitions: Sequence[InhibitRule],
+    outgoing: Outgoing,
 ) -> DispatchRun:
     """Decide and enqueue what the open alerts cause now; every changed alert is saved."""
     run = DispatchRun()
@@ -132,6 +172,7 @@ def dispatch(
     firing = [a for a in open_alerts if a.state == FIRING]
     firing_labels = [(a.fingerprint, a.labels) for a in firing]
     changed: dict[int, Alert] = {}
+    sent_before = len(outgoing.notifications)
 
     for alert in firing:
         reason = mute_reason(alert, now, silences, maintenance, inhibitions, firing_labels)
@@ -147,25 +188,28 @@ def dispatch(
         alert.muted, alert.muted_since = reason, (now if reason else None)
         changed[id(alert)] = alert
 
-    sendable = [a for a in firing if not a.muted and not a.acknowledged]
-    for group in by_group(sendable).values():
+    firing_groups = by_group(firing)
+    sendable = _sendable(firing)
+    for key, group in by_group(sendable).items():
         unsent = [a for a in group if a.first_notified_at is None]
-        first_due = any(a.resend_now or (a.notify_after or now) <= now for a in unsent)
-        outgoing = [
+        first_due = any(
+            a.resend_now or first_send_at(a, firing_groups[key], timing_of(a)) <= now for a in unsent
+        )
+        outgoing_alerts = [
             a for a in group
             if (a.first_notified_at is None and first_due)
             or (a.first_notified_at is not None
-                and (a.resend_now or now >= (a.last_notified_at or now) + policy.repeat_interval))
+                and (a.resend_now or now >= (a.last_notified_at or now) + timing_of(a).repeat_interval))
         ]
-        if not outgoing:
+        if not outgoing_alerts:
             continue
-        ordinals = [a.notifications + 1 for a in outgoing]
-        if not notifier.has_receiver(FIRING_EVENT, outgoing):
+        ordinals = [a.notifications + 1 for a in outgoing_alerts]
+        if not notifier.has_receiver(FIRING_EVENT, outgoing_alerts):
             # Nothing would carry it (no channel takes this severity): the alert stays unsent,
             # so it goes out as soon as a channel does, not one repeat interval later.
             continue
-        run.notifications.append(notifier.send(conn, FIRING_EVENT, outgoing, now, ordinals))
-        for alert in outgoing:
+        notifier.send(conn, outgoing, FIRING_EVENT, outgoing_alerts, now, ordinals)
+        for alert in outgoing_alerts:
             alert.notifications += 1
             alert.first_notified_at = alert.first_notified_at or now
             alert.last_notified_at = now
@@ -174,7 +218,7 @@ def dispatch(
 
     due: list[Alert] = []
     for alert in sendable:
-        delay = policy.escalation_delay(alert.severity)
+        delay = timing_of(alert).escalate_after
         if (
             delay is not None
             and alert.escalated_at is None
@@ -186,16 +230,37 @@ def dispatch(
         for alert in group:
             alert.escalated_at = now
             changed[id(alert)] = alert
-        run.notifications.append(notifier.send(conn, ESCALATED, group, now, [1] * len(group)))
+        notifier.send(conn, outgoing, ESCALATED, group, now, [1] * len(group))
 
     for alert in changed.values():
         alert.updated_at = now
         ledger.save(conn, alert)
+    run.notifications = outgoing.notifications[sent_before:]
+    run.next_due = next_due(firing, now, timing_of)
     return run
 
 
+def next_due(firing: Sequence[Alert], now: float, timing_of: TimingOf) -> float | None:
+    """The earliest moment after ``now`` at which a dispatch would send something: a group wait
+    or group interval ending, a repeat, an escalation. (What was due already and was not sent,
+    for want of a channel, waits for the next evaluation rather than a busy loop.)"""
+    groups = by_group(firing)
+    moments: list[float] = []
+    for alert in _sendable(firing):
+        timing = timing_of(alert)
+        if alert.first_notified_at is None:
+            moments.append(first_send_at(alert, groups[alert.group_key], timing))
+            continue
+        if alert.last_notified_at is not None:
+            moments.append(alert.last_notified_at + timing.repeat_interval)
+        if timing.escalate_after is not None and alert.escalated_at is None:
+            moments.append(alert.first_notified_at + timing.escalate_after)
+    future = [m for m in moments if m > now]
+    return min(future) if future else None
+
+
 def resolved_notifications(conn: Connection, resolved: Sequence[Alert], now: float, notifier: Notifier,
-                           actor: str = "") -> list[Notification]:
+                           outgoing: Outgoing, actor: str = "") -> list[Notification]:
     """One resolved notification per group (and escalation) for the alerts whose firing was sent.
 
     A resolved notification follows every firing one, even under a silence or in maintenance:
@@ -207,13 +272,14 @@ def resolved_notifications(conn: Connection, resolved: Sequence[Alert], now: flo
     for alert in told:
         groups[(alert.group_key, alert.escalated_at is not None)].append(alert)
     for group in groups.values():
-        sent.append(notifier.send(conn, RESOLVED_EVENT, group, now, [1] * len(group), actor))
+        sent.append(notifier.send(conn, outgoing, RESOLVED_EVENT, group, now, [1] * len(group), actor))
     return sent
 
 
 def acknowledged_notification(conn: Connection, alert: Alert, now: float, notifier: Notifier,
-                              actor: str) -> Notification | None:
-    """PagerDuty ``acknowledge`` (and the other channels' note) for an alert its receivers were told about."""
+                              outgoing: Outgoing, actor: str) -> Notification | None:
+    """PagerDuty ``acknowledge`` (and the other channels' note, with who and why) for an alert
+    its receivers were told about."""
     if alert.first_notified_at is None:
         return None
-    return notifier.send(conn, ACKNOWLEDGED, [alert], now, [1], actor)
+    return notifier.send(conn, outgoing, ACKNOWLEDGED, [alert], now, [1], actor)

@@ -4,12 +4,20 @@
 
 1. reads each enabled rule's figure over its window (outside any write transaction);
 2. in ONE write transaction: locks the open alerts, moves each through its lifecycle
-   (pending, firing, resolved), enqueues the resolved notifications, then dispatches
-   (muting, grouping, repeats, escalation) and enqueues what that decides. A failure
-   anywhere rolls back the state changes and their notifications together.
+   (pending, firing, cleared, resolved), enqueues the resolved notifications (and cancels
+   what was still waiting to be sent about them), then dispatches (muting, grouping,
+   repeats, escalation) and enqueues what that decides. A failure anywhere rolls back the
+   state changes and their notifications together.
 
 The actions (``trigger``, ``acknowledge``, ``resolve``) run in the answering worker, each in
-its own transaction with its audit entry and the notification it causes.
+its own transaction with its audit entry and the notification it causes; a trigger
+dispatches in its own transaction, so a critical one is enqueued at once.
+
+After each transaction that enqueued deliveries, the engine hands their keys to
+``outbox.deliver_soon``: the committing process sends them at once, under the outbox's claim
+(exactly one sender per row, whoever else looks). And it asks ``wake_at`` for a dispatch at
+the next moment something falls due (a group wait ending, a repeat, an escalation), so that
+``sendsAfter`` is when it is really sent, not the next evaluation after it.
 """
 from __future__ import annotations
 
@@ -25,20 +33,20 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from monitoring.alerts.admin import Actor
-from monitoring.alerts.dispatch import DispatchRun, Notifier, acknowledged_notification, dispatch, \
-    resolved_notifications
-from monitoring.alerts.figures import FigureReader, Sample
+from monitoring.alerts.dispatch import DispatchRun, Notifier, Outgoing, acknowledged_notification, by_group, \
+    dispatch, first_send_at, resolved_notifications
+from monitoring.alerts.figures import FigureReader, Sample, reading
 from monitoring.alerts.inhibition import Inhibitions
-from monitoring.alerts.lifecycle import FIRING, OPEN_STATES, PENDING, RESOLVED, Alert, AlertLedger, clean_strings, \
-    fingerprint, group_key
+from monitoring.alerts.lifecycle import FIRING, OPEN_STATES, PENDING, RESOLUTION, RESOLVED, Alert, AlertLedger, \
+    clean_strings, fingerprint, group_key
 from monitoring.alerts.matchers import matches_all
-from monitoring.alerts.policy import AlertPolicy, format_duration
+from monitoring.alerts.policy import AlertPolicy, Timing, describe_span, format_duration
 from monitoring.alerts.rules import MANUAL_ALERT, Rule, RuleBook
 from monitoring.alerts.silences import Silences
 from monitoring.clock import Clock
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.categories import CategoryReport, TimeWindow
-from monitoring.notify.model import SEVERITIES, Notification
+from monitoring.notify.model import FIRING as FIRING_EVENT, SEVERITIES, Notification
 from monitoring.security.audit import ADMIN_ACTION, AuditLog
 from monitoring.store.alerts_tables import alert_rule_status, alerts
 from monitoring.store.database import Store
@@ -68,6 +76,7 @@ class Breach:
 class RuleOutcome:
     samples: int = 0
     breaches: dict[str, Breach] = field(default_factory=dict)
+    observed: dict[str, float] = field(default_factory=dict)  # every label set's value, breaching or not
     error: str = ""
 
 
@@ -81,11 +90,21 @@ class EvaluationRun:
     fired: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)  # firing, no longer breaching, kept by keep_firing_for
     notifications: list[Notification] = field(default_factory=list)
     dispatch: DispatchRun | None = None
 
     def count(self, event: str) -> int:
         return sum(1 for n in self.notifications if n.event == event)
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """What a manual trigger did: the alert, whether it is new, and when it is (or was) sent."""
+
+    alert: Alert
+    created: bool
+    sends_at: float | None  # None: not new, muted, or no channel would carry it
 
 
 def _number(value: float) -> str:
@@ -101,8 +120,26 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), template)
 
 
+def alert_labels(rule: Rule, sample: Sample) -> dict[str, str]:
+    return {**sample.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+
+
+def resolution(alert: Alert, now: float, rule: Rule | None, actor: str = "", comment: str = "",
+               why: str = "") -> str:
+    """The resolve notice's sentence: how long it lasted, and what the figure reads now
+    ("Resolved after 5 m 4 s: payment failure rate 0.0 % over 5 m")."""
+    lasted = describe_span(now - (alert.fired_at or alert.active_at))
+    if actor:
+        return f"Resolved by {actor} after {lasted}" + (f": {comment}" if comment else "")
+    if why:
+        return f"Resolved after {lasted}: {why}"
+    if rule is None:
+        return f"Resolved after {lasted}"
+    return f"Resolved after {lasted}: {reading(rule.figure, alert.value, alert.labels, rule.window)}"
+
+
 def breach_of(rule: Rule, sample: Sample) -> Breach:
-    labels = {**sample.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+    labels = alert_labels(rule, sample)
     values = {
         **labels,
         "value": _number(sample.value),
@@ -136,6 +173,8 @@ class AlertEngine:
         health_snapshot: Callable[[], Any] | None = None,
         memory_live_within: float = 50.0,
         external_url: str = "",
+        wake_at: Callable[[float], None] | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -151,26 +190,43 @@ class AlertEngine:
         self.memory_live_within = memory_live_within
         self.ledger = AlertLedger(store)
         self.notifier = Notifier(outbox, self.ledger, external_url)
+        # Asks for dispatch_due() at a moment (the scheduler's one-shot timer); None: the next
+        # evaluation decides. ``leading``: whether this process runs the global jobs.
+        self.wake_at = wake_at
+        self.leading = leading
 
     def figure_reader(self, now: float) -> FigureReader:
         return FigureReader(self.store, self.clock, now, self.categories, self.health_snapshot,
                             self.memory_live_within)
+
+    def timing_of(self, alert: Alert, rules: Mapping[str, Rule] | None = None) -> Timing:
+        """The alert's timing: its severity's, with its rule's overrides (a manual alert: none)."""
+        rule = (rules if rules is not None else {}).get(alert.rule) if alert.rule else None
+        return self.policy.timing(alert.severity, rule.timing if rule is not None else None)
+
+    def alert_json(self, alert: Alert, rules: Mapping[str, Rule] | None = None) -> dict[str, Any]:
+        """The alert as the API shows it, with the repeat and escalation that apply to it."""
+        if rules is None and alert.rule:
+            rules = {rule.name: rule for rule in self.rulebook.rules()}
+        timing = self.timing_of(alert, rules)
+        return alert.to_json(timing.escalate_after, timing.repeat_interval)
 
     # --- the job ------------------------------------------------------------------------------
 
     def evaluate(self) -> EvaluationRun:
         now = self.clock.now()
         rules = self.rulebook.rules()
+        by_name = {rule.name: rule for rule in rules}
         reader = self.figure_reader(now)
         outcomes = {rule.name: self._evaluate_rule(rule, reader) for rule in rules if rule.enabled}
         run = EvaluationRun(now, outcomes)
+        outgoing = Outgoing()
         with self.store.write() as conn:
             open_alerts = self.ledger.open_alerts(conn)
             by_rule: dict[str, list[Alert]] = defaultdict(list)
             for alert in open_alerts:
                 by_rule[alert.rule].append(alert)
             resolved: list[Alert] = []
-            known = {rule.name for rule in rules}
             for rule in rules:
                 outcome = outcomes.get(rule.name)
                 if outcome is None:  # disabled: its alerts end
@@ -179,17 +235,42 @@ class AlertEngine:
                     resolved += self._apply(conn, rule, outcome, by_rule.pop(rule.name, []), now, run)
                 else:
                     by_rule.pop(rule.name, None)
-            for name in [n for n in by_rule if n and n not in known]:  # the rule was deleted
+            for name in [n for n in by_rule if n and n not in by_name]:  # the rule was deleted
                 resolved += self._end(conn, by_rule.pop(name), now, run, "rule deleted")
-            run.notifications += resolved_notifications(conn, resolved, now, self.notifier)
-            still_open = self.ledger.open_alerts(conn)
-            run.dispatch = self._dispatch(conn, still_open, now)
+            run.notifications += resolved_notifications(conn, resolved, now, self.notifier, outgoing)
+            self._cancel_unsent(conn, resolved)
+            run.dispatch = self._dispatch(conn, self.ledger.open_alerts(conn), now, outgoing, by_name)
             run.notifications += run.dispatch.notifications
             self._record_status(conn, outcomes, now)
+        self._after_commit(outgoing, run.dispatch.next_due)
         if run.fired or run.resolved or run.notifications:
             log.info("alert evaluation: fired %s, resolved %s, %d notification(s)",
                      run.fired, run.resolved, len(run.notifications))
         return run
+
+    def dispatch_due(self) -> DispatchRun:
+        """Send what has fallen due since the last evaluation (a group wait ended, a repeat, an
+        escalation), without reading any figure. Safe in any process and beside an evaluation:
+        the open alerts are locked for the transaction and every notification id is stable."""
+        now = self.clock.now()
+        rules = {rule.name: rule for rule in self.rulebook.rules()}
+        outgoing = Outgoing()
+        with self.store.write() as conn:
+            run = self._dispatch(conn, self.ledger.open_alerts(conn), now, outgoing, rules)
+        self._after_commit(outgoing, run.next_due if self.leading() else None)
+        return run
+
+    def _after_commit(self, outgoing: Outgoing, next_due: float | None) -> None:
+        """What a committed transaction asks for: its deliveries sent now, a dispatch when due."""
+        if outgoing.delivery_keys:
+            deliver_soon = getattr(self.outbox, "deliver_soon", None)
+            if deliver_soon is not None:
+                deliver_soon(outgoing.delivery_keys)
+        if next_due is not None and self.wake_at is not None:
+            try:
+                self.wake_at(next_due)
+            except Exception:  # the next evaluation sends it anyway
+                log.exception("could not schedule the next alert dispatch")
 
     def _evaluate_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
         try:
@@ -199,9 +280,15 @@ class AlertEngine:
             return RuleOutcome(error=sanitise_text(f"{type(exc).__name__}: {exc}")[:500])
         outcome = RuleOutcome(samples=len(samples))
         for sample in samples:
-            if math.isfinite(sample.value) and rule.breaches(sample.value):
+            if not math.isfinite(sample.value):
+                continue
+            if rule.breaches(sample.value):
                 breach = breach_of(rule, sample)
                 outcome.breaches[fingerprint(rule.name, breach.labels)] = breach
+            else:
+                outcome.observed[fingerprint(rule.name, clean_strings(alert_labels(rule, sample)))] = sample.value
+        for fp, breach in outcome.breaches.items():
+            outcome.observed[fp] = breach.value
         return outcome
 
     def _apply(self, conn: Connection, rule: Rule, outcome: RuleOutcome, current: list[Alert], now: float,
@@ -219,17 +306,34 @@ class AlertEngine:
                 alert.labels, alert.annotations = breach.labels, breach.annotations
                 alert.severity = rule.severity
                 alert.group_key = group_key(breach.labels, rule.group_by)
+                if alert.cleared_at is not None:  # the condition is back before keep_firing_for ran out
+                    self.ledger.event(conn, alert, "breaching", now, value=breach.value)
+                    alert.cleared_at = None
             if alert.state == PENDING and now - alert.active_at >= rule.for_seconds:
-                self._fire(conn, alert, now, run)
+                self._fire(conn, alert, now, run, self.policy.timing(rule.severity, rule.timing))
             alert.updated_at = now
             self.ledger.save(conn, alert)
         resolved = []
-        for alert in existing.values():  # no longer breaching
+        for fp, alert in existing.items():  # no longer breaching
             if alert.state == PENDING:
                 self.ledger.drop(conn, alert)
                 run.dropped.append(alert.fingerprint)
-            elif now - alert.last_active_at >= rule.keep_firing_for:
-                resolved += self._end(conn, [alert], now, run, "")
+                continue
+            # The latest value, never the breach's: what a notice (or the API) shows is true now.
+            alert.value = outcome.observed.get(fp)
+            if alert.value is None:
+                alert.annotations.pop("value", None)
+            else:
+                alert.annotations["value"] = _number(alert.value)
+            if now - alert.last_active_at >= rule.keep_firing_for:
+                resolved += self._end(conn, [alert], now, run, "", rule=rule)
+                continue
+            if alert.cleared_at is None:
+                alert.cleared_at = now
+                self.ledger.event(conn, alert, "cleared", now, value=alert.value)
+                run.cleared.append(alert.fingerprint)
+            alert.updated_at = now
+            self.ledger.save(conn, alert)
         return resolved
 
     def _open(self, conn: Connection, rule: Rule, fp: str, breach: Breach, now: float,
@@ -246,34 +350,49 @@ class AlertEngine:
         run.opened.append(fp)
         return alert
 
-    def _fire(self, conn: Connection, alert: Alert, now: float, run: EvaluationRun, actor: str = "") -> None:
+    def _fire(self, conn: Connection, alert: Alert, now: float, run: EvaluationRun, timing: Timing,
+              actor: str = "") -> None:
         alert.state, alert.fired_at = FIRING, now
-        alert.notify_after = now + self.policy.group_wait
+        alert.notify_after = now + timing.group_wait
         self.ledger.event(conn, alert, "firing", now, actor, value=alert.value)
         run.fired.append(alert.fingerprint)
 
     def _end(self, conn: Connection, ending: list[Alert], now: float, run: EvaluationRun | None, why: str,
-             actor: str = "", comment: str = "") -> list[Alert]:
-        """Resolve firing alerts (and drop pending ones); returns the resolved."""
+             actor: str = "", comment: str = "", rule: Rule | None = None) -> list[Alert]:
+        """Resolve firing alerts (and drop pending ones); returns the resolved. Each carries its
+        resolve sentence (annotation ``resolution``), which its resolve notice says."""
         resolved = []
         for alert in ending:
             if alert.state == PENDING and not actor:
                 self.ledger.drop(conn, alert)
                 continue
+            alert.annotations = {**alert.annotations,
+                                 RESOLUTION: sanitise_text(resolution(alert, now, rule, actor, comment, why))}
             alert.state, alert.resolved_at, alert.updated_at = RESOLVED, now, now
             alert.resolved_by, alert.resolve_comment = actor, comment
             self.ledger.save(conn, alert)
             self.ledger.event(conn, alert, "resolved", now, actor, **({"why": why} if why else {}),
-                              **({"comment": comment} if comment else {}))
+                              **({"comment": comment} if comment else {}),
+                              **({"value": alert.value} if alert.value is not None and not actor and not why else {}))
             resolved.append(alert)
             if run is not None:
                 run.resolved.append(alert.fingerprint)
         return resolved
 
-    def _dispatch(self, conn: Connection, open_alerts: list[Alert], now: float) -> DispatchRun:
+    def _cancel_unsent(self, conn: Connection, resolved: list[Alert]) -> None:
+        """A firing or escalation delivery still waiting (a receiver that was down) for an alert now
+        resolved would arrive after its resolve, or open a PagerDuty incident nothing closes: it
+        is cancelled."""
+        if resolved:
+            cancel = getattr(self.outbox, "cancel_unsent", None)
+            if cancel is not None:
+                cancel(conn, {alert.fingerprint for alert in resolved})
+
+    def _dispatch(self, conn: Connection, open_alerts: list[Alert], now: float, outgoing: Outgoing,
+                  rules: Mapping[str, Rule]) -> DispatchRun:
         maintenance = self.maintenance.active(now) if self.maintenance is not None else []
-        return dispatch(conn, open_alerts, now, self.policy, self.notifier, self.silences.active(conn, now),
-                        maintenance, self.inhibitions.rules(conn))
+        return dispatch(conn, open_alerts, now, lambda alert: self.timing_of(alert, rules), self.notifier,
+                        self.silences.active(conn, now), maintenance, self.inhibitions.rules(conn), outgoing)
 
     def _record_status(self, conn: Connection, outcomes: Mapping[str, RuleOutcome], now: float) -> None:
         for name, outcome in outcomes.items():
@@ -287,11 +406,13 @@ class AlertEngine:
     # --- admin actions ------------------------------------------------------------------------
 
     def trigger(self, severity: str, description: str, actor: Actor, *, service: str = "manual",
-                summary: str = "", runbook_url: str = "") -> tuple[Alert, bool]:
-        """A manual alert, firing at once and sent like any other (grouping, routing, escalation).
+                summary: str = "", runbook_url: str = "") -> Triggered:
+        """A manual alert, firing at once and sent like any other (grouping, routing, escalation):
+        dispatched in its own transaction, so one with no group wait (critical) is enqueued and
+        sent at once.
 
         The same description, severity and service while it is still open is the same alert:
-        returns (alert, False) without a second one.
+        ``created`` is False and no second one is made.
         """
         if severity not in SEVERITIES:
             raise ValueError(severity)
@@ -303,10 +424,11 @@ class AlertEngine:
         annotations = {"summary": sanitise_text(summary.strip()) or description[:300], "description": description}
         if runbook_url:
             annotations["runbook_url"] = runbook_url
+        outgoing = Outgoing()
         with self.store.write() as conn:
             existing = self.ledger.find_open(conn, fingerprint=fp)
             if existing is not None:
-                return existing, False
+                return Triggered(existing, False, None)
             alert = self.ledger.insert(conn, Alert(
                 fingerprint=fp, rule="", state=PENDING, severity=severity, labels=labels,
                 annotations=clean_strings(annotations), group_key=group_key(labels, MANUAL_GROUP_BY), active_at=now,
@@ -315,15 +437,32 @@ class AlertEngine:
             if alert is None:
                 raise AlertStateConflict("the same manual alert was triggered at the same moment")
             run = EvaluationRun(now, {})
-            self._fire(conn, alert, now, run, actor.who)
+            timing = self.policy.timing(severity)
+            self._fire(conn, alert, now, run, timing, actor.who)
             self.ledger.save(conn, alert)
             self._audit(conn, "alerts.trigger", actor, alert, severity=severity, description=description)
-        return alert, True
+            rules = {rule.name: rule for rule in self.rulebook.rules(conn)}
+            self._dispatch(conn, self.ledger.open_alerts(conn), now, outgoing, rules)
+            alert = self.ledger.get(conn, alert.id) or alert  # as the dispatch left it
+            sends_at = self._sends_at(conn, alert, timing, now)
+        self._after_commit(outgoing, sends_at if sends_at is not None and sends_at > now else None)
+        return Triggered(alert, True, sends_at)
+
+    def _sends_at(self, conn: Connection, alert: Alert, timing: Timing, now: float) -> float | None:
+        """When the alert is (or was) first sent: None while muted or when no channel carries it."""
+        if alert.first_notified_at is not None:
+            return alert.first_notified_at
+        if alert.muted or not self.notifier.has_receiver(FIRING_EVENT, [alert]):
+            return None
+        group = by_group(a for a in self.ledger.open_alerts(conn) if a.state == FIRING).get(alert.group_key, [alert])
+        return max(now, first_send_at(alert, group, timing))
 
     def acknowledge(self, actor: Actor, comment: str, *, alert_id: int | None = None,
                     fingerprint_: str | None = None) -> Alert:
-        """Who, when, why: stops re-notification and escalation until the alert resolves."""
+        """Who, when, why: stops re-notification and escalation until the alert resolves; the
+        receivers told about it hear who acknowledged it, and why."""
         now = self.clock.now()
+        outgoing = Outgoing()
         with self.store.write() as conn:
             alert = self._open_alert(conn, alert_id, fingerprint_)
             if alert.state != FIRING:
@@ -335,20 +474,24 @@ class AlertEngine:
             alert.ack_comment, alert.updated_at = sanitise_text(comment.strip()), now
             self.ledger.save(conn, alert)
             self.ledger.event(conn, alert, "acknowledged", now, actor.who, comment=alert.ack_comment)
-            acknowledged_notification(conn, alert, now, self.notifier, actor.who)
+            acknowledged_notification(conn, alert, now, self.notifier, outgoing, actor.who)
             self._audit(conn, "alerts.acknowledge", actor, alert, comment=alert.ack_comment)
+        self._after_commit(outgoing, None)
         return alert
 
     def resolve(self, actor: Actor, comment: str, *, alert_id: int | None = None,
                 fingerprint_: str | None = None) -> Alert:
         """End an open alert by hand (a rule's alert opens again if its condition still holds)."""
         now = self.clock.now()
+        outgoing = Outgoing()
         with self.store.write() as conn:
             alert = self._open_alert(conn, alert_id, fingerprint_)
             (resolved,) = self._end(conn, [alert], now, None, "resolved by hand", actor.who,
                                     sanitise_text(comment.strip()))
-            resolved_notifications(conn, [resolved], now, self.notifier, actor.who)
+            resolved_notifications(conn, [resolved], now, self.notifier, outgoing, actor.who)
+            self._cancel_unsent(conn, [resolved])
             self._audit(conn, "alerts.resolve", actor, resolved, comment=resolved.resolve_comment)
+        self._after_commit(outgoing, None)
         return resolved
 
     def _open_alert(self, conn: Connection, alert_id: int | None, fingerprint_: str | None) -> Alert:

@@ -2,7 +2,7 @@
 
 Rules name a figure in one flat namespace:
 
-* five **built-in** figures, read straight from the store with the exact meaning the default
+* six **built-in** figures, read straight from the store with the exact meaning the default
   rules need (a ratio where the threshold is a ratio, ms where it is ms), and cheap enough to
   read every ALERT_EVALUATION_INTERVAL;
 * **any exported figure**: the dotted name of a point in the metrics export's Datadog form
@@ -24,15 +24,17 @@ from typing import Any, Callable, Mapping
 
 from sqlalchemy import func, select
 
+from monitoring.alerts.policy import describe_span
 from monitoring.business.events import FAILED
 from monitoring.clock import Clock
 from monitoring.health.circuit import CLOSED
-from monitoring.health.status import UNHEALTHY
+from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.rollups import RequestFigures, RequestRollups
 from monitoring.metrics.system import system_figures
 from monitoring.metrics.windows import format_window
 from monitoring.store.business_tables import payment_events
+from monitoring.store.health_tables import health_results
 from monitoring.store.database import Store
 
 ERROR_RATE = "error_rate"
@@ -40,6 +42,7 @@ API_P95_MS = "api_p95_ms"
 PAYMENT_FAILURE_RATE = "payment_failure_rate"
 MEMORY_USAGE = "memory_usage_percent"
 DEPENDENCY_DOWN = "dependency_down"
+DEPENDENCY_RESPONSE_TIME = "dependency_response_time"
 
 BUILTIN_FIGURES: dict[str, str] = {
     ERROR_RATE: "Share (0-1) of the monitored app's requests in the window answered with a 5xx; the monitoring "
@@ -52,6 +55,9 @@ BUILTIN_FIGURES: dict[str, str] = {
                   "sample; label host.",
     DEPENDENCY_DOWN: "Per health-checked dependency (labels service, critical): 1 when its latest check failed or "
                      "its circuit breaker is open or half open, else 0.",
+    DEPENDENCY_RESPONSE_TIME: "Per health-checked dependency (labels service, critical): the mean response time in "
+                              "ms of its checks in the window that answered (healthy or degraded). No sample when "
+                              "none answered.",
 }
 INCLUDE_NOW = 0.001
 _EXPORTED_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
@@ -108,6 +114,8 @@ class FigureReader:
             return [Sample({"host": h.hostname}, h.memory_percent) for h in figures.host_latest()]
         if figure == DEPENDENCY_DOWN:
             return self._dependencies()
+        if figure == DEPENDENCY_RESPONSE_TIME:
+            return self._dependency_response_times(self.window(window_seconds))
         return self._exported(figure, window_seconds)
 
     def _request_figures(self, window_seconds: float) -> RequestFigures:
@@ -130,18 +138,40 @@ class FigureReader:
         return [Sample({}, int(counts.get(FAILED, 0)) / total)] if total else []
 
     def _dependencies(self) -> list[Sample]:
-        if self.health_snapshot is None:
-            raise FigureUnavailable("no health checks in this service")
-        if self._health is None:
-            self._health = self.health_snapshot()
         samples = []
-        for name, service in self._health.services.items():
+        for name, service in self._snapshot().services.items():
             breaker_open = service.circuit is not None and service.circuit.state != CLOSED
             down = service.status == UNHEALTHY or breaker_open
             detail = "circuit breaker open" if breaker_open else (service.error or service.status)
             samples.append(Sample({"service": name, "critical": str(service.critical).lower()}, float(down),
                                   detail if down else ""))
         return samples
+
+    def _snapshot(self) -> Any:
+        if self.health_snapshot is None:
+            raise FigureUnavailable("no health checks in this service")
+        if self._health is None:
+            self._health = self.health_snapshot()
+        return self._health
+
+    def _dependency_response_times(self, window: TimeWindow) -> list[Sample]:
+        """The window mean of the answered checks: a slow spell shows while it lasts, and a rule
+        on it resolves as the slow answers leave the window, not one fast check after recovery."""
+        services = self._snapshot().services
+        r = health_results.c
+        with self.store.read() as conn:
+            means = conn.execute(
+                select(r.service, func.avg(r.response_time_ms), func.count())
+                .where(r.checked_at >= window.start, r.checked_at < window.end, r.status.in_((HEALTHY, DEGRADED)),
+                       r.response_time_ms.is_not(None))
+                .group_by(r.service)
+            ).all()
+        return [
+            Sample({"service": name, "critical": str(services[name].critical).lower()}, round(float(mean), 1),
+                   f"{int(count)} checks")
+            for name, mean, count in means
+            if name in services and mean is not None
+        ]
 
     def _report(self, category: str, window_seconds: float) -> CategoryReport | Exception:
         key = (category, window_seconds)
@@ -184,3 +214,36 @@ def labels_from_tags(tags: tuple[str, ...]) -> dict[str, str]:
         name, _, value = tag.partition(":")
         labels[re.sub(r"[^a-z0-9_]", "_", name.lower())] = value
     return labels
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _plain(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def reading(figure: str, value: float | None, labels: Mapping[str, str], window_seconds: float) -> str:
+    """What a figure reads now, for people: ``payment failure rate 0.0 % over 5 m``; with no
+    value (no data in the window), what is missing: ``no payments over 5 m``."""
+    window = describe_span(window_seconds)
+    service = labels.get("service", "the dependency")
+    if figure == PAYMENT_FAILURE_RATE:
+        return f"no payments over {window}" if value is None else f"payment failure rate {_percent(value)} over {window}"
+    if figure == ERROR_RATE:
+        return f"no requests over {window}" if value is None else f"error rate {_percent(value)} over {window}"
+    if figure == API_P95_MS:
+        return f"no requests over {window}" if value is None else f"API p95 {value:.0f} ms over {window}"
+    if figure == MEMORY_USAGE:
+        host = labels.get("host", "the host")
+        return f"no memory sample from {host}" if value is None else f"memory usage {value:.1f} % on {host}"
+    if figure == DEPENDENCY_DOWN:
+        if value is None:
+            return f"{service} is no longer checked"
+        return f"{service} answers again" if value == 0 else f"{service} is still failing"
+    if figure == DEPENDENCY_RESPONSE_TIME:
+        if value is None:
+            return f"no answered {service} checks over {window}"
+        return f"{service} mean response time {value:.0f} ms over {window}"
+    return f"no {figure} over {window}" if value is None else f"{figure} {_plain(value)} over {window}"

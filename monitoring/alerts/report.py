@@ -76,3 +76,29 @@ class AlertsProvider:
             prometheus=[active, muted_metric, acked_metric, *delivery.prometheus],
             datadog=points + delivery.datadog,
         )
+
+
+# What a firing alert of each severity says about the service, next to the health status.
+ALERT_STATUS = {"critical": "unhealthy", "high": "unhealthy", "medium": "degraded", "low": "degraded"}
+_STATUS_RANK = {"healthy": 0, "unknown": 1, "degraded": 2, "unhealthy": 3}
+
+
+def with_firing_alert(status: dict[str, Any], active: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dashboard banner's status, plus ``alert`` (the most severe firing, unmuted alert) when
+    that alert is worse than the health status: a green "Healthy" must not hide a critical page."""
+    firing = [a for a in active if a.get("state") == FIRING and not a.get("muted")]
+    if not firing:
+        return status
+    worst = min(firing, key=lambda a: SEVERITIES.index(a["severity"]) if a.get("severity") in SEVERITIES else 99)
+    shown = ALERT_STATUS.get(worst.get("severity", ""))
+    if shown is None or _STATUS_RANK[shown] <= _STATUS_RANK.get(status.get("status", "unknown"), 1):
+        return status
+    return {**status, "alert": {
+        "status": shown,
+        "word": f"{str(worst['severity']).capitalize()} alert firing",
+        "severity": worst["severity"],
+        "name": worst.get("name"),
+        "summary": worst.get("summary"),
+        "firedAt": worst.get("firedAt"),
+        "firing": len(firing),
+    }}

@@ -1,6 +1,14 @@
-"""Alert rules: what a rule is, how one is validated, the five defaults, and the rule book
-(defaults from the environment, overlaid by the changes made through the API, which persist
-in the store and are audited with their before and after).
+"""Alert rules: what a rule is, how one is validated, the five defaults, the rules derived
+from the health checks in force, and the rule book (defaults and derived rules, overlaid by
+the changes made through the API, which persist in the store and are audited with their
+before and after).
+
+Derived rules: for every health-checked dependency not already watched by DatabaseUnavailable,
+``<Name>Unavailable`` (its check fails or its breaker is open: critical for a critical
+dependency, else high), and for every dependency with a latency threshold ``<Name>Slow``
+(mean response time of its answered checks over ALERT_DEPENDENCY_RESPONSE_TIME_WINDOW above
+the threshold for a minute: medium). They follow the checks: a dependency configured later
+(a HEALTH_CHECKS item, a registered custom check) has its rules at the next evaluation.
 
 A rule reads one figure (``figures.py``) over its window, keeps the label sets its matchers
 select, and compares each value with its threshold. A label set over the threshold for
@@ -13,17 +21,18 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from monitoring.settings import Settings
 from monitoring.alerts.admin import Actor, InvalidRule
-from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, ERROR_RATE, MEMORY_USAGE, \
-    PAYMENT_FAILURE_RATE, is_figure_name
-from monitoring.alerts.matchers import MATCHES, Matcher, parse_matchers, to_json as matchers_json
-from monitoring.alerts.policy import format_duration, parse_duration
+from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
+    ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, is_figure_name
+from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
+from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
+    parse_timing_value
 from monitoring.clock import Clock
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.model import SEVERITIES
@@ -32,6 +41,7 @@ from monitoring.store.alerts_tables import alert_rules
 from monitoring.store.database import Store
 
 DEFAULT = "default"
+DERIVED = "derived"  # from a health check in force
 CUSTOM = "custom"
 MANUAL_ALERT = "ManualAlert"  # the alertname of alerts raised with action=trigger
 
@@ -54,7 +64,8 @@ MAX_URL = 500
 MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
 MAX_HOLD = 86400.0  # for / keep_firing_for
 FIELDS = ("name", "figure", "match", "comparison", "threshold", "window", "for", "keep_firing_for", "severity",
-          "labels", "summary", "description", "runbook_url", "group_by", "enabled")
+          "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
+DEFAULT_WINDOW = 300.0
 REQUIRED = ("name", "figure", "comparison", "threshold", "severity", "summary")
 
 
@@ -82,8 +93,12 @@ class Rule:
     description: str = ""
     runbook_url: str = ""
     group_by: tuple[str, ...] = ("service",)
+    # The rule's own group_wait / group_interval / repeat_interval / escalate_after (seconds;
+    # escalate_after None: never), laid over its severity's timing. Empty: the severity's.
+    timing: Mapping[str, float | None] = field(default_factory=dict)
     enabled: bool = True
-    origin: str = CUSTOM  # default (built from the environment) or custom (added through the API)
+    origin: str = CUSTOM  # default (the environment), derived (a health check) or custom (the API)
+    derived_from: str = ""  # derived rules: which check, and why this severity
 
     def breaches(self, value: float) -> bool:
         return bool(COMPARISONS[self.comparison](value, self.threshold))
@@ -105,12 +120,39 @@ class Rule:
             "description": self.description,
             "runbook_url": self.runbook_url,
             "group_by": list(self.group_by),
+            "timing": timing_json(self.timing),
             "enabled": self.enabled,
         }
 
 
-def parse_rule(data: Any, origin: str = CUSTOM) -> Rule:
-    """A complete rule from JSON; InvalidRule lists every bad field."""
+def timing_json(timing: Mapping[str, float | None]) -> dict[str, str]:
+    """A rule's timing overrides as written: durations, ``none`` for no escalation."""
+    return {name: NEVER if timing[name] is None else format_duration(float(timing[name]))  # type: ignore[arg-type]
+            for name in TIMING_FIELDS if name in timing}
+
+
+def parse_timing(raw: Any) -> dict[str, float | None]:
+    """A rule's ``timing``: an object of group_wait, group_interval, repeat_interval, escalate_after."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ValueError(f"must be an object of {', '.join(TIMING_FIELDS)} (durations; escalate_after may be none)")
+    unknown = sorted(set(raw) - set(TIMING_FIELDS))
+    if unknown:
+        raise ValueError(f"{unknown[0][:40]} is not a timing; timings: {', '.join(TIMING_FIELDS)}")
+    timing: dict[str, float | None] = {}
+    for name in TIMING_FIELDS:
+        if name in raw:
+            try:
+                timing[name] = parse_timing_value(name, raw[name])
+            except ValueError as exc:
+                raise ValueError(f"{name}: {str(exc).replace('expected', 'must be', 1)}") from None
+    return timing
+
+
+def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, float] | None = None) -> Rule:
+    """A complete rule from JSON; InvalidRule lists every bad field. A rule without ``window``
+    takes its figure's default window (ALERT_*_WINDOW), else 5m."""
     problems: list[dict[str, str]] = []
 
     def problem(name: str, message: str) -> None:
@@ -158,6 +200,8 @@ def parse_rule(data: Any, origin: str = CUSTOM) -> Rule:
             problem("severity", f"must be one of: {', '.join(SEVERITIES)}")
         else:
             values["severity"] = severity
+    if data.get("window") is None and isinstance(values.get("figure"), str):
+        values["window"] = (default_windows or {}).get(values["figure"], DEFAULT_WINDOW)
     for key, attr, low, high in (("window", "window", MIN_WINDOW, MAX_WINDOW), ("for", "for_seconds", 0.0, MAX_HOLD),
                                  ("keep_firing_for", "keep_firing_for", 0.0, MAX_HOLD)):
         if data.get(key) is not None:
@@ -202,6 +246,10 @@ def parse_rule(data: Any, origin: str = CUSTOM) -> Rule:
         problem("group_by", f"must be a list of up to {MAX_GROUP_BY} label names")
     else:
         values["group_by"] = tuple(dict.fromkeys(group_by))
+    try:
+        values["timing"] = parse_timing(data.get("timing"))
+    except ValueError as exc:
+        problem("timing", str(exc))
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         problem("enabled", "must be true or false")
@@ -216,35 +264,49 @@ def update_rule_json(current: Rule, changes: Mapping[str, Any]) -> Rule:
     """``current`` with ``changes`` laid over it, validated as a whole rule."""
     if "name" in changes and changes["name"] != current.name:
         raise InvalidRule([{"field": "name", "message": "a rule cannot be renamed; add a new rule instead"}])
-    return parse_rule({**current.to_json(), **changes}, origin=current.origin)
+    return replace(parse_rule({**current.to_json(), **changes}, origin=current.origin),
+                   derived_from=current.derived_from)
 
 
 # --- the defaults ---------------------------------------------------------------------------------
 
 
+def default_windows(settings: Settings) -> dict[str, float]:
+    """Each built-in figure's default window (ALERT_*_WINDOW)."""
+    return {
+        PAYMENT_FAILURE_RATE: settings.alert_payment_failure_rate_window,
+        ERROR_RATE: settings.alert_error_rate_window,
+        API_P95_MS: settings.alert_api_p95_window,
+        MEMORY_USAGE: settings.alert_memory_usage_window,
+        DEPENDENCY_RESPONSE_TIME: settings.alert_dependency_response_time_window,
+    }
+
+
 def default_rules(settings: Settings) -> list[Rule]:
-    """The five rules of the system description, thresholds from the environment."""
+    """The five rules of the system description, thresholds and windows from the environment."""
     database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
+    windows = default_windows(settings)
     return [
         Rule(
             name="PaymentFailures", figure=PAYMENT_FAILURE_RATE, comparison=">",
             threshold=settings.payment_failure_threshold, severity="critical",
             summary="Payment failure rate {value_percent} > {threshold_percent} over {window}",
             description="Failed payments as a share of all payments recorded in the window.",
-            window=300.0, for_seconds=0.0, keep_firing_for=300.0,
+            window=windows[PAYMENT_FAILURE_RATE], for_seconds=0.0, keep_firing_for=300.0,
             labels={"service": "payments", "category": "business"}, origin=DEFAULT,
         ),
         Rule(
             name="HighErrorRate", figure=ERROR_RATE, comparison=">", threshold=settings.error_rate_threshold,
             severity="high", summary="Error rate {value_percent} of requests > {threshold_percent} over {window}",
             description="5xx responses as a share of the monitored app's requests (monitoring endpoints left out).",
-            window=300.0, labels={"service": "api", "category": "performance"}, origin=DEFAULT,
+            window=windows[ERROR_RATE], labels={"service": "api", "category": "performance"}, origin=DEFAULT,
         ),
         Rule(
             name="SlowApiResponse", figure=API_P95_MS, comparison=">", threshold=settings.api_response_threshold_ms,
             severity="medium", summary="API p95 response time {value} ms > {threshold} ms over {window}",
             description="95th percentile response time of the monitored app's requests (monitoring endpoints left out).",
-            window=300.0, for_seconds=180.0, labels={"service": "api", "category": "performance"}, origin=DEFAULT,
+            window=windows[API_P95_MS], for_seconds=180.0, labels={"service": "api", "category": "performance"},
+            origin=DEFAULT,
         ),
         Rule(
             name="DatabaseUnavailable", figure=DEPENDENCY_DOWN, comparison=">", threshold=0.0, severity="critical",
@@ -257,33 +319,112 @@ def default_rules(settings: Settings) -> list[Rule]:
             name="HighMemoryUsage", figure=MEMORY_USAGE, comparison=">", threshold=settings.memory_usage_threshold,
             severity="medium", summary="Memory usage {value}% > {threshold}% on {host}",
             description="Memory in use over the limit that applies (the container's, else the host's).",
-            window=300.0, for_seconds=600.0, labels={"service": "system", "category": "system"}, origin=DEFAULT,
+            window=windows[MEMORY_USAGE], for_seconds=600.0, labels={"service": "system", "category": "system"},
+            origin=DEFAULT,
         ),
     ]
+
+
+class CheckInForce(Protocol):
+    """What a derived rule needs of a health check (monitoring.health.checks.Check has it)."""
+
+    name: str
+    critical: bool
+    latency_threshold_ms: float | None
+
+
+SLOW_FOR = 60.0  # the window mean must stay over the threshold this long: slow for a few minutes
+_NAME_PART = re.compile(r"[a-z0-9]+")
+
+
+def rule_stem(check_name: str) -> str:
+    """``orders-db`` → ``OrdersDb``: a check name as the start of a rule name."""
+    stem = "".join(part.capitalize() for part in _NAME_PART.findall(check_name.lower()))[:48]
+    return stem if stem[:1].isalpha() else f"Dependency{stem}"
+
+
+def derived_rules(checks: Iterable[CheckInForce], settings: Settings) -> list[Rule]:
+    """One down rule per dependency (critical or high, by the check), one slow rule per
+    dependency with a latency threshold (medium); DatabaseUnavailable's checks have their down
+    rule already."""
+    watched = set(settings.alert_database_checks)
+    rules: list[Rule] = []
+    taken: set[str] = set()
+    for check in checks:
+        stem = rule_stem(check.name)
+        if stem in taken:  # two names that differ only in punctuation: the first keeps the rules
+            continue
+        taken.add(stem)
+        match = (Matcher("service", EQUAL, check.name),)
+        kind = "critical" if check.critical else "non-critical"
+        if check.name not in watched:
+            rules.append(Rule(
+                name=f"{stem}Unavailable", figure=DEPENDENCY_DOWN, comparison=">", threshold=0.0,
+                severity="critical" if check.critical else "high",
+                summary="{service} is unavailable: {detail}",
+                description=f"The {check.name} health check fails, or its circuit breaker is open.",
+                window=300.0, match=match, labels={"category": "health"}, origin=DERIVED,
+                derived_from=f"health check {check.name} ({kind}): down is "
+                             f"{'critical' if check.critical else 'high'}",
+            ))
+        if check.latency_threshold_ms is not None:
+            rules.append(Rule(
+                name=f"{stem}Slow", figure=DEPENDENCY_RESPONSE_TIME, comparison=">",
+                threshold=float(check.latency_threshold_ms), severity="medium",
+                summary="{service} answers slowly: {value} ms on average > {threshold} ms over {window}",
+                description=f"Mean response time of the {check.name} checks that answered, over the window, above "
+                            "its latency threshold.",
+                window=settings.alert_dependency_response_time_window, for_seconds=SLOW_FOR, match=match,
+                labels={"category": "health"}, origin=DERIVED,
+                derived_from=f"health check {check.name} ({kind}): latency threshold "
+                             f"{check.latency_threshold_ms:g} ms",
+            ))
+    return rules
 
 
 # --- the rule book ----------------------------------------------------------------------------------
 
 
 class RuleBook:
-    """The rules in force: the defaults, overlaid by the changes stored through the API."""
+    """The rules in force: the defaults and the derived rules, overlaid by the changes stored
+    through the API, then the rules added through it."""
 
-    def __init__(self, store: Store, clock: Clock, audit: AuditLog, defaults: Iterable[Rule]) -> None:
+    def __init__(self, store: Store, clock: Clock, audit: AuditLog, defaults: Iterable[Rule],
+                 derived: Callable[[], Iterable[Rule]] | None = None,
+                 windows: Mapping[str, float] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.audit = audit
-        self.defaults = {rule.name: rule for rule in defaults}
+        self._defaults = {rule.name: rule for rule in defaults}
+        self._derived = derived
+        self.windows = dict(windows or {})
+
+    @classmethod
+    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: Settings,
+                      checks: Callable[[], Iterable[CheckInForce]] | None = None) -> "RuleBook":
+        """The defaults and windows from the environment; derived rules from ``checks`` (the health
+        checks in force, read at each evaluation so that a check added later has its rules)."""
+        derived = (lambda: derived_rules(checks(), settings)) if checks is not None else None
+        return cls(store, clock, audit, default_rules(settings), derived, default_windows(settings))
+
+    @property
+    def defaults(self) -> dict[str, Rule]:
+        """The rules that exist without the API: the five defaults, then the derived ones."""
+        found = dict(self._defaults)
+        for rule in self._derived() if self._derived is not None else ():
+            found.setdefault(rule.name, rule)
+        return found
 
     def rules(self, conn: Connection | None = None) -> list[Rule]:
-        """Defaults first (in their order), then added rules by name."""
+        """Defaults first (in their order), derived rules, then added rules by name."""
         if conn is None:
             with self.store.read() as read_conn:
                 return self.rules(read_conn)
         stored = {row.name: row.definition for row in conn.execute(select(alert_rules.c.name, alert_rules.c.definition))}
         merged = []
         for name, default in self.defaults.items():
-            merged.append(self._stored_rule(stored.pop(name), DEFAULT) if name in stored else default)
-        merged += [self._stored_rule(stored[name], CUSTOM) for name in sorted(stored)]
+            merged.append(self._stored_rule(stored.pop(name), default) if name in stored else default)
+        merged += [self._stored_rule(stored[name], None) for name in sorted(stored)]
         return merged
 
     def get(self, name: str, conn: Connection | None = None) -> Rule:
@@ -293,11 +434,14 @@ class RuleBook:
         raise RuleNotFound(name)
 
     @staticmethod
-    def _stored_rule(definition: str, origin: str) -> Rule:
-        return replace(parse_rule(json.loads(definition), origin=origin), origin=origin)
+    def _stored_rule(definition: str, default: Rule | None) -> Rule:
+        """A stored change of ``default`` (keeping where that came from), or an added rule."""
+        origin = default.origin if default is not None else CUSTOM
+        derived_from = default.derived_from if default is not None else ""
+        return replace(parse_rule(json.loads(definition), origin=origin), origin=origin, derived_from=derived_from)
 
     def add(self, data: Any, actor: Actor) -> Rule:
-        rule = parse_rule(data, origin=CUSTOM)
+        rule = parse_rule(data, origin=CUSTOM, default_windows=self.windows)
         with self.store.write() as conn:
             if any(r.name == rule.name for r in self.rules(conn)):
                 raise RuleExists(rule.name)

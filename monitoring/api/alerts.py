@@ -27,7 +27,7 @@ from monitoring.alerts.figures import BUILTIN_FIGURES
 from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
 from monitoring.alerts.policy import parse_duration
-from monitoring.alerts.rules import RuleExists, RuleNotFound
+from monitoring.alerts.rules import Rule, RuleExists, RuleNotFound
 from monitoring.alerts.silences import (
     SILENCE_FIELDS,
     SilenceExpired,
@@ -97,9 +97,12 @@ def _problems(status: int, code: str, what: str, problems: list[dict[str, str]])
 
 
 
-def _alert_json(alert: Alert) -> dict[str, Any]:
-    policy = _engine().policy
-    return alert.to_json(policy.escalation_delay(alert.severity), policy.repeat_interval)
+def _rules_by_name() -> dict[str, Rule]:
+    return {rule.name: rule for rule in _engine().rulebook.rules()}
+
+
+def _alert_json(alert: Alert, rules: dict[str, Rule] | None = None) -> dict[str, Any]:
+    return _engine().alert_json(alert, rules if rules is not None else _rules_by_name())
 
 
 def active(_: dict[str, Any]) -> Any:
@@ -107,8 +110,9 @@ def active(_: dict[str, Any]) -> Any:
     state = choice_arg("state", (PENDING, FIRING))
     found = _engine().ledger.listing(states=(state,) if state else (PENDING, FIRING),
                                      severity=choice_arg("severity", SEVERITIES), limit=1000)
+    rules = _rules_by_name()
     return {
-        "alerts": [_alert_json(a) for a in found],
+        "alerts": [_alert_json(a, rules) for a in found],
         "counts": {s: sum(1 for a in found if a.state == s) for s in (FIRING, PENDING)},
     }
 
@@ -127,8 +131,10 @@ def history(_: dict[str, Any]) -> Any:
                           fingerprint=fingerprint, before_id=int_arg("before", None, 1, MAX_ID), since=since,
                           limit=limit)
     events = ledger.events_of(a.id for a in page if a.id is not None)
+    rules = _rules_by_name()
     return {
-        "alerts": [{**_alert_json(a), "events": [e.to_json() for e in events.get(a.id or 0, [])]} for a in page],
+        "alerts": [{**_alert_json(a, rules), "events": [e.to_json() for e in events.get(a.id or 0, [])]}
+                   for a in page],
         "next": {"before": page[-1].id} if len(page) == limit else None,
     }
 
@@ -140,9 +146,15 @@ def rules(_: dict[str, Any]) -> Any:
     listed = []
     for rule in engine.rulebook.rules():
         state = status.get(rule.name, {})
-        listed.append({**rule.to_json(), "origin": rule.origin, "status": {
+        listed.append({**_rule_json(rule), "status": {
             **state, "evaluatedAt": isoformat(state.get("evaluatedAt"))} if state else None})
     return {"rules": listed, "figures": BUILTIN_FIGURES}
+
+
+def _rule_json(rule: Rule) -> dict[str, Any]:
+    """A rule, where it comes from (default, derived from a health check, custom) and the timing in force."""
+    return {**rule.to_json(), "origin": rule.origin, "derivedFrom": rule.derived_from or None,
+            "effectiveTiming": _engine().policy.timing(rule.severity, rule.timing).to_json()}
 
 
 def silences(_: dict[str, Any]) -> Any:
@@ -216,8 +228,7 @@ CONFIGURATION_SECTIONS: dict[str, Callable[[Monitoring], Any]] = {
         "intervalSeconds": monitoring.settings.notify_delivery_interval,
     },
     "alerting": _policy,
-    "rules": lambda monitoring: [{**r.to_json(), "origin": r.origin}
-                                 for r in monitoring.alerting.rulebook.rules()],
+    "rules": lambda monitoring: [_rule_json(r) for r in monitoring.alerting.rulebook.rules()],
     "inhibitions": lambda monitoring: [r.to_json()
                                        for r in monitoring.alerting.inhibitions.rules()],
 }
@@ -301,12 +312,12 @@ def trigger(body: dict[str, Any]) -> Any:
         raise ApiError(400, "runbook_url must be an http:// or https:// URL", "invalid_body")
     engine = _engine()
     try:
-        alert, created = engine.trigger(severity, description, _actor(), service=service, summary=summary,
-                                        runbook_url=runbook)
+        triggered = engine.trigger(severity, description, _actor(), service=service, summary=summary,
+                                   runbook_url=runbook)
     except AlertStateConflict as exc:
         raise ApiError(409, str(exc), "invalid_state") from None
-    return {"action": "trigger", "created": created, "alert": _alert_json(alert),
-            "sendsAfter": isoformat(alert.notify_after) if created else None}
+    return {"action": "trigger", "created": triggered.created, "alert": _alert_json(triggered.alert),
+            "sendsAfter": isoformat(triggered.sends_at)}
 
 
 def silence(body: dict[str, Any]) -> Any:
@@ -401,7 +412,7 @@ def add_rule(body: dict[str, Any]) -> Any:
     except RuleExists as exc:
         raise ApiError(409, f"a rule named {exc} exists; change it with update_rule", "rule_exists") from None
     rule_json = rule.to_json()
-    return {"action": "add_rule", "rule": {**rule_json, "origin": rule.origin}, "warnings": _rule_warnings(rule_json)}
+    return {"action": "add_rule", "rule": _rule_json(rule), "warnings": _rule_warnings(rule_json)}
 
 
 def update_rule(body: dict[str, Any]) -> Any:
@@ -417,7 +428,7 @@ def update_rule(body: dict[str, Any]) -> Any:
     except InvalidRule as exc:
         raise _problems(400, "invalid_rule", "the rule is not valid", exc.problems) from None
     after_json = after.to_json()
-    return {"action": "update_rule", "before": before.to_json(), "rule": {**after_json, "origin": after.origin},
+    return {"action": "update_rule", "before": before.to_json(), "rule": _rule_json(after),
             "warnings": _rule_warnings(after_json)}
 
 
@@ -582,6 +593,8 @@ _PROBE_SCHEMA = {
         "body": {"type": "string", "description": "The receiver's answer, truncated to 500 characters."},
         "error": {"type": "string"},
         "idempotencyKey": {"type": "string"},
+        "resolve": {"type": "object", "description": "PagerDuty only: the resolve sent right after the test "
+                    "trigger (same dedup_key, unique per test), so that no test incident stays open."},
     },
 }
 
@@ -637,7 +650,18 @@ _RULE_SCHEMA = {
         "description": {"type": "string", "maxLength": 1000},
         "runbook_url": {"type": "string"},
         "group_by": {"type": "array", "items": {"type": "string"}},
+        "timing": {"type": "object", "description": "The rule's own timing, laid over its severity's: group_wait, "
+                   "group_interval, repeat_interval, escalate_after (durations; escalate_after may be none).",
+                   "properties": {name: {"type": ["string", "number"]} for name in
+                                  ("group_wait", "group_interval", "repeat_interval", "escalate_after")},
+                   "additionalProperties": False},
         "enabled": {"type": "boolean"},
+        "origin": {"type": "string", "enum": ["default", "derived", "custom"], "readOnly": True,
+                   "description": "default: one of the five built from the environment; derived: from a health "
+                   "check in force (derivedFrom says which); custom: added through the API."},
+        "derivedFrom": {"type": ["string", "null"], "readOnly": True},
+        "effectiveTiming": {"type": "object", "readOnly": True,
+                            "description": "The timing in force: the severity's, with the rule's laid over it."},
     },
 }
 
@@ -793,7 +817,9 @@ OPENAPI_PATHS = {
                                     "alert": _ALERT_SCHEMA,
                                     "created": {"type": "boolean",
                                                 "description": "trigger: false when the same alert is still open."},
-                                    "sendsAfter": _TIME_OR_NULL,
+                                    "sendsAfter": {**_TIME_OR_NULL, "description": "trigger: when the "
+                                                   "alert is (or was) first sent; null when it is not new, muted, "
+                                                   "or no channel carries it."},
                                     "silence": {"type": "object"},
                                     "window": {"type": "object"},
                                     "deleted": {"type": "object"},

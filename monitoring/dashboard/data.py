@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from monitoring.alerts.report import with_firing_alert
 from monitoring.clock import Clock, isoformat
 from monitoring.dashboard.series import SERIES, BucketMemo, payment_series, request_series, series_json
 from monitoring.metrics.categories import CategoryProvider, CategoryReport, TimeWindow
@@ -292,6 +293,8 @@ def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | 
         "errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h"))))
     document["business"] = _section("business", lambda: _category_section(sources, "business", today_utc(now)))
     document["alerts"] = _section("alerts", lambda: alerts_section(sources, now))
+    if document["alerts"].get("active"):  # the banner names a firing alert worse than the health status
+        document["status"] = with_firing_alert(document["status"], document["alerts"]["active"])
     return document
 
 
@@ -320,8 +323,8 @@ def sources_of(
 
         def alerts() -> list[dict[str, Any]]:
             # The same rows and shape as GET /api/monitoring/alerts?action=active.
-            policy = engine.policy
-            return [alert.to_json(policy.escalation_delay(alert.severity), policy.repeat_interval)
+            rules = {rule.name: rule for rule in engine.rulebook.rules()}
+            return [engine.alert_json(alert, rules)
                     for alert in engine.ledger.listing(states=OPEN_STATES, limit=MAX_ALERTS)]
 
     return DashboardSources(

@@ -118,6 +118,11 @@ def _start_client(options: SentryOptions) -> None:
         # None, not 0: with None the SDK creates no spans at all, so tracing costs nothing when off.
         traces_sample_rate=options.traces_sample_rate or None,
         shutdown_timeout=options.shutdown_timeout,
+        # No sentry-trace / baggage on outbound calls: by default the SDK adds them to every
+        # request (webhooks, Slack, PagerDuty, the Stripe and Brevo checks), and baggage names
+        # the DSN's public key. An empty list matches no URL; the SDK never adds them to the
+        # configured Sentry itself either.
+        trace_propagation_targets=[],
         # Transactions named by URL rule (/tickets/<id>), never by the raw path.
         integrations=[FlaskIntegration(transaction_style="url")],
     )

@@ -125,7 +125,13 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
             points.append(DatadogPoint("health.dependency.up", is_up, tags=tags))
         if service.response_time_ms is not None:
             response.add_metric([name], service.response_time_ms / 1000.0)
-            points.append(DatadogPoint("health.dependency.response_time", _ms(service.response_time_ms) or 0.0, tags=tags))
+            points.append(DatadogPoint("health.dependency.response_time.latest", _ms(service.response_time_ms) or 0.0,
+                                       tags=tags))
+        # The window's mean, as documented (a rule on it over 1m resolves as the slow checks leave
+        # the window, not at the first fast one); the latest check is .latest above.
+        mean = window_figures.mean_response_ms if window_figures else None
+        if mean is not None:
+            points.append(DatadogPoint("health.dependency.response_time", _ms(mean) or 0.0, tags=tags))
         ratio = window_figures.availability if window_figures else None
         if ratio is not None:
             availability.add_metric([name], ratio)

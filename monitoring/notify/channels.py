@@ -5,8 +5,9 @@
   PAGERDUTY_ROUTING_KEY; anything else: the generic webhook) unless ALERT_WEBHOOK_KIND /
   ESCALATION_WEBHOOK_KIND says otherwise.
 * ``slack``: SLACK_WEBHOOK_URL.
-* ``pagerduty``: PAGERDUTY_ROUTING_KEY, to events.pagerduty.com, when neither URL above
-  already is PagerDuty (one PagerDuty service, one channel).
+* ``pagerduty``: PAGERDUTY_ROUTING_KEY, to PAGERDUTY_EVENTS_URL (events.pagerduty.com; EU
+  accounts use events.eu.pagerduty.com), when neither URL above already is PagerDuty (one
+  PagerDuty service, one channel).
 * ``sentry``: SENTRY_DSN.
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ class NotifySettings(Protocol):
     escalation_webhook_kind: str
     slack_webhook_url: str
     pagerduty_routing_key: str
+    pagerduty_events_url: str
     sentry_dsn: str
     sentry_environment: str
     notify_external_url: str
@@ -52,7 +54,7 @@ def detect_kind(url: str, override: str = "") -> str:
     host = (urlsplit(url).hostname or "").lower()
     if host == "hooks.slack.com":
         return SLACK
-    if host == "events.pagerduty.com" or host.endswith(".events.pagerduty.com"):
+    if host in ("events.pagerduty.com", "events.eu.pagerduty.com") or host.endswith(".events.pagerduty.com"):
         return PAGERDUTY
     return WEBHOOK
 
@@ -111,7 +113,7 @@ def build_channels(settings: NotifySettings) -> ChannelSet:
         found[PAGERDUTY] = f"PagerDuty is configured as channel {pagerduty_elsewhere[0]}"
     elif settings.pagerduty_routing_key:
         found[PAGERDUTY] = PagerDutyChannel(
-            PAGERDUTY, EVENTS_URL, "PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key,
+            PAGERDUTY, settings.pagerduty_events_url or EVENTS_URL, "PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key,
             settings.notify_external_url,
         )
     else:

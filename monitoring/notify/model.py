@@ -23,6 +23,10 @@ RESOLVED = "resolved"
 ACKNOWLEDGED = "acknowledged"
 ESCALATED = "escalated"
 EVENTS: tuple[str, ...] = (FIRING, RESOLVED, ACKNOWLEDGED, ESCALATED)
+EVENT_WORDS = {FIRING: "Firing", RESOLVED: "Resolved", ACKNOWLEDGED: "Acknowledged", ESCALATED: "Escalated"}
+# What the alerting engine puts in an acknowledged alert's annotations: who (key id) and why.
+ACKNOWLEDGED_BY_ANNOTATION = "acknowledged_by"
+ACKNOWLEDGE_COMMENT_ANNOTATION = "acknowledge_comment"
 
 # Why a notification exists: an alert change, an operator's test, or a delivery that failed
 # (sent to the fallback channel, and never itself followed by another fallback).
@@ -198,6 +202,24 @@ class Notification:
     def summary(self) -> str:
         first = self.alerts[0].summary
         return first if len(self.alerts) == 1 else f"{first} (+{len(self.alerts) - 1} more)"
+
+    @property
+    def headline(self) -> str:
+        """``Firing: <summary>``; a summary that already says what happened (a resolve notice's
+        "Resolved after 5 m 4 s: ...") is not prefixed twice."""
+        word = EVENT_WORDS[self.event]
+        summary = self.summary
+        return summary if summary.startswith(word) else f"{word}: {summary}"
+
+    @property
+    def acknowledgement(self) -> str:
+        """Who acknowledged (the key id) and why, for an acknowledged notification; "" otherwise."""
+        first = self.alerts[0]
+        who = first.annotations.get(ACKNOWLEDGED_BY_ANNOTATION, "")
+        if self.event != ACKNOWLEDGED or not who:
+            return ""
+        comment = first.annotations.get(ACKNOWLEDGE_COMMENT_ANNOTATION, "")
+        return f"Acknowledged by {who}" + (f": {comment}" if comment else " (no comment)")
 
     def for_alert(self, alert: AlertSnapshot) -> "Notification":
         """The same notification about one of its alerts (PagerDuty and Sentry take one alert per event)."""

@@ -7,6 +7,10 @@ given up on, visibly.
   One row per (notification, channel), or per (notification, channel, alert) for channels
   that take one alert per event (PagerDuty, Sentry). Enqueueing the same notification id again
   adds nothing.
+* ``deliver_soon(keys)``: after the caller's transaction has committed, the rows it wrote are
+  sent at once from this process (``PromptDelivery``), each under the same claim as below, so a
+  row is sent by whoever claims it first and by nobody else. A row that fails is retried by
+  the leader's job like any other.
 * ``deliver_due()``: claims one due row at a time with a conditional UPDATE (pending → sending,
   with a claim token and expiry), sends it, and records the outcome only if the claim is still
   its own. Two processes cannot claim the same row; a row whose process died mid-send becomes
@@ -17,6 +21,9 @@ given up on, visibly.
   with the receiver's answer. A row still failing at its give-up time (created +
   NOTIFY_GIVE_UP_AFTER) is given up on. Failed and given-up deliveries are reported to the
   fallback channel, if one is configured.
+* ``cancel_unsent(conn, fingerprints)``: when alerts resolve, a firing or escalation delivery
+  about them that is still waiting (its receiver was down) is ``cancelled``: it would arrive
+  after the resolve, and to PagerDuty it would open an incident that nothing closes.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
@@ -35,7 +42,7 @@ from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
 from monitoring.notify.channel import clip
 from monitoring.notify.channels import ChannelSet, build_channels
-from monitoring.notify.model import DELIVERY_FAILURE, FIRING, AlertSnapshot, Notification
+from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
 from monitoring.notify.routing import Routes
 from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
 from monitoring.store.database import Store
@@ -48,7 +55,8 @@ SENDING = "sending"
 DELIVERED = "delivered"
 FAILED = "failed"
 GAVE_UP = "gave_up"
-STATUSES: tuple[str, ...] = (PENDING, SENDING, DELIVERED, FAILED, GAVE_UP)
+CANCELLED = "cancelled"  # its alerts resolved before it could be delivered
+STATUSES: tuple[str, ...] = (PENDING, SENDING, DELIVERED, FAILED, GAVE_UP, CANCELLED)
 
 MAX_KEY_LENGTH = 255
 MAX_ANSWER_CHARS = 500
@@ -196,6 +204,9 @@ class Outbox:
         self.sender: Sender = sender or HttpSender(policy.timeout)
         self.rng = rng
         self.max_per_run = max_per_run
+        # Sends the rows a committed transaction wrote, at once (monitoring.notify.prompt);
+        # None: they wait for the delivery job.
+        self.prompt: Callable[[Sequence[str]], None] | None = None
 
     @classmethod
     def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> "Outbox":
@@ -211,7 +222,12 @@ class Outbox:
             backoff_base=settings.notify_backoff_base,
             backoff_max=settings.notify_backoff_max,
         )
-        return cls(store, clock, channels, routes, policy, **kwargs)
+        outbox = cls(store, clock, channels, routes, policy, **kwargs)
+        if settings.scheduler_enabled:  # a process that runs background work sends its own commits at once
+            from monitoring.notify.prompt import PromptDelivery
+
+            outbox.prompt = PromptDelivery(outbox)
+        return outbox
 
     # --- enqueue (in the caller's transaction) ---------------------------------------------
 
@@ -261,6 +277,51 @@ class Outbox:
                 keys.append(key)
         return keys
 
+    def cancel_unsent(self, conn: Connection, fingerprints: Iterable[str]) -> int:
+        """In the caller's transaction: cancel the waiting firing and escalation deliveries whose
+        alerts are all among ``fingerprints`` (just resolved). Returns how many."""
+        resolved = set(fingerprints)
+        if not resolved:
+            return 0
+        now = self.clock.now()
+        waiting = conn.execute(
+            select(deliveries.c.id, deliveries.c.payload).where(
+                deliveries.c.event.in_((FIRING, ESCALATED)),
+                or_(deliveries.c.status == PENDING,
+                    and_(deliveries.c.status == SENDING, deliveries.c.claim_expires_at < now)),
+            )
+        ).all()
+        cancelled = 0
+        for row_id, payload in waiting:
+            alerts = json.loads(payload).get("alerts") or []
+            if not alerts or not all(a.get("fingerprint") in resolved for a in alerts):
+                continue
+            cancelled += conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == row_id, deliveries.c.status.in_((PENDING, SENDING)))
+                .values(status=CANCELLED, claim_token=None, claim_expires_at=None, next_attempt_at=None,
+                        finished_at=now, last_error="cancelled: the alert resolved before this was delivered")
+            ).rowcount
+        return cancelled
+
+    # --- delivery at once (the committing process) -------------------------------------------
+
+    def deliver_soon(self, keys: Sequence[str]) -> None:
+        """After a commit: hand the rows just written to the prompt sender, if there is one."""
+        if keys and self.prompt is not None:
+            try:
+                self.prompt(list(keys))
+            except Exception:  # the delivery job sends them anyway
+                log.exception("prompt delivery could not start")
+
+    def deliver_key(self, key: str) -> DeliveryRun:
+        """Send the row ``key`` now if it is due and nobody else has claimed it."""
+        run = DeliveryRun()
+        claimed = self._claim(deliveries.c.idempotency_key == key)
+        if isinstance(claimed, _Claimed):
+            self._attempt(claimed, run)
+        return run
+
     # --- delivery (the leader's job) ---------------------------------------------------------
 
     def deliver_due(self, still_leader: Callable[[], bool] = lambda: True) -> DeliveryRun:
@@ -293,11 +354,15 @@ class Outbox:
 
     def _claim_next(self, skip: set[int]) -> _Claimed | None | bool:
         """Claim the most overdue row not in ``skip``: None when nothing is due, False when we lost a race."""
+        return self._claim(deliveries.c.id.notin_(skip) if skip else None)
+
+    def _claim(self, which: Any) -> _Claimed | None | bool:
+        """Claim the most overdue due row that ``which`` selects (None: any)."""
         now = self.clock.now()
         token = uuid.uuid4().hex
         candidates = select(deliveries.c.id).where(self._due(now))
-        if skip:
-            candidates = candidates.where(deliveries.c.id.notin_(skip))
+        if which is not None:
+            candidates = candidates.where(which)
         with self.store.write() as conn:
             row_id = conn.execute(
                 candidates.order_by(deliveries.c.next_attempt_at, deliveries.c.id)
@@ -387,8 +452,8 @@ class Outbox:
                 log.warning("delivery %s: claim lost while sending; outcome not recorded", claimed.idempotency_key)
                 run.lost_claims += 1
                 return
-            if status in (FAILED, GAVE_UP):
-                self._report_failure(conn, claimed, status, error)
+            notice_keys = self._report_failure(conn, claimed, status, error) if status in (FAILED, GAVE_UP) else []
+        self.deliver_soon(notice_keys)
         if status == DELIVERED:
             run.delivered += 1
         elif status == PENDING:
@@ -401,8 +466,8 @@ class Outbox:
             log.error("delivery %s to %s given up after %d attempts: %s",
                       claimed.idempotency_key, claimed.channel, claimed.attempts, error)
 
-    def _report_failure(self, conn: Connection, claimed: _Claimed, status: str, error: str) -> None:
-        """Tell the fallback channel, in the same transaction that records the failure."""
+    def _report_failure(self, conn: Connection, claimed: _Claimed, status: str, error: str) -> list[str]:
+        """Tell the fallback channel, in the same transaction that records the failure; the notice's keys."""
         fallback = self.routes.fallback
         original = Notification.from_json(json.loads(claimed.payload))
         if (
@@ -411,7 +476,7 @@ class Outbox:
             or original.kind == DELIVERY_FAILURE  # a failed failure report is not reported again
             or self.channels.get(fallback) is None
         ):
-            return
+            return []
         digest = hashlib.sha256(claimed.idempotency_key.encode()).hexdigest()[:40]
         word = "given up" if status == GAVE_UP else "failed"
         notice = AlertSnapshot(
@@ -430,7 +495,7 @@ class Outbox:
             },
             starts_at=self.clock.now(),
         )
-        self.enqueue(conn, Notification(
+        return self.enqueue(conn, Notification(
             id=f"undeliverable-{digest}", event=FIRING, alerts=(notice,), channels=(fallback,), kind=DELIVERY_FAILURE,
         ))
 

@@ -3,8 +3,10 @@ a retried or repeated trigger joins the same incident, and acknowledging or reso
 Centinela acknowledges or resolves it in PagerDuty.
 
 Trigger events carry the full payload (summary ≤ 1024 characters, source, severity,
-timestamp, component, group, class, custom_details) and links; acknowledge and resolve
-events need only the routing key, the action and the dedup key.
+timestamp, component, group, class, custom_details) and links; resolve events need only the
+routing key, the action and the dedup key. Acknowledge events carry a payload too, whose
+summary and custom_details say who acknowledged (the key id) and why: the same words every
+other channel gets.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 
 from monitoring.clock import isoformat
 from monitoring.notify.channel import PAGERDUTY, Channel, clip, json_bytes, mask_secret
-from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING, RESOLVED, Notification, OutboundRequest
+from monitoring.notify.model import ACKNOWLEDGE_COMMENT_ANNOTATION, ACKNOWLEDGED, ACKNOWLEDGED_BY_ANNOTATION, ESCALATED, \
+    FIRING, RESOLVED, Notification, OutboundRequest
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -29,7 +32,22 @@ def pagerduty_event(
     alert = notification.alerts[0]
     action = ACTION[notification.event]
     event: dict[str, Any] = {"routing_key": routing_key, "event_action": action, "dedup_key": alert.fingerprint}
-    if action != "trigger":
+    if action == "resolve":
+        return event
+    if action == "acknowledge":
+        acknowledgement = notification.acknowledgement
+        if not acknowledgement:
+            return event
+        event["payload"] = {
+            "summary": clip(f"{acknowledgement} ({alert.summary})", MAX_SUMMARY),
+            "source": clip(alert.labels.get("instance") or alert.service, MAX_FIELD),
+            "severity": SEVERITY[alert.severity],
+            "custom_details": {
+                "acknowledged_by": alert.annotations.get(ACKNOWLEDGED_BY_ANNOTATION, ""),
+                "comment": alert.annotations.get(ACKNOWLEDGE_COMMENT_ANNOTATION, ""),
+                "idempotency_key": idempotency_key,
+            },
+        }
         return event
     event["payload"] = {
         "summary": clip(f"[{alert.severity.upper()}] {alert.summary}", MAX_SUMMARY),

@@ -1,6 +1,10 @@
 """The test action: send a test notification to channels now, bypassing the outbox, and
 report what each receiver answered. Channels are tried in parallel so that a hanging
-receiver costs one NOTIFY_TIMEOUT, not one per channel."""
+receiver costs one NOTIFY_TIMEOUT, not one per channel.
+
+A PagerDuty channel opens an incident for a trigger: each test uses its own ``dedup_key``
+and is followed at once by a ``resolve`` on it, so a test leaves no incident open.
+"""
 from __future__ import annotations
 
 import uuid
@@ -8,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from monitoring.notify.channel import Channel
-from monitoring.notify.model import FIRING, TEST, AlertSnapshot, Notification
+from dataclasses import replace
+
+from monitoring.notify.channel import PAGERDUTY, Channel
+from monitoring.notify.model import FIRING, RESOLVED, TEST, AlertSnapshot, Notification
 from monitoring.notify.transport import Sender
 
-# One fingerprint for every test: PagerDuty folds repeated tests into one incident.
-TEST_FINGERPRINT = "centinela-test-notification"
+# Each test's fingerprint (PagerDuty's dedup_key) starts so: its own incident, resolved at once.
+TEST_FINGERPRINT_PREFIX = "centinela-test-"
 
 
 @dataclass(frozen=True)
@@ -27,9 +33,10 @@ class ProbeResult:
     body: str
     error: str
     idempotency_key: str
+    resolve: "ProbeResult | None" = None  # PagerDuty: the resolve that closes the test incident
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "channel": self.channel,
             "kind": self.kind,
             "target": self.target,
@@ -40,12 +47,17 @@ class ProbeResult:
             "error": self.error,
             "idempotencyKey": self.idempotency_key,
         }
+        if self.resolve is not None:
+            shown["resolve"] = {k: v for k, v in self.resolve.to_json().items()
+                                if k in ("ok", "status", "latencyMs", "error", "idempotencyKey")}
+        return shown
 
 
 def build_test_notification(now: float) -> Notification:
-    """An info alert that says what it is."""
+    """An info alert that says what it is, with a fingerprint of its own."""
+    test_id = uuid.uuid4().hex
     alert = AlertSnapshot(
-        fingerprint=TEST_FINGERPRINT,
+        fingerprint=f"{TEST_FINGERPRINT_PREFIX}{test_id}",
         labels={"alertname": "CentinelaTestNotification", "severity": "info", "service": "centinela"},
         annotations={
             "summary": "Test notification from Centinela",
@@ -53,17 +65,23 @@ def build_test_notification(now: float) -> Notification:
         },
         starts_at=now,
     )
-    return Notification(id=f"test-{uuid.uuid4().hex}", event=FIRING, alerts=(alert,), kind=TEST,
+    return Notification(id=f"test-{test_id}", event=FIRING, alerts=(alert,), kind=TEST,
                         group_labels={"service": "centinela"})
+
+
+def resolved_test_notification(notification: Notification, now: float) -> Notification:
+    """The resolve of a test notification: same alert (same dedup_key), status resolved."""
+    alerts = tuple(replace(a, status=RESOLVED, ends_at=now) for a in notification.alerts)
+    return replace(notification, id=f"{notification.id}-resolve", event=RESOLVED, alerts=alerts)
 
 
 def probe_channels(channels: list[Channel], sender: Sender, now: float, answer_chars: int = 500) -> list[ProbeResult]:
     """Send one test notification to each channel; results in the order given."""
     notification = build_test_notification(now)
 
-    def probe(channel: Channel) -> ProbeResult:
-        key = f"{notification.id}/{channel.name}"
-        result = sender.send(channel.render(notification, key, now))
+    def send(channel: Channel, sent: Notification) -> ProbeResult:
+        key = f"{sent.id}/{channel.name}"
+        result = sender.send(channel.render(sent, key, now))
         return ProbeResult(
             channel=channel.name,
             kind=channel.kind,
@@ -75,6 +93,15 @@ def probe_channels(channels: list[Channel], sender: Sender, now: float, answer_c
             error=result.error or ("" if result.ok else f"HTTP {result.status}"),
             idempotency_key=key,
         )
+
+    def probe(channel: Channel) -> ProbeResult:
+        triggered = send(channel, notification)
+        if channel.kind != PAGERDUTY:
+            return triggered
+        # Resolve even when the trigger seemed to fail: a timeout may still have opened it.
+        resolved = send(channel, resolved_test_notification(notification, now))
+        return replace(triggered, ok=triggered.ok and resolved.ok, resolve=resolved,
+                       error=triggered.error or (f"resolve: {resolved.error}" if resolved.error else ""))
 
     if not channels:
         return []

@@ -7,8 +7,12 @@
   the alerts had been escalated (so PagerDuty hears the acknowledge/resolve of what it paged);
 * a notification that names its channels (tests, fallback notices) goes to those.
 
-Channels that are not configured are skipped. A delivery that fails or is given up on is
+Channels that are not configured are skipped, and not shown: the configuration view lists
+only the channels a notification can really reach. A delivery that fails or is given up on is
 reported to the fallback channel (``NOTIFY_FALLBACK_CHANNEL``), if one is set.
+
+``route`` is the one routing decision; a new channel kind (e-mail, Apprise) only has to be a
+configured name in ``by_severity``.
 
 The parsers at the bottom are used by config.py, so a bad value stops start-up.
 """
@@ -34,45 +38,66 @@ NONE = "none"  # NOTIFY_ESCALATION_CHANNEL=none turns escalation delivery off
 
 @dataclass(frozen=True)
 class Routes:
-    """Severity → channel names, the escalation channel and the fallback channel."""
+    """Severity → channel names, the escalation channel and the fallback channel, and which
+    channel names are configured (None: not known, nothing is filtered out of the view)."""
 
     by_severity: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
     escalation: str | None = None
     fallback: str | None = None
+    configured: tuple[str, ...] | None = None
 
     @classmethod
     def from_settings(cls, overrides: Mapping[str, Iterable[str]], escalation: str, fallback: str,
                       configured: Iterable[str]) -> "Routes":
         """Defaults with NOTIFY_ROUTES laid over them; the escalation default depends on what is configured."""
         by_severity = {**DEFAULT_ROUTES, **{k: tuple(v) for k, v in overrides.items()}}
-        present = set(configured)
+        present = tuple(configured)
         if not escalation:
             escalation = ESCALATION if ESCALATION in present else (PAGERDUTY if PAGERDUTY in present else NONE)
         return cls(
             by_severity=by_severity,
             escalation=None if escalation == NONE else escalation,
             fallback=None if fallback in ("", NONE) else fallback,
+            configured=present,
         )
 
     def targets(self, notification: Notification, configured: Iterable[str]) -> list[str]:
         """The configured channels this notification goes to, in routing order, each once."""
-        if notification.channels is not None:
-            wanted: list[str] = list(notification.channels)
-        elif notification.event == ESCALATED:
-            wanted = [self.escalation] if self.escalation else []
-        else:
-            wanted = list(self.by_severity.get(notification.severity, ()))
-            if notification.event in (ACKNOWLEDGED, RESOLVED) and notification.escalated and self.escalation:
-                wanted.append(self.escalation)
-        present = set(configured)
-        return [name for i, name in enumerate(wanted) if name in present and name not in wanted[:i]]
+        return route(notification, self, configured)
+
+    def _shown(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if self.configured is None or n in self.configured]
 
     def to_json(self) -> dict[str, Any]:
+        """The routing in force: only configured channels (a routed but unconfigured one reaches nobody)."""
+        escalation = self._shown([self.escalation] if self.escalation else [])
+        fallback = self._shown([self.fallback] if self.fallback else [])
         return {
-            "bySeverity": {s: list(self.by_severity.get(s, ())) for s in SEVERITIES},
-            "escalation": self.escalation,
-            "fallback": self.fallback,
+            "bySeverity": {s: self._shown(self.by_severity.get(s, ())) for s in SEVERITIES},
+            "escalation": escalation[0] if escalation else None,
+            "fallback": fallback[0] if fallback else None,
         }
+
+
+def route(notification: Notification, routes: Routes, configured: Iterable[str]) -> list[str]:
+    """Which configured channels ``notification`` goes to, in routing order, each once.
+
+    * named channels (tests, fallback notices): those;
+    * escalated: the escalation channel only;
+    * firing: the channels of its severity;
+    * acknowledged / resolved: the channels of its severity, plus the escalation channel when
+      the alerts had been escalated (PagerDuty hears the acknowledge/resolve of what it paged).
+    """
+    if notification.channels is not None:
+        wanted: list[str] = list(notification.channels)
+    elif notification.event == ESCALATED:
+        wanted = [routes.escalation] if routes.escalation else []
+    else:
+        wanted = list(routes.by_severity.get(notification.severity, ()))
+        if notification.event in (ACKNOWLEDGED, RESOLVED) and notification.escalated and routes.escalation:
+            wanted.append(routes.escalation)
+    present = set(configured)
+    return [name for i, name in enumerate(wanted) if name in present and name not in wanted[:i]]
 
 
 # --- parsers for config.py: each raises ValueError saying what is expected ---------------------

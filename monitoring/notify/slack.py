@@ -12,9 +12,9 @@ from typing import Any
 from monitoring.clock import isoformat
 from monitoring.notify.channel import SLACK, Channel, clip, json_bytes
 from monitoring.notify.model import (
-    ACKNOWLEDGED,
-    ESCALATED,
-    FIRING,
+    ACKNOWLEDGE_COMMENT_ANNOTATION,
+    ACKNOWLEDGED_BY_ANNOTATION,
+    EVENT_WORDS,
     RESOLVED,
     AlertSnapshot,
     Notification,
@@ -30,7 +30,7 @@ MAX_URL = 3000
 MAX_ALERT_SECTIONS = MAX_BLOCKS - 3
 
 SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "medium": "🟡", "low": "🔵", "info": "⚪"}
-EVENT_WORD = {FIRING: "Firing", RESOLVED: "Resolved", ACKNOWLEDGED: "Acknowledged", ESCALATED: "Escalated"}
+EVENT_WORD = EVENT_WORDS
 
 
 def escape(text: str) -> str:
@@ -47,6 +47,10 @@ def _alert_section(alert: AlertSnapshot) -> dict[str, Any]:
     text = f"*{escape(alert.summary)}*"
     if alert.description:
         text += "\n" + escape(alert.description)
+    who = alert.annotations.get(ACKNOWLEDGED_BY_ANNOTATION)
+    if who:
+        comment = alert.annotations.get(ACKNOWLEDGE_COMMENT_ANNOTATION)
+        text += f"\n:raised_hand: Acknowledged by *{escape(who)}*" + (f": {escape(comment)}" if comment else "")
     status = "Resolved" if alert.status == RESOLVED else "Firing"
     fields = [
         f"*Severity*\n{SEVERITY_MARK[alert.severity]} {alert.severity.capitalize()}",
@@ -72,11 +76,12 @@ def _alert_section(alert: AlertSnapshot) -> dict[str, Any]:
 def fallback_text(notification: Notification) -> str:
     """The ``text`` Slack shows in notifications and where blocks cannot render."""
     first = notification.alerts[0]
-    word = EVENT_WORD[notification.event]
     text = (
-        f"[{notification.severity.upper()}] {word}: {notification.summary}"
+        f"[{notification.severity.upper()}] {notification.headline}"
         f" (service {first.service}, started {isoformat(first.starts_at)})"
     )
+    if notification.acknowledgement:
+        text += f" {notification.acknowledgement}."
     if first.runbook_url:
         text += f" Runbook: {first.runbook_url}"
     return clip(escape(text), MAX_SECTION_TEXT)
@@ -86,7 +91,7 @@ def slack_message(notification: Notification, idempotency_key: str) -> dict[str,
     """The Block Kit message for one notification."""
     severity = notification.severity
     mark = "✅" if notification.event == RESOLVED else SEVERITY_MARK[severity]
-    header = f"{mark} {severity.upper()} · {EVENT_WORD[notification.event]}: {notification.summary}"
+    header = f"{mark} {severity.upper()} · {notification.headline}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(header, MAX_HEADER), "emoji": True}}
     ]

@@ -45,9 +45,12 @@ alerts = Table(
     Column("labels", Text, nullable=False),  # JSON, sanitised
     Column("annotations", Text, nullable=False),  # JSON, sanitised
     Column("group_key", String(512), nullable=False),
-    Column("value", Double, nullable=True),  # the figure at the latest evaluation that breached
+    Column("value", Double, nullable=True),  # the figure at the latest evaluation (None: no data then)
     Column("active_at", Double, nullable=False),  # when the condition first held (pending since)
     Column("last_active_at", Double, nullable=False),  # the latest evaluation at which it held
+    # Set while a firing alert's condition no longer holds (it is kept firing by keep_firing_for):
+    # nothing but its resolve is sent. Cleared again if the condition returns. (Migration 2.)
+    Column("cleared_at", Double, nullable=True),
     Column("fired_at", Double, nullable=True),
     Column("resolved_at", Double, nullable=True),
     Column("resolved_by", String(64), nullable=False, default=""),  # "" by evaluation; a key id by hand

@@ -16,9 +16,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class GunicornServer:
-    def __init__(self, workdir: Path, env: dict[str, str], workers: int, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], workers: int, args: tuple[str, ...] = (), app: str = "wsgi:app"
+    ) -> None:
         self.workdir = workdir
         self.args = args
+        self.app = app  # the WSGI app gunicorn loads: the service, or a host app embedding it
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,7 +42,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(gunicorn), "-c", "gunicorn.conf.py", *self.args, "wsgi:app"],
+            [str(gunicorn), "-c", "gunicorn.conf.py", *self.args, self.app],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=self._log,

@@ -102,8 +102,12 @@ class RecordedRequest:
 
     @property
     def decoded_body(self) -> bytes:
-        """The body with any gzip/deflate ``Content-Encoding`` removed."""
+        """The body with any gzip/deflate/br ``Content-Encoding`` removed."""
         encoding = self.headers.get("content-encoding", "").strip().lower()
+        if encoding == "br":  # sentry-sdk compresses with brotli when the package is installed
+            import brotli
+
+            return brotli.decompress(self.body)  # type: ignore[no-any-return]
         if encoding in ("gzip", "x-gzip"):
             return gzip.decompress(self.body)
         if encoding == "deflate":

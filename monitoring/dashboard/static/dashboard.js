@@ -126,14 +126,17 @@
 
   function renderBanner(doc) {
     var status = doc.status || {};
-    var known = STATUS[status.status] || STATUS.unknown;
+    // A firing alert worse than the health status (status.alert) decides what the banner shows.
+    var alert = status.alert;
+    var shown = alert ? alert.status : status.status;
+    var known = STATUS[shown] || STATUS.unknown;
     var banner = document.getElementById("banner");
-    var cls = "banner status-" + (STATUS[status.status] ? status.status : "unknown");
+    var cls = "banner status-" + (STATUS[shown] ? shown : "unknown");
     if (banner.className !== cls) banner.className = cls;
     var icon = banner.querySelector(".icon");
     if (icon.textContent !== known.icon) icon.textContent = known.icon;
-    setText("status-word", status.word || known.word);
-    var summary = status.summary || "";
+    setText("status-word", alert ? alert.word : (status.word || known.word));
+    var summary = (alert ? alert.summary + ". Health: " : "") + (status.summary || "");
     var incidents = doc.incidents || {};
     if (incidents.open) summary += " Incident open since " + fmtDateTime(incidents.open.start) + ".";
     var counts = doc.alerts && doc.alerts.counts;
