@@ -182,7 +182,11 @@ class Scheduler:
         return self._scheduler is not None and self._pid == os.getpid()
 
     def describe(self) -> dict[str, object]:
-        """Who leads, which jobs exist and when each global job last ran: for the system metrics."""
+        """Who leads, which jobs exist and when each global job last ran: for the system metrics.
+
+        Facts from the store only, never about the answering process (its id, whether it leads):
+        every worker answers the same.
+        """
         holder = self.lease.current()
         with self.store.read() as conn:
             last_runs = {
@@ -192,9 +196,6 @@ class Scheduler:
                 )
             }
         return {
-            "instance": self.instance.instance_id,
-            "running": self.running,
-            "isLeader": self.lease.held(),
             "leader": {
                 "holder": holder.holder,
                 "since": isoformat(holder.acquired_at),

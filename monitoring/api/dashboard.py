@@ -34,13 +34,13 @@ from monitoring.clock import isoformat
 from monitoring.dashboard.data import (
     FULL,
     PUBLIC,
-    DashboardMemo,
     DashboardSources,
     build_dashboard,
     sources_of,
 )
 from monitoring.dashboard.datadog import datadog_dashboard
 from monitoring.dashboard.grafana import grafana_dashboard
+from monitoring.dashboard.series import BucketMemo
 from monitoring.dashboard.session import (
     COOKIE_NAME,
     SESSION_SECONDS,
@@ -99,18 +99,18 @@ def _root() -> Response:
     return redirect(url_for("dashboard.dashboard", format="html"), 302)  # type: ignore[return-value]
 
 
-def _dashboard() -> tuple[DashboardSources, DashboardMemo]:
-    """This app's sources and the memo its refreshes share, made on first use (every feature is installed by then)."""
+def _dashboard() -> tuple[DashboardSources, BucketMemo]:
+    """This app's sources and the series buckets its refreshes share, made on first use (every feature is
+    installed by then)."""
     found = current_app.extensions.get(DASHBOARD_KEY)
     if found is None:
-        monitoring = current_monitoring()
-        found = current_app.extensions[DASHBOARD_KEY] = (sources_of(monitoring), DashboardMemo(monitoring.clock))
+        found = current_app.extensions[DASHBOARD_KEY] = (sources_of(current_monitoring()), BucketMemo())
     return found  # type: ignore[no-any-return]
 
 
 def _document(view: str) -> dict[str, Any]:
-    sources, memo = _dashboard()
-    return build_dashboard(sources, view, memo)
+    sources, buckets = _dashboard()
+    return build_dashboard(sources, view, buckets)
 
 
 def _sessions() -> DashboardSessions:

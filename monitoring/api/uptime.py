@@ -61,12 +61,12 @@ def _service() -> UptimeService:
 @bp.get("/uptime")
 def uptime():  # type: ignore[no-untyped-def]
     service = _service()
+    now = service.clock.now()
     try:
-        period = parse_period(request.args.get("window") or None, request.args.get("month") or None,
-                              service.clock.now())
+        period = parse_period(request.args.get("window") or None, request.args.get("month") or None, now)
     except ValueError as exc:
         raise ApiError(400, str(exc), "invalid_parameter") from None
-    return jsonify(render_uptime(service.report(period)))
+    return jsonify(render_uptime(service.report(period, now)))
 
 
 @bp.get("/uptime/incidents")

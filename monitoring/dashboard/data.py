@@ -7,11 +7,12 @@ errors and business figures from their category providers, active alerts from th
 engine. A section whose feature is missing or failed says so (``{"available": false,
 "reason"}``) and the rest of the document still answers.
 
-Refreshes are cheap on purpose (the page asks every DASHBOARD_REFRESH_SECONDS): settled series
-buckets are remembered per process (``BucketMemo``), and the two sections whose features read
-weeks of rollups for one figure (the uptime report's 30-day error rate, the errors category's
-request count) are recomputed at most every ``SLOW_SECTION_SECONDS``. The banner and the
-services table come from the health results of every refresh, so an outage shows at once.
+Every figure is read from the store on every refresh, at one moment (``now``, read once per
+answer and handed to every section), so any worker answers the same and a duration never goes
+back between two refreshes. The one thing a process keeps between refreshes is the series
+buckets it has already computed (``BucketMemo``), and it reuses one only while the store still
+holds exactly the requests it was computed from (see monitoring.dashboard.series): a cache of
+the store, never a second source.
 
 Two views. ``full`` is for a caller with the metrics key (or the page's signed session): every
 section. ``public`` is what the HTML page shows to anyone: health and uptime only; the other
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -45,11 +45,10 @@ HOUR = 3600.0
 DAY = 86400.0
 TOP_ROUTES = 10
 RESTRICTED_SECTIONS = ("performance", "series", "errors", "business", "alerts")
-SLOW_SECTION_SECONDS = 60.0
 
 STATUS_WORDS = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy", "unknown": "Unknown"}
 
-UptimeSource = Callable[[], dict[str, Any]]  # the uptime document (GET /api/monitoring/uptime's shape)
+UptimeSource = Callable[[float], dict[str, Any]]  # the uptime document at ``now`` (GET /api/monitoring/uptime's shape)
 AlertsSource = Callable[[], list[dict[str, Any]]]  # the alerting engine's open alerts, as its API shows them
 MAX_ALERTS = 100
 
@@ -65,29 +64,6 @@ class DashboardSources:
     uptime: UptimeSource | None = None
     alerts: AlertsSource | None = None
     refresh_seconds: int = DEFAULT_REFRESH_SECONDS
-
-
-class DashboardMemo:
-    """What one refresh computed that the next ones may reuse (per process; every figure is still the store's)."""
-
-    def __init__(self, clock: Clock, slow_seconds: float = SLOW_SECTION_SECONDS) -> None:
-        self.clock = clock
-        self.slow_seconds = slow_seconds
-        self.buckets = BucketMemo()
-        self._slow: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def slow(self, name: str, build: Callable[[], Any]) -> Any:
-        """``build()``, or its result from less than ``slow_seconds`` ago (failures are not kept)."""
-        now = self.clock.now()
-        with self._lock:
-            found = self._slow.get(name)
-        if found is not None and 0 <= now - found[0] < self.slow_seconds:
-            return found[1]
-        value = build()
-        with self._lock:
-            self._slow[name] = (now, value)
-        return value
 
 
 def _unavailable(reason: str) -> dict[str, Any]:
@@ -259,12 +235,11 @@ def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------------
 
 
-def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | None = None) -> dict[str, Any]:
-    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``memo`` between refreshes."""
+def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | None = None) -> dict[str, Any]:
+    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``buckets`` between refreshes."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
-    memo = memo or DashboardMemo(sources.clock)
-    now = sources.clock.now()
+    now = sources.clock.now()  # the one moment every section of this answer is read at
     health = _section("health", lambda: _health(sources, now))
     document: dict[str, Any] = {
         "generatedAt": isoformat(now),
@@ -278,7 +253,7 @@ def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | 
         document["uptime"], document["incidents"] = _unavailable(reason), _unavailable(reason)
     else:
         try:
-            document["uptime"], document["incidents"] = uptime_sections(memo.slow("uptime", sources.uptime))
+            document["uptime"], document["incidents"] = uptime_sections(sources.uptime(now))
         except Exception:
             log.exception("dashboard section uptime failed")
             reason = "the uptime figures could not be computed; the details are in the server log"
@@ -287,9 +262,8 @@ def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | 
         document["restricted"] = list(RESTRICTED_SECTIONS)
         return document
     document["performance"] = _section("performance", lambda: performance_section(sources, now))
-    document["series"] = _section("series", lambda: series_section(sources, now, memo.buckets))
-    document["errors"] = _section("errors", lambda: memo.slow(
-        "errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h"))))
+    document["series"] = _section("series", lambda: series_section(sources, now, buckets))
+    document["errors"] = _section("errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h")))
     document["business"] = _section("business", lambda: _category_section(sources, "business", today_utc(now)))
     document["alerts"] = _section("alerts", lambda: alerts_section(sources, now))
     return document
@@ -305,9 +279,9 @@ def sources_of(monitoring: Any) -> DashboardSources:
         from monitoring.uptime.periods import parse_period
         from monitoring.uptime.report import render_uptime
 
-        def uptime() -> dict[str, Any]:
+        def uptime(now: float) -> dict[str, Any]:
             # The same document as GET /api/monitoring/uptime (its default window), cut down above.
-            return render_uptime(uptime_service.report(parse_period(None, None, monitoring.clock.now())))
+            return render_uptime(uptime_service.report(parse_period(None, None, now), now))
 
     engine = getattr(monitoring, "alerting", None)
     alerts: AlertsSource | None = None

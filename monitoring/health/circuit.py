@@ -120,9 +120,9 @@ class CircuitBreakers:
         with self.store.read() as conn:
             return self.states_in(conn)
 
-    def states_in(self, conn: Any) -> dict[str, BreakerState]:
-        """Every breaker, read in the caller's transaction."""
-        now = self.clock.now()
+    def states_in(self, conn: Any, now: float | None = None) -> dict[str, BreakerState]:
+        """Every breaker, read in the caller's transaction (as at ``now``)."""
+        now = self.clock.now() if now is None else now
         return {row["service"]: self._state(row, now) for row in conn.execute(select(circuit_breakers)).mappings()}
 
     def _state(self, row: Any, now: float | None = None) -> BreakerState:

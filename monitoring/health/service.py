@@ -251,14 +251,14 @@ class HealthService:
         longest = max((c.timeout for c in checks), default=DEFAULT_TIMEOUT)
         return 3 * self.settings.health_check_interval + self.settings.lease_ttl + longest
 
-    def snapshot(self) -> HealthSnapshot:
-        """Every dependency's latest stored result (cheap: two small reads in one transaction)."""
+    def snapshot(self, now: float | None = None) -> HealthSnapshot:
+        """Every dependency's latest stored result (cheap: two small reads in one transaction), as at ``now``."""
         checks = self.checks()
         expected = [ExpectedService(c.name, c.critical, c.component_type, c.uses_breaker) for c in checks]
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         try:
             with self.store.read() as conn:
-                return read_snapshot(conn, expected, self.breakers.states_in(conn), now, self._stale_after(checks))
+                return read_snapshot(conn, expected, self.breakers.states_in(conn, now), now, self._stale_after(checks))
         except SQLAlchemyError:
             log.warning("health snapshot: the store did not answer", exc_info=True)
             return _store_unavailable_snapshot(expected, now)
@@ -282,8 +282,9 @@ class HealthService:
         return list_events(self.store, since, until, service=service)
 
     def report(self, window: TimeWindow) -> CategoryReport:
-        """The "health" category of the metrics export."""
-        return build_category_report(self.snapshot(), window_stats(self.store, window.start, window.end), window)
+        """The "health" category of the metrics export, as at the window's end (the answer's one moment)."""
+        return build_category_report(self.snapshot(min(window.end, self.clock.now())),
+                                     window_stats(self.store, window.start, window.end), window)
 
 
 def _as_check(custom: CustomCheck) -> Check:

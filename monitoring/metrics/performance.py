@@ -17,13 +17,10 @@ from monitoring.clock import isoformat, parse_timestamp
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.metrics.histogram import PROMETHEUS_BUCKETS, RELATIVE_ACCURACY, LatencyHistogram
 from monitoring.metrics.rollups import RequestFigures, RequestRollups, RouteFigures, RouteTotal
+from monitoring.metrics.scope import INCLUDE_INTERNAL, INTERNAL_NOTE, scope_name
 from monitoring.metrics.system import SystemFigures, SystemSample, system_figures
 from monitoring.store.database import Store
 
-INTERNAL_NOTE = (
-    "requests to the monitoring endpoints (/api/monitoring/*, /api/health/*, /api/openapi.json) are "
-    "left out of these figures; add include_internal=true to count them"
-)
 STATUS_LABELS = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -79,7 +76,7 @@ def performance_json(figures: RequestFigures) -> dict[str, Any]:
         "errors.share": round(errors / count, 6) if count else 0.0,
         "status": _status_json(figures.status),
         "scope": {
-            "internal": "included" if figures.include_internal else "excluded",
+            "internal": scope_name(figures.include_internal),
             "internalRequests": figures.internal_count,
             "note": None if figures.include_internal else INTERNAL_NOTE,
             "coveredFrom": isoformat(figures.covered_from),
@@ -152,7 +149,7 @@ class PerformanceProvider:
         self.rollups = rollups
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
-        return self.report(window, include_internal=False)
+        return self.report(window, INCLUDE_INTERNAL)
 
     def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport:
         figures = self.rollups.figures(window, include_internal)

@@ -103,14 +103,15 @@ class UptimeService:
         """The health round's listener: fold the rounds stored since the last fold (this one included)."""
         return self.timeline.advance()
 
-    def report(self, period: ReportPeriod) -> UptimeReport:
-        now = self.clock.now()
+    def report(self, period: ReportPeriod, now: float | None = None) -> UptimeReport:
+        """Every figure as at ``now`` (default: the clock), read once: durations within one answer agree."""
+        now = self.clock.now() if now is None else now
         until = period.measured_until(now)
         longest_burn = max(BURN_RATE_WINDOWS.values())
         # One read of the timeline and the calendar serves the period and every burn-rate window.
         read_from = min(period.start, now - longest_burn)
         read_to = max(period.end, now)
-        spans = self.timeline.covered_spans(read_from, now)
+        spans = self.timeline.covered_spans(read_from, now, now)
         occurrences = self.calendar.windows_overlapping(read_from, read_to)
         availability = measure(spans, occurrences, period.start, until)
         # A calendar month not over yet: its budget is for the whole month, less maintenance still planned.
@@ -131,7 +132,7 @@ class UptimeService:
             target=self.target,
             grace=self.grace,
             availability=availability,
-            up_since=self.timeline.up_since(),
+            up_since=self.timeline.up_since(now),
             budget=budget,
             burn_rates=rates,
             burn_alerts=alerts,
@@ -146,4 +147,5 @@ class UptimeService:
 
     def category_report(self, window: TimeWindow) -> CategoryReport:
         """The ``uptime`` category of the metrics export, over the export's window."""
-        return build_category_report(self.report(ReportPeriod(window.start, window.end, window.label)))
+        now = min(window.end, self.clock.now())
+        return build_category_report(self.report(ReportPeriod(window.start, window.end, window.label), now))
