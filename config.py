@@ -271,6 +271,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Share of 5xx responses (0-1) above which the error-rate alert fires."),
     Variable("SLA_TARGET", "sla_target", "99.9", _float_between(50, 99.999),
              "Availability objective in % (50-99.999): uptime compliance and the error budget follow from it."),
+    Variable("UPTIME_MIN_COVERAGE", "uptime_min_coverage", "1", _float_between(0, 100),
+             "Share of the uptime window (in %) health rounds must vouch for before availability gets an SLA "
+             "verdict; below it the verdict is \"not enough data\" and the dashboard greys the figure."),
     # intervals and retention
     Variable("METRICS_FLUSH_INTERVAL", "metrics_flush_interval", "5", _positive_float,
              "Seconds between flushes of each process's request metrics to the store."),
@@ -373,6 +376,7 @@ class Settings:
     memory_usage_threshold: float
     error_rate_threshold: float
     sla_target: float
+    uptime_min_coverage: float
     metrics_flush_interval: float
     system_sample_interval: float
     health_check_interval: float

@@ -150,6 +150,17 @@ _ZONE = {
     },
 }
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+_COVERAGE = {
+    "type": "object",
+    "required": ["known", "enough", "minimum", "summary"],
+    "description": "What the figure rests on: below UPTIME_MIN_COVERAGE no SLA verdict is given.",
+    "properties": {
+        "known": {**_NUMBER_OR_NULL, "description": "% of the window outside maintenance that rounds vouch for."},
+        "enough": {"type": "boolean", "description": "known >= minimum: the figure can be judged against the SLA."},
+        "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
+        "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
+    },
+}
 _UPTIME_DOCUMENT = {
     "type": "object",
     "required": ["status", "uptime", "sla", "zones", "incidents", "mtbf", "mttr", "coverage", "maintenance", "window"],
@@ -158,8 +169,10 @@ _UPTIME_DOCUMENT = {
                    "description": "The health status now, as /api/health/check reports it."},
         "uptime": {
             "type": "object",
-            "required": ["formatted", "percentage", "since"],
+            "required": ["state", "formatted", "percentage", "since", "coverage"],
             "properties": {
+                "state": {"enum": ["up", "down", "unknown"],
+                          "description": "down: an incident is open; unknown: no round vouches for now."},
                 "formatted": {"type": "string", "description": "How long the current up period has lasted ('0s' when "
                               "not up)."},
                 "seconds": {"type": "number"},
@@ -168,19 +181,22 @@ _UPTIME_DOCUMENT = {
                 "upSeconds": {"type": "number"},
                 "degradedSeconds": {"type": "number", "description": "Part of upSeconds."},
                 "downSeconds": {"type": "number"},
+                "coverage": _COVERAGE,
                 "definition": {"type": "string"},
             },
         },
         "sla": {
             "type": "object",
-            "required": ["target", "compliance", "errorBudget", "burnRates"],
+            "required": ["target", "coverage", "compliance", "errorBudget", "burnRates"],
             "properties": {
                 "target": {"type": "number", "description": "SLA_TARGET, %."},
+                "coverage": _COVERAGE,
                 "compliance": {
                     "type": "object",
                     "properties": {
                         "overall": {"type": ["boolean", "null"]},
-                        "uptime": {"type": ["boolean", "null"], "description": "Null without known time."},
+                        "uptime": {"type": ["boolean", "null"],
+                                   "description": "Null (not enough data) below UPTIME_MIN_COVERAGE of the window."},
                         "errorRate": {"type": ["boolean", "null"], "description": "Null without requests."},
                     },
                 },
@@ -205,6 +221,8 @@ _UPTIME_DOCUMENT = {
                     "properties": {
                         "windows": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
                                     "description": "Burn rate over the trailing 5m, 30m, 1h, 2h, 6h, 1d and 3d."},
+                        "coverage": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
+                                     "description": "Known time in % of each of those windows."},
                         "alerts": {
                             "type": "array",
                             "description": "Multiwindow burn-rate alerts: 14.4x (1h and 5m), 6x (6h and 30m), "
@@ -249,6 +267,9 @@ _UPTIME_DOCUMENT = {
                 "unknownSeconds": {"type": "number"},
                 "maintenanceSeconds": {"type": "number"},
                 "graceSeconds": {"type": "number"},
+                "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
+                "enough": {"type": "boolean"},
+                "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
                 "gaps": {"type": "array", "items": {"type": "object"}, "description": "The latest 20 unknown stretches."},
                 "definition": {"type": "string"},
             },

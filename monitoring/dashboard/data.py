@@ -160,6 +160,7 @@ def services_section(health: dict[str, Any]) -> list[dict[str, Any]]:
                 "error": service.get("error"),
                 "circuit": service.get("circuit"),
                 "availability24h": window.get("availability"),
+                "checks24h": window.get("checks", 0),  # what availability24h rests on
             }
         )
     return rows
@@ -172,13 +173,19 @@ def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     sla = document["sla"]
     budget = {k: v for k, v in sla["errorBudget"].items() if k != "definition"}
     error_rate = {k: v for k, v in sla["errorRate"].items() if k in ("share", "threshold")}
-    firing = [alert for alert in sla.get("burnRates", {}).get("alerts", []) if alert.get("firing")]
+    burn_rates = sla.get("burnRates", {})
+    windows = burn_rates.get("windows", {})
+    # Each firing alert with the rates its windows burn at now: the page says how fast, not only the threshold.
+    firing = [{**alert, "longRate": windows.get(alert["longWindow"]), "shortRate": windows.get(alert["shortWindow"])}
+              for alert in burn_rates.get("alerts", []) if alert.get("firing")]
+    coverage = document.get("coverage") or {}
     section = {
         "window": document["window"],
         "status": document.get("status"),
         "uptime": uptime,
         "sla": {
             "target": sla["target"],
+            "coverage": sla.get("coverage"),
             "compliance": sla["compliance"],
             "errorBudget": budget,
             "errorRate": error_rate,
@@ -186,7 +193,8 @@ def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         },
         "zones": document.get("zones", []),
         "maintenance": (document.get("maintenance") or {}).get("active", []),
-        "coverage": {k: v for k, v in (document.get("coverage") or {}).items() if k in ("known", "unknown")},
+        "coverage": {k: v for k, v in coverage.items()
+                     if k in ("known", "unknown", "knownSeconds", "enough", "minimum", "summary")},
     }
     incidents = dict(document["incidents"])
     return section, incidents

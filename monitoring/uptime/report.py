@@ -33,8 +33,12 @@ BURN_RATE_DEFINITION = (
 )
 COVERAGE_DEFINITION = (
     "each health round vouches for the time until the next one, for at most 2.5 x HEALTH_CHECK_INTERVAL "
-    "(graceSeconds); time no round vouches for is unknown: the monitor itself was not running"
+    "(graceSeconds); time no round vouches for is unknown: the monitor itself was not running. Below "
+    "UPTIME_MIN_COVERAGE % of the window known (enough: false) no SLA verdict is given"
 )
+UP = "up"
+DOWN = "down"
+UNKNOWN = "unknown"
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -66,9 +70,14 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
     up_for = None if report.up_since is None else max(0.0, report.now - report.up_since)
     eligible = availability.eligible_seconds
     recent = sorted(report.incidents, key=lambda i: (i.started_at, i.id), reverse=True)[:RECENT_INCIDENTS]
+    coverage = report.coverage.to_json()
     return {
         "status": report.status,
         "uptime": {
+            # up: "formatted" is how long it has been up; down: the round that vouches for now found it
+            # down (the open incident says since when); unknown: no round vouches for now. The page never
+            # says "Up for 0s" of a service that is down.
+            "state": current_state(report),
             "formatted": format_duration(up_for or 0.0),
             "seconds": _round(up_for, 3) if up_for is not None else 0.0,
             "since": isoformat(report.up_since),
@@ -76,10 +85,12 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             "upSeconds": round(availability.up_seconds, 3),
             "degradedSeconds": round(availability.degraded_seconds, 3),
             "downSeconds": round(availability.down_seconds, 3),
+            "coverage": coverage,
             "definition": PERCENTAGE_DEFINITION,
         },
         "sla": {
             "target": report.target,
+            "coverage": coverage,
             "compliance": {
                 "overall": report.compliant,
                 "uptime": report.uptime_compliant,
@@ -108,6 +119,7 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             },
             "burnRates": {
                 "windows": {label: _round(rate) for label, rate in report.burn_rates.items()},
+                "coverage": dict(report.burn_coverage),
                 "alerts": [
                     {
                         "severity": state.alert.severity,
@@ -138,6 +150,9 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             "unknownSeconds": round(availability.unknown_seconds, 3),
             "maintenanceSeconds": round(availability.maintenance_seconds, 3),
             "graceSeconds": report.grace,
+            "minimum": report.coverage.minimum,
+            "enough": report.coverage.enough,
+            "summary": report.coverage.summary,
             "gaps": [_span_json(gap) for gap in availability.unknown_spans[-LISTED_GAPS:]],
             "definition": COVERAGE_DEFINITION,
         },
@@ -156,6 +171,13 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
     }
 
 
+def current_state(report: "UptimeReport") -> str:
+    """``up`` or ``down`` as the round that vouches for now found it; ``unknown`` when none does."""
+    if report.up_since is not None:
+        return UP
+    return DOWN if report.measured_now else UNKNOWN
+
+
 def build_category_report(report: "UptimeReport") -> CategoryReport:
     """The same figures for the metrics export: dotted JSON names, Prometheus gauges, Datadog points."""
     availability = report.availability
@@ -172,6 +194,7 @@ def build_category_report(report: "UptimeReport") -> CategoryReport:
     figures: dict[str, Any] = {
         "uptime.percentage": _round(percentage),
         "uptime.coverage": coverage,
+        "uptime.coverage.enough": report.coverage.enough,
         "uptime.up_seconds": round(availability.up_seconds, 3),
         "uptime.down_seconds": round(availability.down_seconds, 3),
         "uptime.unknown_seconds": round(availability.unknown_seconds, 3),
