@@ -33,9 +33,9 @@ pytestmark = [
 ]
 
 SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-day-one.png"
-INTERVAL = 10  # seconds between health rounds, before and after gunicorn starts (a round vouches for 25 s)
+INTERVAL = 20  # seconds between health rounds, before and after gunicorn starts (a round vouches for 50 s)
 OUTAGE = 120  # seconds
-BEFORE, AFTER = 10, 20  # seconds up before the outage and after it, before gunicorn takes over
+BEFORE, AFTER = 20, 40  # seconds up before the outage and after it, before gunicorn takes over
 
 
 def env(store: str, ticketing: RecordingHTTPServer) -> dict[str, str]:
