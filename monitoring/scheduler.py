@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from monitoring.clock import Clock, isoformat
 from monitoring.store.database import Store
@@ -128,8 +128,17 @@ class Scheduler:
             conn.execute(
                 self.store.insert(instances)
                 .values(**row)
-                .on_conflict_do_update(index_elements=["instance_id"], set_={"last_seen": now, "zone": self.zone})
+                .on_conflict_do_update(index_elements=["instance_id"],
+                                       set_={"last_seen": now, "zone": self.zone, "stopped_at": None})
             )
+
+    def mark_stopped(self) -> None:
+        """Say in the store that this instance stopped on purpose: the zones stop listing it at once
+        (an instance that vanishes without this is down once its heartbeat is LEASE_TTL old)."""
+        now = self.clock.now()
+        with self.store.write() as conn:
+            conn.execute(update(instances).where(instances.c.instance_id == self.instance.instance_id)
+                         .values(stopped_at=now, last_seen=now))
 
     def start(self) -> None:
         """Start the scheduler threads in this process (call after fork)."""
@@ -162,7 +171,8 @@ class Scheduler:
             self._pid = os.getpid()
 
     def shutdown(self) -> None:
-        """Stop the threads, run the process jobs one last time (final flush), release the lease."""
+        """Stop the threads, run the process jobs one last time (final flush), release the lease, and
+        mark this instance stopped."""
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
         if scheduler is None or self._pid != os.getpid():
@@ -176,6 +186,10 @@ class Scheduler:
                 self.lease.release()
         except Exception:
             log.exception("lease release failed")
+        try:
+            self.mark_stopped()
+        except Exception:  # the store is gone: the heartbeat times out instead
+            log.exception("could not mark this instance stopped")
 
     @property
     def running(self) -> bool:

@@ -141,7 +141,9 @@ _ZONE = {
                 "type": "object",
                 "properties": {
                     "id": {"type": "string"},
-                    "status": {"enum": ["up", "down"]},
+                    "status": {"enum": ["up", "down"],
+                               "description": "down: its heartbeat is older than LEASE_TTL and it did not stop "
+                               "cleanly (an instance that stopped cleanly is not listed)."},
                     "startedAt": {"type": "string", "format": "date-time"},
                     "lastSeen": {"type": "string", "format": "date-time"},
                 },

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import create_engine, event, func, insert as generic_insert, select, text
+from sqlalchemy import create_engine, event, func, insert as generic_insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, Table
@@ -23,8 +23,15 @@ log = logging.getLogger(__name__)
 # Additive migrations after the tables first existed: (version, description, step).
 # New tables need no entry: migrate() creates every missing table and index.
 Migration = tuple[int, str, Callable[[Connection], None]]
+def _add_instances_stopped_at(conn: Connection) -> None:
+    # A store made before the column existed; a new one already has it (migrate() creates tables first).
+    if "stopped_at" not in {column["name"] for column in inspect(conn).get_columns("instances")}:
+        conn.execute(text("ALTER TABLE instances ADD COLUMN stopped_at DOUBLE PRECISION"))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", lambda conn: None),
+    (2, "instances.stopped_at: a cleanly stopped instance leaves the zones at once", _add_instances_stopped_at),
 ]
 
 # Any constant: every process that migrates takes the same PostgreSQL advisory lock.
