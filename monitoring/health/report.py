@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from monitoring.clock import isoformat
-from monitoring.health.circuit import OPEN
+from monitoring.health.circuit import OPEN, refused_by_breaker
 from monitoring.health.results import HealthSnapshot, ServiceHealth, WindowStats
 from monitoring.health.status import DEGRADED, HEALTHY, STATUS_VALUE, UNHEALTHY, weight
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
@@ -21,12 +21,24 @@ def _ms(value: float | None) -> float | None:
 
 
 def public_error(service: ServiceHealth, now: float) -> str | None:
-    """The service's error as shown; for an open breaker, with the time until its next trial."""
+    """The service's error as shown; for an open breaker, with the time until its next trial.
+
+    The latest result's own error always stays: the round that opened the breaker (or a failed
+    trial) shows the dependency's answer (``HTTP 500; circuit open, next trial in 30s``), and the
+    rounds the breaker refused show the error that opened it (``circuit open after HTTP 500: not
+    called; next trial in 12s``). A half-open breaker's refusal says half-open, never open.
+    """
+    error = service.error or None
     circuit = service.circuit
-    if circuit is not None and circuit.state == OPEN:
-        wait = circuit.next_trial_in(now)
-        return f"circuit open; next trial in {wait:.0f}s" if wait else "circuit open; next trial due"
-    return service.error or None
+    if circuit is None or circuit.state != OPEN:
+        return error
+    wait = circuit.next_trial_in(now)
+    trial = f"next trial in {wait:.0f}s" if wait else "next trial due"
+    if error is None:
+        return f"circuit open; {trial}"
+    if refused_by_breaker(error):
+        return f"{error}; {trial}"
+    return f"{error}; circuit open, {trial}"
 
 
 def render_service(service: ServiceHealth, now: float) -> dict[str, Any]:

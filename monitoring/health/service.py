@@ -15,10 +15,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config import Settings
 from monitoring.clock import Clock
-from monitoring.health.circuit import BreakerPolicy, CircuitBreakers, CircuitOpenError, Permit
+from monitoring.health.circuit import (
+    HALF_OPEN,
+    HALF_OPEN_REFUSAL,
+    BreakerPolicy,
+    CircuitBreakers,
+    CircuitOpenError,
+    Permit,
+    open_refusal,
+)
 from monitoring.health.checks import Check, Probe, configured_checks, custom_probe
 from monitoring.health.definitions import DEFAULT_TIMEOUT, MAX_TIMEOUT
-from monitoring.health.events import HealthEvent, list_events
+from monitoring.health.events import HealthEvent, list_events, opening_error
 from monitoring.health.registry import PROCESS_CHECKS, CustomCheck, CustomChecks, custom_check
 from monitoring.health.report import build_category_report
 from monitoring.health.results import (
@@ -41,7 +49,7 @@ log = logging.getLogger(__name__)
 # A probe's own timeout (requests, socket) normally ends it; this slack covers the time between
 # its deadline and ours before we stop waiting and report it timed out.
 DEADLINE_SLACK = 0.5
-CIRCUIT_OPEN_ERROR = "circuit open: not called"
+CIRCUIT_OPEN_ERROR = open_refusal(None)  # "circuit open: not called", when no opening error is on record
 STILL_RUNNING_ERROR = "previous check still running"
 STORE_UNAVAILABLE_ERROR = "store unavailable"
 # A lease row held while a round runs; it outlives the slowest check, then frees itself.
@@ -144,8 +152,8 @@ class HealthService:
             elif check.uses_breaker:
                 try:
                     permits[check.name] = self.breakers.acquire(check.name)
-                except CircuitOpenError:
-                    outcomes[check.name] = Probe.failed(CIRCUIT_OPEN_ERROR)
+                except CircuitOpenError as refused:
+                    outcomes[check.name] = Probe.failed(self._refusal(check.name, refused))
         outcomes.update(self._probe_all([c for c in checks if c.name not in outcomes]))
         results = [
             CheckResult(
@@ -174,6 +182,16 @@ class HealthService:
             except Exception:  # what others derive from a round (uptime) must not fail the round itself
                 log.exception("health round listener failed")
         return results
+
+    def _refusal(self, name: str, refused: CircuitOpenError) -> str:
+        """What the round records when the breaker refuses the call: half-open (a trial is under way
+        elsewhere), or open with the error that opened it."""
+        if refused.state == HALF_OPEN:
+            return HALF_OPEN_REFUSAL
+        try:
+            return open_refusal(opening_error(self.store, name))
+        except SQLAlchemyError:  # the round itself reports the store; the refusal needs no cause
+            return CIRCUIT_OPEN_ERROR
 
     def _probe_all(self, checks: list[Check]) -> dict[str, Probe]:
         if not checks:
