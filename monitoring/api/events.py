@@ -46,7 +46,7 @@ def install(monitoring: Monitoring, app: Flask) -> None:
     # this lookup, so the domain package itself never imports Flask.
     business.use_current_monitoring(current_monitoring)
     business.recorder_for(monitoring)  # load or generate the user-id hash key now, not on the first event
-    monitoring.metric_categories["business"] = BusinessProvider(monitoring.store)
+    monitoring.metric_categories["business"] = BusinessProvider(monitoring.store, settings.revenue_currencies)
     max_age = settings.metrics_retention_days * DAY
     monitoring.retention_rules += [
         RetentionRule(table, table.c.at, max_age) for table in (payment_events, ticket_events, user_activity_events)

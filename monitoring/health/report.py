@@ -2,6 +2,7 @@
 "health" category of the metrics export. Pure functions of a snapshot (and window figures)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -114,7 +115,13 @@ def render_health_ietf(snapshot: HealthSnapshot, only: str | None = None) -> dic
 
 
 def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats], window: TimeWindow) -> CategoryReport:
-    """The current state plus, per dependency, how it did within the window."""
+    """The current state plus, per dependency, how it did within the window.
+
+    Every configured dependency has its Prometheus series from the first scrape: a figure not
+    measured yet (no round so far, a call the breaker refused) is NaN, Prometheus' "no value",
+    rather than absent (dashboards would show "No data" and rules miss the first change) or 0
+    (which would read "down"). Datadog takes no NaN: those points are not sent.
+    """
     score = snapshot.score
     up = GaugeMetricFamily("centinela_dependency_up", "1 when the dependency answers (healthy or degraded).",
                            labels=["service", "critical"])
@@ -132,15 +139,16 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
         window_figures = stats.get(name)
         is_up = None if service.status not in STATUS_VALUE else int(service.status != UNHEALTHY)
         tags = (f"service:{name}", f"critical:{str(service.critical).lower()}")
+        up.add_metric([name, str(service.critical).lower()], math.nan if is_up is None else is_up)
         if is_up is not None:
-            up.add_metric([name, str(service.critical).lower()], is_up)
             points.append(DatadogPoint("health.dependency.up", is_up, tags=tags))
+        seconds = None if service.response_time_ms is None else service.response_time_ms / 1000.0
+        response.add_metric([name], math.nan if seconds is None else seconds)
         if service.response_time_ms is not None:
-            response.add_metric([name], service.response_time_ms / 1000.0)
             points.append(DatadogPoint("health.dependency.response_time", _ms(service.response_time_ms) or 0.0, tags=tags))
         ratio = window_figures.availability if window_figures else None
+        availability.add_metric([name], math.nan if ratio is None else ratio)
         if ratio is not None:
-            availability.add_metric([name], ratio)
             points.append(DatadogPoint("health.dependency.availability", ratio, tags=tags))
         if service.circuit is not None:
             is_open = int(service.circuit.state != "closed")
@@ -160,8 +168,8 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
                 "meanResponseTime": _ms(window_figures.mean_response_ms),
             },
         }
+    health_score.add_metric([], math.nan if score is None else score)
     if score is not None:
-        health_score.add_metric([], score)
         points.append(DatadogPoint("health.score", score))
     return CategoryReport(
         json={

@@ -262,7 +262,7 @@ class RouteTotal:
     route: str
     internal: bool
     aggregate: RequestAggregate
-    created_at: float
+    created_at: float | None  # None: a series exported at 0 before the route's first request
 
 
 @dataclass(frozen=True)

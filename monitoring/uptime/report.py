@@ -1,6 +1,7 @@
 """The uptime report as JSON (GET /api/monitoring/uptime) and as the ``uptime`` metric category."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -43,6 +44,11 @@ UNKNOWN = "unknown"
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _ratio(percent: float | None) -> float:
+    """A percentage as a Prometheus ratio; NaN without one."""
+    return math.nan if percent is None else percent / 100.0
 
 
 def _percent_of(part: float, whole: float) -> float | None:
@@ -247,34 +253,31 @@ def build_category_report(report: "UptimeReport") -> CategoryReport:
         if value is not None:
             points.append(DatadogPoint(name, float(value), tags=tags))
 
-    if percentage is not None:
-        uptime_ratio.add_metric([label], percentage / 100.0)
+    # Every series from the first scrape: NaN (Prometheus' "no value") until there is a figure, never
+    # absent and never a made-up 0. Datadog takes no NaN: ``point`` leaves those out.
+    uptime_ratio.add_metric([label], _ratio(percentage))
     point("uptime.percentage", percentage)
-    if coverage is not None:
-        coverage_ratio.add_metric([label], coverage / 100.0)
+    coverage_ratio.add_metric([label], _ratio(coverage))
     point("uptime.coverage", coverage)
     downtime.add_metric([label], availability.down_seconds)
     point("uptime.downtime", availability.down_seconds)
     target.add_metric([], round(report.target / 100.0, 9))
     point("sla.target", report.target, ())
     for sli, value in compliance.items():
+        compliant.add_metric([label, sli], math.nan if value is None else int(value))  # NaN: not enough data
         if value is not None:
-            compliant.add_metric([label, sli], int(value))
             point("sla.compliance", int(value), (*window_tag, f"sli:{sli}"))
-    if budget.remaining_percentage is not None:
-        remaining.add_metric([label], budget.remaining_percentage / 100.0)
+    remaining.add_metric([label], _ratio(budget.remaining_percentage))
     point("error_budget.remaining", budget.remaining_percentage)
     for window, rate in report.burn_rates.items():
-        if rate is not None:
-            burn.add_metric([window], rate)
+        burn.add_metric([window], math.nan if rate is None else rate)
         point("error_budget.burn_rate", rate, (f"window:{window}",))
     open_incidents.add_metric([], int(report.open_incident is not None))
     point("incidents.open", int(report.open_incident is not None), ())
     incident_count.add_metric([label], reliability.incidents)
     point("incidents.count", reliability.incidents)
-    if reliability.mtbf_seconds is not None and reliability.mttr_seconds is not None:
-        mtbf.add_metric([label], reliability.mtbf_seconds)
-        mttr.add_metric([label], reliability.mttr_seconds)
+    mtbf.add_metric([label], math.nan if reliability.mtbf_seconds is None else reliability.mtbf_seconds)
+    mttr.add_metric([label], math.nan if reliability.mttr_seconds is None else reliability.mttr_seconds)
     point("uptime.mtbf", reliability.mtbf_seconds)
     point("uptime.mttr", reliability.mttr_seconds)
     for zone in report.zones:
