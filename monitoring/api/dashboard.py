@@ -310,6 +310,7 @@ _SERIES_POINT = {
     "properties": {
         "at": {"type": "string", "format": "date-time", "description": "Start of the bucket."},
         "seconds": {"type": "number", "description": "Elapsed part of the bucket (less for the current one)."},
+        "complete": {"type": "boolean", "description": "False for the bucket still filling."},
         "requests": {"type": "integer"},
         "errors": {"type": "integer", "description": "5xx responses."},
         "errorShare": {"type": ["number", "null"]},
@@ -350,6 +351,7 @@ _DOCUMENT = {
                     "error": {"type": ["string", "null"]},
                     "circuit": {"type": ["object", "null"]},
                     "availability24h": {"type": ["number", "null"]},
+                    "checks24h": {"type": "integer", "description": "The checks availability24h rests on."},
                 },
             },
         },
@@ -369,6 +371,9 @@ _DOCUMENT = {
                     "from": {"type": "string", "format": "date-time"},
                     "to": {"type": "string", "format": "date-time"},
                     "points": {"type": "array", "items": _SERIES_POINT},
+                    "latest": {"type": ["object", "null"],
+                               "description": "The last complete bucket (from, to and its figures): what legends "
+                               "and summaries read."},
                 },
             },
         },
