@@ -35,13 +35,13 @@ MOVES_WITH_TIME = {
         "uptime.window.from", "uptime.window.to", "uptime.window.measuredTo",
         "uptime.uptime.downSeconds",
         "uptime.sla.errorBudget.consumed*", "uptime.sla.errorBudget.remaining*",
-        "uptime.coverage.*",
+        "uptime.coverage.*", "uptime.uptime.coverage.*", "uptime.sla.coverage.*",
         "uptime.zones[*].lastSeen", "uptime.zones[*].instances[*].lastSeen",
         "incidents.open.durationSeconds", "incidents.open.duration",
         "incidents.recent[*].durationSeconds", "incidents.recent[*].duration",
         "performance.window.from", "performance.window.to",
         "performance.scope.coveredFrom", "performance.scope.internalRequests",
-        "series.*.from", "series.*.to",
+        "series.*.from", "series.*.to", "series.*.latest.from", "series.*.latest.to",
         "errors.window.from", "errors.window.to",
         "business.window.to",
     ],
@@ -55,6 +55,7 @@ MOVES_WITH_TIME = {
         "mttr.seconds", "mttr.formatted",
         "coverage.known", "coverage.unknown", "coverage.knownSeconds", "coverage.unknownSeconds",
         "coverage.summary", "coverage.gaps[*].from", "coverage.gaps[*].seconds",
+        "uptime.coverage.*", "sla.coverage.*", "sla.burnRates.coverage.*",
         "window.from", "window.to", "window.measuredTo",
     ],
     "metrics": [
@@ -117,7 +118,8 @@ def comparable(value: Any) -> Any:
 
 def monotone(values: list[Any]) -> bool:
     values = [comparable(v) for v in values]
-    if any(v is None for v in values) or len({type(v) for v in values}) > 1:
+    kinds = {"number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v) for v in values}
+    if any(v is None for v in values) or len(kinds) > 1:
         return False
     if isinstance(values[0], str) and not re.match(r"^\d{4}-\d\d-\d\dT", values[0]):
         return True  # a sentence with a figure in it ("measured for 2 min of 30 d"): its numbers are checked
