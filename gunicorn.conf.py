@@ -1,30 +1,27 @@
-"""gunicorn settings for Centinela: bind, workers, start-up checks, redacted logs, clean worker exit.
+"""gunicorn settings for the Centinela service: bind, workers, start-up checks, redacted logs,
+the scheduler started in each worker, clean worker exit.
 
 Configuration is validated here, in the master, before any worker starts: a bad value
 stops start-up with one line naming the variable.
 """
 import sys
 
-from config import ConfigError, Settings
+from config import ConfigError, service_settings
 
 try:
-    _settings = Settings.from_env()
+    _settings = service_settings()
 except ConfigError as _error:
     print(f"centinela: configuration error: {_error}", file=sys.stderr, flush=True)
     sys.exit(2)
-
-from monitoring.security.log_redaction import install_log_redaction  # noqa: E402
-
-# Redact every log record (access log included) in the master; forked workers inherit it.
-install_log_redaction()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 worker_class = "sync"
 accesslog = "-"
 errorlog = "-"
-# The access log line passes the PII sanitiser too (see log_redaction), so "?api_key=..." is
-# written as "?api_key=[redacted]" and client addresses are anonymised.
+# Every handler gunicorn sets up (and one for the app's own loggers) passes the PII sanitiser,
+# so "?api_key=..." is written as "?api_key=[redacted]" and client addresses are anonymised.
+logger_class = "monitoring.security.log_redaction.RedactingGunicornLogger"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 graceful_timeout = 20
 timeout = 30
@@ -36,8 +33,8 @@ control_socket_disable = True
 
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Once, in the master: create the schema and any missing keys (announced once) before forking."""
-    from monitoring.extension import announce_generated_key
     from monitoring.security.keys import KeyRing
+    from monitoring.services import announce_generated_key
     from monitoring.store.database import Store
 
     store = Store(_settings.database_url)
@@ -48,7 +45,7 @@ def on_starting(server):  # type: ignore[no-untyped-def]
 
 def when_ready(server):  # type: ignore[no-untyped-def]
     host = "127.0.0.1" if _settings.host in ("0.0.0.0", "::") else _settings.host
-    base = f"http://{host}:{_settings.port}"
+    base = f"http://{host}:{_settings.port}{_settings.url_prefix}"
     print(
         f"centinela: serving on {base} with {_settings.workers} workers; store {_store_description()}\n"
         f"centinela: dashboard: {base}/api/monitoring/dashboard?format=html\n"
@@ -64,9 +61,20 @@ def _store_description() -> str:
     return Store(_settings.database_url).describe()
 
 
+def _extension(worker):  # type: ignore[no-untyped-def]
+    app = getattr(worker, "wsgi", None)
+    return getattr(app, "extensions", {}).get("centinela") if app is not None else None
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Start this worker's scheduler now (threads do not survive the fork), not on its first request."""
+    monitoring = _extension(worker)
+    if monitoring is not None:
+        monitoring.start()
+
+
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     """Flush this worker's buffered metrics and release the lease before it goes."""
-    app = getattr(worker, "wsgi", None)
-    monitoring = getattr(app, "extensions", {}).get("centinela") if app is not None else None
+    monitoring = _extension(worker)
     if monitoring is not None:
         monitoring.shutdown()

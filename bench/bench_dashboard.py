@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app  # noqa: E402
-from config import Settings  # noqa: E402
+from monitoring.settings import Settings  # noqa: E402
 from monitoring.clock import ManualClock  # noqa: E402
-from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard, sources_of  # noqa: E402
+from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard  # noqa: E402
 from monitoring.dashboard.series import BucketMemo  # noqa: E402
 from monitoring.metrics.recorder import RequestRecorder  # noqa: E402
 from monitoring.metrics.rollups import RequestRollups, flush_recorder  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
         rows = seed(app, clock, args.routes, args.hours)
         print(f"seeded {rows} rollup rows ({args.routes} routes x 3 status classes x {args.hours * 60} minutes) "
               f"in {time.perf_counter() - started:.1f}s")
-        sources = sources_of(app.extensions["centinela"])
+        sources = app.extensions["centinela"].services.dashboard
         memo = BucketMemo()  # one per process, shared by its refreshes, as the endpoint does
         cold = timed(lambda: build_dashboard(sources, FULL, memo), 1)[0]
         clock.advance(5)  # the next refresh: the newest minute may have changed, the others have not

@@ -83,7 +83,7 @@ def main() -> None:
     serve(bare, 2_000, rng)
     rss_bare = rss_mb()
 
-    from config import Settings
+    from monitoring.settings import Settings
     from monitoring.clock import ManualClock
     from monitoring.extension import Monitoring
 

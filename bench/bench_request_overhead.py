@@ -66,7 +66,7 @@ def build_app(variant: str | None = None) -> Any:
     if variant == "middleware":
         _install_middleware_only(app)
     elif variant == "monitoring":
-        from config import Settings
+        from monitoring.settings import Settings
         from monitoring.extension import Monitoring
 
         Monitoring(app, settings=Settings.from_env())

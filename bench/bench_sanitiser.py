@@ -2,6 +2,8 @@
 
 Prints figures; awkward inputs are shown as a ratio to the ordinary 10 KB line measured in the
 same run, so a machine's speed cancels out (a super-linear regex would show a large ratio).
+Pathological inputs are timed at 10 KB and at 100 KB: a linear scan takes about 10x as long
+for 10x the input, a backtracking one far more.
 """
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ PII_LOG = (
     "user=ana@example.com ip=203.0.113.9 card=4242424242424242 token=abc123 "
     "Authorization: Bearer eyJ0eXAi.e30.sig ref=2001:db8::1 key=sk_live_abc "
 )
+# The shapes the sanitiser learnt later: colon forms, JWTs, IBANs, international phone numbers.
+NEW_SHAPES_LOG = (
+    "login failed password: hunter2 token: abc123 Session: started "
+    "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.dGVzdA iban DE89 3704 0044 0532 0130 00 "
+    "phone +34 612 345 678 order 123 took 12.345678901234 s "
+)
 AWKWARD = {
     "colons": ":" * 10_000,
     "digit-colon": "1:" * 5_000,
@@ -31,6 +39,36 @@ AWKWARD = {
     "key=": "key=" * 2_500,
     "bearer": "bearer " * 1_500,
 }
+
+
+# Hostile repetitions: long runs of digits, spaces, '=' and ':', and of the first characters
+# of every shape the sanitiser looks for.
+PATHOLOGICAL = {
+    "digits": "4",
+    "spaces": " ",
+    "equals": "=",
+    "colons": ":",
+    "digit-space": "1 ",
+    "digit-colon": "1:",
+    "digit-dot": "1.",
+    "digit-dash": "1-",
+    "card groups": "4242 ",
+    "plus-digit": "+1 ",
+    "name run": "key",  # after one ':' (each fragment used to rescan the rest)
+    "password: ": "password: ",
+    '"password":': '"password":',
+    "token=": "token=",
+    "iban starts": "DE89 ",
+    "jwt parts": "eyJhbGciOi.",
+    "phones": "+34 612 345 678 ",
+    "KeyError: ": "KeyError: ",
+    "at-signs": "a@",
+}
+
+
+def repeated(chunk: str, size: int) -> str:
+    text = (chunk * (size // len(chunk) + 1))[:size]
+    return ":" + text[1:] if chunk == "key" else text
 
 
 def best_of(runs: int, func) -> float:  # type: ignore[no-untyped-def]
@@ -54,9 +92,17 @@ def main() -> None:
     print(f"10 KB ordinary line:          {baseline * 1e3:7.3f} ms")
     print(f"10 KB line with some PII:     {best_of(20, lambda: sanitise_text(mixed)) * 1e3:7.3f} ms")
     print(f"10 KB dense PII:              {best_of(10, lambda: sanitise_text(dense)) * 1e3:7.3f} ms")
+    new_shapes = ten_kb(ORDINARY_LOG[:120] + NEW_SHAPES_LOG)
+    print(f"10 KB dense new shapes:       {best_of(10, lambda: sanitise_text(new_shapes)) * 1e3:7.3f} ms")
     for name, text in AWKWARD.items():
         took = best_of(3, lambda: sanitise_text(text))
         print(f"awkward {name:<12} {len(text):>6} B: {took * 1e3:7.3f} ms  ({took / baseline:5.1f}x the ordinary line)")
+    print("pathological input            10 KB     100 KB   100 KB/10 KB")
+    for name, chunk in PATHOLOGICAL.items():
+        small, large = repeated(chunk, 10_240), repeated(chunk, 102_400)
+        took_small = best_of(3, lambda: sanitise_text(small))
+        took_large = best_of(3, lambda: sanitise_text(large))
+        print(f"  {name:<18} {took_small * 1e3:9.3f} ms {took_large * 1e3:9.3f} ms   {took_large / took_small:5.1f}x")
     event = {"request": {"headers": [["Cookie", "a=b"], ["X-Api-Key", "k"]], "url": "/x?api_key=1"},
              "user": {"email": "ana@example.com", "ip_address": "203.0.113.9"},
              "exception": {"values": [{"value": PII_LOG, "stacktrace": {"frames": [{"vars": {"card": "4242424242424242"}}] * 20}}]}}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from app import create_app  # noqa: E402
-from config import Settings  # noqa: E402
+from monitoring.settings import Settings  # noqa: E402
 from monitoring import business  # noqa: E402
 from monitoring.clock import ManualClock  # noqa: E402
 from monitoring.metrics.recorder import RequestRecorder  # noqa: E402

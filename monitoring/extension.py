@@ -1,155 +1,260 @@
 """The Flask extension: ``Monitoring(app)`` or ``Monitoring().init_app(app)``.
 
-It wires the store, keys, audit log, rate limits, CORS, JSON errors, the API blueprints
-and the scheduler into any Flask app: the Centinela service itself, or a host app that
-wants its own requests monitored.
+Modelled on sentry-python's Flask integration: it adds Centinela's blueprints (under
+URL_PREFIX), one WSGI wrapper that times the app's requests, and a ``got_request_exception``
+receiver that captures its errors, and changes nothing else of the app. Its JSON errors,
+body limit, rate limits and CORS apply to its own blueprints only; the host's error pages,
+limits, hooks, logging and OpenAPI stay the host's. Everything it builds comes from one
+composition root (``monitoring.services.build_services``) and hangs off this object, kept in
+``app.extensions["centinela"]``: two apps in one process keep their own state.
+
+The scheduler's threads start in the process that serves requests, never at import: on the
+first request, or from a gunicorn ``post_worker_init`` hook (``Monitoring.of(app).start()``),
+so ``gunicorn --preload`` (the app built in the master, then forked) works.
 """
 from __future__ import annotations
 
 import atexit
 import importlib
 import logging
-import sys
-from typing import Any, Callable
+import threading
+import weakref
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
+from flask.signals import got_request_exception
 
-from config import Settings
-from monitoring.clock import Clock, SystemClock
-from monitoring.security.keys import KeyRing
-from monitoring.security.audit import AuditLog
-from monitoring.security.log_redaction import install_log_redaction
-from monitoring.store.database import Store
-from monitoring.store.retention import RetentionRule, purge_expired
-from monitoring.store.schema import audit_log, job_runs
-from monitoring.scheduler import Scheduler
+from monitoring.clock import Clock
+from monitoring.settings import Settings
+
+if TYPE_CHECKING:
+    from monitoring.alerts.engine import AlertEngine
+    from monitoring.business import BusinessEvents
+    from monitoring.errors.tracking import ErrorTracker
+    from monitoring.health.circuit import Permit
+    from monitoring.health.service import HealthService
+    from monitoring.notify.outbox import Outbox
+    from monitoring.scheduler import Scheduler
+    from monitoring.security.audit import AuditLog
+    from monitoring.security.keys import KeyRing
+    from monitoring.services import Services
+    from monitoring.store.database import Store
+    from monitoring.uptime.service import UptimeService
 
 log = logging.getLogger(__name__)
 
-DAY = 86400.0
 EXTENSION_KEY = "centinela"
 
-
-def announce_generated_key(role: str, value: str, path: str) -> None:
-    """Shown once, when a key is first generated: the operator needs it to read the API."""
-    print(
-        f"centinela: generated the {role} API key (kept in {path}, mode 0600): {value}",
-        file=sys.stderr,
-        flush=True,
-    )
+# Blueprint modules, in registration order; each has ``bp``.
+API_MODULES = (
+    "monitoring.api.health",
+    "monitoring.api.uptime",
+    "monitoring.api.metrics",
+    "monitoring.api.audit",
+    "monitoring.api.alerts",
+    "monitoring.api.events",
+    "monitoring.api.error_tracking",
+    "monitoring.api.dashboard",
+    "monitoring.api.openapi",
+)
 
 
 class Monitoring:
-    """Everything one process needs; kept in ``app.extensions['centinela']``."""
+    """One Centinela inside one Flask app."""
 
     def __init__(
         self,
         app: Flask | None = None,
         settings: Settings | None = None,
         clock: Clock | None = None,
+        *,
+        url_prefix: str | None = None,
+        standalone: bool = False,
     ) -> None:
-        self.settings = settings
-        self.clock: Clock = clock or SystemClock()
-        self.retention_rules: list[RetentionRule] = []
-        # Category name -> provider, filled by each family's install(); read by the metrics export.
-        self.metric_categories: dict[str, Any] = {}
-        self._shutdown_hooks: list[Callable[[], None]] = []
-        # The features, set by their blueprint's install(): health checks and breakers,
-        # uptime and maintenance calendar, notification outbox, alerting engine.
-        self.health: Any = None
-        self.uptime: Any = None
-        self.outbox: Any = None
-        self.alerting: Any = None
+        """``standalone`` is the Centinela service itself (``create_app``): its pages are public
+        by default (DASHBOARD_PUBLIC) and its Sentry release is Centinela's own."""
+        self._settings = settings
+        self._clock = clock
+        self._url_prefix = url_prefix
+        self.standalone = standalone
+        self.cors_options: Any = None
+        self.openapi_document: dict[str, Any] | None = None  # built on first request, then kept
+        self.dashboard_memo: Any = None
+        self._start_lock = threading.Lock()
+        self._services: Services | None = None
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> None:
-        settings = self.settings = self.settings or Settings.from_env()
-        install_log_redaction()
-        self.store = Store(settings.database_url, self.clock)
-        self.store.migrate()
-        self.keyring = KeyRing.load(
-            settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_generated_key
-        )
-        self.audit = AuditLog(self.store, self.clock)
-        self.scheduler = Scheduler(self.store, self.clock, settings.lease_ttl, settings.zone)
+    # --- wiring ------------------------------------------------------------------------
 
-        app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    def init_app(self, app: Flask) -> None:
+        from monitoring.api.middleware import install_request_hooks
+        from monitoring.services import build_services
+
+        settings = self._settings or Settings.from_env(default_var_dir=Path(app.instance_path) / "centinela")
+        if self._url_prefix is not None:
+            settings = settings.replace(url_prefix=self._url_prefix.rstrip("/"))
+        default_release = centinela_release() if self.standalone else host_release(app)
+        services = self._services = build_services(settings, self._clock, default_release=default_release)
         app.extensions[EXTENSION_KEY] = self
 
-        if settings.trusted_proxies:
-            from werkzeug.middleware.proxy_fix import ProxyFix
-
-            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)  # type: ignore[method-assign]
-
-        from monitoring.api import API_MODULES
-        from monitoring.api.errors import register_error_handlers
-        from monitoring.security.rate_limits import init_rate_limits
-
-        register_error_handlers(app)
-        app.before_request(_refuse_oversized_body)
-        modules = [importlib.import_module(name) for name in API_MODULES]
-        self.limiter = init_rate_limits(app, settings, frozenset(module.bp.name for module in modules))
-        # Each endpoint family brings its blueprint and, through install(), its jobs, limits,
-        # retention rules and metric categories: adding a family touches only its own module.
-        for module in modules:
-            app.register_blueprint(module.bp)
-            install = getattr(module, "install", None)
-            if install is not None:
-                install(self, app)
+        for name in API_MODULES:
+            bp = importlib.import_module(name).bp
+            app.register_blueprint(bp, url_prefix=settings.url_prefix + (bp.url_prefix or ""))
         if settings.cors_origins:
-            from flask_cors import CORS
+            # flask-cors' own option handling and header logic, without its app-wide hooks and
+            # without reading the host's CORS_* config: CORS_ORIGINS is Centinela's setting.
+            from flask_cors.core import DEFAULT_OPTIONS, serialize_options
 
-            CORS(
-                app,
-                resources={r"/api/*": {"origins": list(settings.cors_origins)}},
-                allow_headers=["Content-Type", "X-API-Key", "X-Admin-Key"],
-                max_age=600,
-            )
+            self.cors_options = serialize_options({
+                **DEFAULT_OPTIONS,
+                "origins": list(settings.cors_origins),
+                "allow_headers": ["Content-Type", "X-API-Key", "X-Admin-Key"],
+                "max_age": 600,
+            })
 
-        self.retention_rules += [
-            RetentionRule(audit_log, audit_log.c.at, settings.audit_retention_days * DAY),
-            RetentionRule(job_runs, job_runs.c.started_at, settings.metrics_retention_days * DAY),
-        ]
-        self.scheduler.add_global("retention", self.purge_expired, settings.retention_interval)
+        install_request_hooks(app, services.metrics.recorder, self.start if settings.scheduler_enabled else None)
+        got_request_exception.connect(_capture_exception, app, weak=False)
+        services.sentry.start()
         if settings.scheduler_enabled:
-            self.scheduler.start()
-            atexit.register(self.shutdown)
+            # Workers exit through sys.exit, so atexit runs there too; the scheduler only stops
+            # (and flushes) in the process that started it. A weak reference: an app that is
+            # gone needs no shutdown.
+            reference = weakref.ref(self)
+            atexit.register(lambda: (monitoring := reference()) is not None and monitoring.shutdown())
 
-    def purge_expired(self) -> dict[str, int]:
-        """The retention job: delete what each kind of data has outlived."""
-        return purge_expired(self.store, self.retention_rules, self.clock.now())
+    @staticmethod
+    def of(app: Flask) -> "Monitoring":
+        """The extension of ``app`` (KeyError if it has none)."""
+        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
 
-    def breaker(self, name: str) -> Any:
-        """Guard the host app's own call with the dependency's shared circuit breaker:
-        ``with monitoring.breaker("stripe"): ...`` raises CircuitOpenError while it is open."""
-        from monitoring.health import breaker
+    # --- what a host app uses ------------------------------------------------------------
 
-        return breaker(name)
+    @property
+    def services(self) -> "Services":
+        if self._services is None:
+            raise RuntimeError("Monitoring is not initialised: call Monitoring(app) or init_app(app) first")
+        return self._services
 
-    def on_shutdown(self, hook: Callable[[], None]) -> None:
-        self._shutdown_hooks.append(hook)
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.services.clock
+
+    @property
+    def store(self) -> "Store":
+        return self.services.store
+
+    @property
+    def keyring(self) -> "KeyRing":
+        return self.services.keyring
+
+    @property
+    def audit(self) -> "AuditLog":
+        return self.services.audit
+
+    @property
+    def scheduler(self) -> "Scheduler":
+        return self.services.scheduler
+
+    @property
+    def health(self) -> "HealthService":
+        """``centinela.health.register("search", fn, critical=False)`` adds a custom check."""
+        return self.services.health
+
+    @property
+    def uptime(self) -> "UptimeService":
+        return self.services.uptime
+
+    @property
+    def business(self) -> "BusinessEvents":
+        """``centinela.business.record_payment("succeeded", 1999, "EUR")`` and friends."""
+        return self.services.business
+
+    @property
+    def errors(self) -> "ErrorTracker":
+        return self.services.errors
+
+    @property
+    def outbox(self) -> "Outbox":
+        return self.services.outbox
+
+    @property
+    def alerting(self) -> "AlertEngine":
+        return self.services.alerting
+
+    @property
+    def public(self) -> bool:
+        """Whether the dashboard's public view, health details and uptime answer without a key."""
+        configured = self.settings.dashboard_public
+        return self.standalone if configured is None else configured
+
+    def breaker(self, name: str, ignore: tuple[type[BaseException], ...] = ()) -> "AbstractContextManager[Permit]":
+        """``with centinela.breaker("stripe"): ...``: guard the app's own call with the dependency's
+        shared circuit breaker; raises CircuitOpenError while it is open."""
+        return self.services.health.breaker(name, ignore)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start this process's scheduler threads (idempotent; a forked worker starts its own)."""
+        if not self.settings.scheduler_enabled:
+            return
+        with self._start_lock:
+            self.services.scheduler.start()
 
     def shutdown(self) -> None:
-        """Called when a worker exits: final flush, lease release."""
-        self.scheduler.shutdown()
-        for hook in self._shutdown_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("shutdown hook failed")
+        """Called when a worker exits: stop the threads, final flushes, lease released."""
+        services = self._services
+        if services is None:
+            return
+        services.scheduler.shutdown(final_jobs=services.shutdown_hooks)
+        services.sentry.stop()
 
 
-def _refuse_oversized_body() -> None:
-    """413 from the declared length alone, for every endpoint, before anything reads the body."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None and limit is not None and request.content_length > limit:
-        from werkzeug.exceptions import RequestEntityTooLarge
+def _capture_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
+    """got_request_exception: the host's (and our own) unhandled errors into error tracking."""
+    from flask import request
 
-        raise RequestEntityTooLarge()
+    from monitoring.api.middleware import route_template
+
+    try:
+        rule = request.url_rule
+        route = f"{request.method} {route_template(rule.rule) if rule is not None else '<unmatched>'}"
+        Monitoring.of(sender).services.errors.capture(exception, route)
+    except Exception:  # capture must never turn one error into two
+        log.warning("error tracking could not capture an exception", exc_info=True)
 
 
 def current_monitoring() -> Monitoring:
     """The extension of the app handling the current request."""
-    return current_app.extensions[EXTENSION_KEY]
+    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
 
+
+def current_services() -> "Services":
+    return current_monitoring().services
+
+
+def centinela_release() -> str:
+    return f"centinela@{package_version('centinela') or 'dev'}"
+
+
+def host_release(app: Flask) -> str:
+    """``<package>@<version>`` of the app's own installed package, or "" (Sentry then finds one)."""
+    package = app.import_name.split(".", 1)[0]
+    version = package_version(package)
+    return f"{package}@{version}" if version else ""
+
+
+def package_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except (PackageNotFoundError, ValueError):
+        return None

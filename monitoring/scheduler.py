@@ -54,7 +54,13 @@ class Job:
 
 
 class Scheduler:
-    """Holds the job list; ``start`` runs them on APScheduler threads in this process."""
+    """Holds the job list; ``start`` runs them on APScheduler threads in this process.
+
+    Fork-safe: the instance identity and the lease holder belong to the process that runs the
+    jobs, so under ``gunicorn --preload`` (the app built in the master, then forked) every
+    worker gets its own identity the moment it starts its threads, and nothing started in the
+    master is assumed to survive the fork.
+    """
 
     def __init__(self, store: Store, clock: Clock, lease_ttl: float, zone: str) -> None:
         self.store = store
@@ -62,11 +68,32 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.zone = zone
         self.jobs: dict[str, Job] = {}
+        self._start_hooks: list[Callable[[], object]] = []
         self._scheduler: BackgroundScheduler | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self.instance = Instance.current(zone)
-        self.lease = LeaderLease(store, self.instance.instance_id, clock, lease_ttl)
+        self._identity_lock = threading.Lock()  # its own: start() holds _lock while it heartbeats
+        self._instance = Instance.current(zone)
+        self._lease = LeaderLease(store, self._instance.instance_id, clock, lease_ttl)
+
+    @property
+    def instance(self) -> Instance:
+        """This process as the store knows it (a forked child gets an identity of its own)."""
+        if self._instance.pid != os.getpid():
+            with self._identity_lock:
+                if self._instance.pid != os.getpid():
+                    self._instance = Instance.current(self.zone)
+                    self._lease = LeaderLease(self.store, self._instance.instance_id, self.clock, self.lease_ttl)
+        return self._instance
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance.instance_id
+
+    @property
+    def lease(self) -> LeaderLease:
+        self.instance  # noqa: B018  # a forked child first takes an identity (and lease holder) of its own
+        return self._lease
 
     def add_global(self, name: str, func: Callable[[], object], interval: float) -> None:
         """A job that must run once per interval across all workers and hosts."""
@@ -75,6 +102,10 @@ class Scheduler:
     def add_process(self, name: str, func: Callable[[], object], interval: float) -> None:
         """A job that runs in every process (flushing its own buffers, sampling itself)."""
         self.jobs[name] = Job(name, func, interval, PROCESS)
+
+    def on_start(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` in each process that starts the threads, before the first job."""
+        self._start_hooks.append(hook)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -94,7 +125,7 @@ class Scheduler:
             conn.execute(
                 job_runs.insert().values(
                     job=name,
-                    holder=self.instance.instance_id,
+                    holder=self.instance_id,
                     started_at=started,
                     finished_at=self.clock.now(),
                     ok=int(ok),
@@ -137,14 +168,21 @@ class Scheduler:
         (an instance that vanishes without this is down once its heartbeat is LEASE_TTL old)."""
         now = self.clock.now()
         with self.store.write() as conn:
-            conn.execute(update(instances).where(instances.c.instance_id == self.instance.instance_id)
+            conn.execute(update(instances).where(instances.c.instance_id == self.instance_id)
                          .values(stopped_at=now, last_seen=now))
 
     def start(self) -> None:
-        """Start the scheduler threads in this process (call after fork)."""
+        """Start the scheduler threads in this process (after the fork: threads do not survive it)."""
         with self._lock:
             if self._scheduler is not None and self._pid == os.getpid():
                 return
+            # Inherited from a parent that had started: those threads are gone, forget them.
+            self._scheduler = None
+            for hook in self._start_hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("scheduler start hook failed")
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
             started = datetime.now(timezone.utc)
@@ -165,31 +203,42 @@ class Scheduler:
                     misfire_grace_time=max(1, int(job.interval)),
                     **options,
                 )
-            self.heartbeat()  # take the lease now if it is free, rather than one period later
+            try:
+                self.heartbeat()  # take the lease now if it is free, rather than one period later
+            except Exception:
+                log.warning("first heartbeat failed; the scheduler retries on its interval", exc_info=True)
             scheduler.start()
             self._scheduler = scheduler
             self._pid = os.getpid()
 
-    def shutdown(self) -> None:
-        """Stop the threads, run the process jobs one last time (final flush), release the lease, and
-        mark this instance stopped."""
+    def shutdown(self, final_jobs: list[Callable[[], object]] | None = None) -> None:
+        """Stop the threads, run ``final_jobs`` (the last flushes), release the lease, mark this instance stopped.
+
+        The threads and the lease only in the process that started them: a forked child that
+        never started its own has no threads to stop and must not release a lease its parent
+        may hold. The final jobs run in any process: they flush what this process recorded.
+        """
         with self._lock:
             scheduler, self._scheduler = self._scheduler, None
-        if scheduler is None or self._pid != os.getpid():
-            return
-        scheduler.shutdown(wait=True)
-        for job in self.jobs.values():
-            if job.scope == PROCESS:
-                self.run_process(job.name)
-        try:
-            if self.lease.held():
-                self.lease.release()
-        except Exception:
-            log.exception("lease release failed")
-        try:
-            self.mark_stopped()
-        except Exception:  # the store is gone: the heartbeat times out instead
-            log.exception("could not mark this instance stopped")
+            mine = scheduler is not None and self._pid == os.getpid()
+        if mine:
+            assert scheduler is not None
+            scheduler.shutdown(wait=True)
+        for job in final_jobs or ():
+            try:
+                job()
+            except Exception:
+                log.exception("final job at shutdown failed")
+        if mine:
+            try:
+                if self.lease.held():
+                    self.lease.release()
+            except Exception:
+                log.exception("lease release failed")
+            try:
+                self.mark_stopped()
+            except Exception:  # the store is gone: the heartbeat times out instead
+                log.exception("could not mark this instance stopped")
 
     @property
     def running(self) -> bool:

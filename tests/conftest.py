@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from tests.support.gunicorn import GunicornServer
 
@@ -151,8 +151,10 @@ def gunicorn_server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[C
         request.getfixturevalue("store_url")
     started: list[GunicornServer] = []
 
-    def start(env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn") -> GunicornServer:
-        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers)
+    def start(
+        env: dict[str, str] | None = None, workers: int = 2, name: str = "gunicorn", args: tuple[str, ...] = ()
+    ) -> GunicornServer:
+        server = GunicornServer(tmp_path / name, env=env or {}, workers=workers, args=args)
         started.append(server)
         server.start()
         return server

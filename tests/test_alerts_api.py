@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from app import create_app
-from config import ConfigError, Settings
+from monitoring.settings import ConfigError, Settings
 from monitoring.alerts.matchers import parse_matcher
 from monitoring.clock import ManualClock
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS

@@ -283,7 +283,7 @@ def test_a_rule_whose_figure_fails_keeps_its_alerts_and_says_why(make_host: Call
     def broken(window: object) -> object:
         raise RuntimeError("rollups unreadable")
 
-    host.monitoring.metric_categories["performance"] = broken
+    host.monitoring.services.categories["performance"] = broken
     run = host.evaluate()
     assert "categories failed" in run.outcomes["Throughput"].error
     assert "Throughput" in host.firing()  # a figure we cannot read says nothing: not resolved

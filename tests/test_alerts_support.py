@@ -11,10 +11,8 @@ import pytest
 from flask import Flask, abort
 from sqlalchemy import select
 
-from config import Settings
-from monitoring import business
+from monitoring.settings import Settings
 from monitoring.alerts.engine import EvaluationRun
-from monitoring.api.middleware import request_recorder
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.notify.model import Notification
@@ -53,16 +51,16 @@ class Host:
 
     def record_durations(self, route: str, seconds: float, n: int, status: int = 200) -> None:
         """Requests whose duration we choose, through the recorder API (deterministic "slow")."""
-        recorder = request_recorder(self.app)
+        recorder = self.monitoring.services.metrics.recorder
         for _ in range(n):
             recorder.record("GET", route, status, seconds)
 
     def payments(self, succeeded: int, failed: int) -> None:
         for _ in range(succeeded):
-            business.record_payment("succeeded", 1999, "EUR", provider="stripe", monitoring=self.monitoring)
+            self.monitoring.business.record_payment("succeeded", 1999, "EUR", provider="stripe")
         for _ in range(failed):
-            business.record_payment("failed", 4500, "EUR", provider="stripe", failure_code="card_declined",
-                                    monitoring=self.monitoring)
+            self.monitoring.business.record_payment("failed", 4500, "EUR", provider="stripe",
+                                                    failure_code="card_declined")
 
     def flush(self) -> None:
         """The per-process flush job: this process's request metrics into the store."""

@@ -15,9 +15,9 @@ import requests
 from sqlalchemy import func, select, text
 
 from app import create_app
-from config import Settings
-from monitoring import business
-from monitoring.business import InvalidEvents, RecordResult, record_payment, record_ticket, record_user_activity
+from monitoring.settings import Settings
+from monitoring.extension import Monitoring
+from monitoring.business import InvalidEvents, RecordResult
 from monitoring.business.events import MAX_BATCH, UserIdHasher
 from monitoring.clock import ManualClock
 from monitoring.store.business_tables import business_totals, payment_events, ticket_events, user_activity_events
@@ -65,12 +65,12 @@ def store_app(store_url: str, make_settings: Callable[..., Settings], clock: Man
 # --- the Python API --------------------------------------------------------------------------
 
 
-def test_python_api_records_each_kind_inside_a_request(app: Any, monitoring: Any, clock: ManualClock) -> None:
+def test_python_api_records_each_kind(app: Any, monitoring: Any, clock: ManualClock) -> None:
     with app.test_request_context("/checkout"):
-        assert record_payment("succeeded", 1999, "EUR", provider="stripe", event_id="pi_1") == RecordResult(1, 0)
-        assert record_payment("failed", 500, "usd", failure_code="card_declined") == RecordResult(1, 0)
-        assert record_ticket("purchased", ticket_type="weekend-pass", quantity=3) == RecordResult(1, 0)
-        assert record_user_activity(42, "login") == RecordResult(1, 0)
+        assert monitoring.business.record_payment("succeeded", 1999, "EUR", provider="stripe", event_id="pi_1") == RecordResult(1, 0)
+        assert monitoring.business.record_payment("failed", 500, "usd", failure_code="card_declined") == RecordResult(1, 0)
+        assert monitoring.business.record_ticket("purchased", ticket_type="weekend-pass", quantity=3) == RecordResult(1, 0)
+        assert monitoring.business.record_user_activity(42, "login") == RecordResult(1, 0)
     succeeded, failed = rows(monitoring, payment_events)
     assert (succeeded.outcome, succeeded.amount_minor, succeeded.currency, succeeded.provider, succeeded.event_id) == (
         "succeeded", 1999, "EUR", "stripe", "pi_1")
@@ -83,51 +83,49 @@ def test_python_api_records_each_kind_inside_a_request(app: Any, monitoring: Any
 
 def test_python_api_repeated_event_id_is_a_duplicate_not_an_error(app: Any, monitoring: Any) -> None:
     with app.app_context():
-        assert record_payment("succeeded", 1000, "EUR", event_id="pi_retry") == RecordResult(1, 0)
-        assert record_payment("succeeded", 1000, "EUR", event_id="pi_retry") == RecordResult(0, 1)
+        assert monitoring.business.record_payment("succeeded", 1000, "EUR", event_id="pi_retry") == RecordResult(1, 0)
+        assert monitoring.business.record_payment("succeeded", 1000, "EUR", event_id="pi_retry") == RecordResult(0, 1)
     assert len(rows(monitoring, payment_events)) == 1
 
 
 def test_python_api_raises_on_bad_values_and_stores_nothing(app: Any, monitoring: Any) -> None:
     with app.app_context():
         with pytest.raises(InvalidEvents) as raised:
-            record_payment("succeeded", 19.99, "EUR")  # type: ignore[arg-type]
+            monitoring.business.record_payment("succeeded", 19.99, "EUR")  # type: ignore[arg-type]
         assert [(e.field, e.index) for e in raised.value.errors] == [("amount", 0)]
         assert "amount" in str(raised.value)
         with pytest.raises(InvalidEvents):
-            record_ticket("lost")
+            monitoring.business.record_ticket("lost")
         with pytest.raises(InvalidEvents):
-            record_user_activity("", "login")
+            monitoring.business.record_user_activity("", "login")
         with pytest.raises(InvalidEvents):
-            record_payment("succeeded", 100, "EUR", timestamp=datetime(2026, 1, 1))  # naive: which zone?
+            monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=datetime(2026, 1, 1))  # naive: which zone?
         with pytest.raises(InvalidEvents):
-            record_payment("succeeded", 100, "EUR", timestamp=float("nan"))
+            monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=float("nan"))
     assert stored_counts(monitoring) == (0, 0, 0)
 
 
 def test_python_api_timestamps_as_datetime_or_epoch(app: Any, monitoring: Any, clock: ManualClock) -> None:
     earlier = datetime.fromtimestamp(clock.now(), tz=timezone.utc) - timedelta(hours=2)
     with app.app_context():
-        record_payment("succeeded", 100, "EUR", timestamp=earlier)
-        record_payment("succeeded", 100, "EUR", timestamp=clock.now() - 60)
+        monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=earlier)
+        monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=clock.now() - 60)
     assert [r.at for r in rows(monitoring, payment_events)] == [clock.now() - 7200, clock.now() - 60]
 
 
-def test_python_api_outside_a_context_needs_the_extension(app: Any, monitoring: Any) -> None:
-    with pytest.raises(RuntimeError, match="monitoring="):
-        record_payment("succeeded", 100, "EUR")
-    assert record_payment("succeeded", 100, "EUR", monitoring=monitoring) == RecordResult(1, 0)
-    assert record_ticket("scanned", monitoring=monitoring) == RecordResult(1, 0)
+def test_python_api_needs_no_app_context(app: Any, monitoring: Any) -> None:
+    """A worker process or a script records through the extension object, no request needed."""
+    assert monitoring.business.record_payment("succeeded", 100, "EUR") == RecordResult(1, 0)
+    assert monitoring.business.record_ticket("scanned") == RecordResult(1, 0)
     assert stored_counts(monitoring) == (1, 1, 0)
 
 
-def test_python_api_follows_the_app_of_the_current_context(
+def test_two_apps_in_one_process_record_into_their_own_stores(
     make_settings: Callable[..., Settings], tmp_path: Path, clock: ManualClock
 ) -> None:
     first = create_app(make_settings(), clock=clock)
     second = create_app(make_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'second.db'}"}), clock=clock)
-    with second.app_context():
-        record_ticket("validated")
+    Monitoring.of(second).business.record_ticket("validated")
     assert stored_counts(second.extensions["centinela"]) == (0, 1, 0)
     assert stored_counts(first.extensions["centinela"]) == (0, 0, 0)
 
@@ -157,14 +155,12 @@ def test_hash_key_is_generated_once_into_var_dir_and_kept(make_settings: Callabl
     first = create_app(settings, clock=clock)
     key_file = Path(settings.var_dir) / "user-id-hash-key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-    with first.app_context():
-        record_user_activity("u-1", "login")
+    Monitoring.of(first).business.record_user_activity("u-1", "login")
     # A restart (a new process) reads the same key: the same user keeps the same hash.
     second = create_app(settings, clock=clock)
-    with second.app_context():
-        record_user_activity("u-1", "login")
+    Monitoring.of(second).business.record_user_activity("u-1", "login")
     assert len({r.user_hash for r in rows(second.extensions["centinela"], user_activity_events)}) == 1
-    assert "UserIdHasher(key=[redacted])" == repr(business.recorder_for(second.extensions["centinela"]).hasher)
+    assert "UserIdHasher(key=[redacted])" == repr(Monitoring.of(second).business.recorder.hasher)
 
 
 # --- the endpoint: good requests ---------------------------------------------------------------
@@ -358,7 +354,7 @@ def test_batch_is_all_or_nothing_when_the_store_fails_midway(store_app: Any) -> 
 
 def test_concurrent_retries_of_one_id_store_it_once(store_app: Any) -> None:
     monitoring = store_app.extensions["centinela"]
-    recorder = business.recorder_for(monitoring)
+    recorder = monitoring.business.recorder
     results: list[RecordResult] = []
     barrier = threading.Barrier(6)
 
@@ -386,7 +382,7 @@ def test_retention_purges_old_events(store_app: Any, clock: ManualClock) -> None
     clock.advance(29 * 86400)
     assert post(client, {"events": [PAYMENT, TICKET, ACTIVITY]}).status_code == 201
     clock.advance(2 * 86400)
-    removed = monitoring.purge_expired()
+    removed = monitoring.services.purge_expired()
     assert (removed["payment_events"], removed["ticket_events"], removed["user_activity_events"]) == (1, 1, 1)
     assert stored_counts(monitoring) == (1, 1, 1)
     with monitoring.store.read() as conn:  # the all-time totals are not purged

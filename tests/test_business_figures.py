@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring import business
 from monitoring.business.currencies import MINOR_UNIT_EXPONENTS, format_minor_units, is_currency
 from monitoring.business.figures import business_figures
 from monitoring.clock import ManualClock
@@ -19,7 +18,7 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
 
 def record(app: Any, *events: dict[str, Any]) -> None:
-    recorder = business.recorder_for(app.extensions["centinela"])
+    recorder = app.extensions["centinela"].business.recorder
     for start in range(0, len(events), 500):
         recorder.record_raw(list(events[start:start + 500]))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config import VARIABLES, ConfigError, Settings
+from monitoring.settings import VARIABLES, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pytest
 from flask import Flask
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock, isoformat
-from monitoring.dashboard.data import DashboardSources, build_dashboard, sources_of
+from monitoring.dashboard.data import DashboardSources, build_dashboard
 from monitoring.dashboard.session import COOKIE_NAME, SESSION_SECONDS, same_origin
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.rollups import RequestRollups
@@ -454,7 +454,7 @@ def test_a_failing_provider_blanks_only_its_section(app: Flask, monitoring: Any)
     def broken(window: TimeWindow) -> CategoryReport:
         raise RuntimeError("errors store unreachable")
 
-    monitoring.metric_categories["errors"] = broken
+    monitoring.services.categories["errors"] = broken
     document = app.test_client().get(DASHBOARD, headers=METRICS_HEADERS).get_json()
     assert document["errors"] == {"available": False,
                                   "reason": "the errors figures could not be computed; the details are in the server log"}
@@ -462,7 +462,7 @@ def test_a_failing_provider_blanks_only_its_section(app: Flask, monitoring: Any)
 
 
 def test_features_that_are_missing_say_so(monitoring: Any) -> None:
-    sources = sources_of(monitoring)
+    sources = monitoring.services.dashboard
     bare = DashboardSources(store=sources.store, clock=sources.clock, categories={}, rollups=sources.rollups)
     document = build_dashboard(bare, "full")
     assert document["uptime"] == {"available": False,
@@ -512,7 +512,7 @@ def test_every_figure_is_read_afresh_on_every_refresh(
 
 
 def test_a_failed_section_says_so_and_the_next_refresh_answers(monitoring: Any, clock: ManualClock) -> None:
-    sources = sources_of(monitoring)
+    sources = monitoring.services.dashboard
     calls: list[int] = []
 
     def flaky(now: float) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from tests.conftest import ADMIN_KEY, METRICS_KEY
 from tests.support.gunicorn import PROJECT_ROOT, GunicornServer

@@ -13,8 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 from app import create_app
-from config import Settings
-from monitoring.api.error_tracking import tracker_of
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.errors.tracking import ErrorTracker, error_figures, fingerprint, is_our_code, list_error_groups
 from monitoring.extension import Monitoring
@@ -95,7 +94,7 @@ def test_exception_in_a_route_is_captured_and_the_answer_is_unchanged(routes_app
     response = client.get("/orders/1")
     assert response.status_code == 500
     assert response.get_json()["error"]["code"] == "internal_error"
-    assert tracker_of(routes_app).pending == 1
+    assert routes_app.extensions["centinela"].errors.pending == 1
     assert flush(routes_app) == 1
     (group,) = groups(routes_app).values()
     assert group.exception_type == "json.decoder.JSONDecodeError"
@@ -165,7 +164,7 @@ def test_a_host_app_is_tracked_too(make_settings: Callable[..., Settings], clock
     Monitoring(host, settings=make_settings(), clock=clock)
     add_routes(host)
     assert host.test_client().get("/pay/declined").status_code == 500
-    assert tracker_of(host).flush() == 1
+    assert host.extensions["centinela"].errors.flush() == 1
     assert list_error_groups(host.extensions["centinela"].store)[0].function == "charge"
 
 
@@ -262,7 +261,7 @@ def test_retention_purges_old_groups_and_buckets(store_app: Any, clock: ManualCl
     client.get("/pay/declined")
     flush(store_app)
     clock.advance(2 * DAY)
-    removed = monitoring.purge_expired()
+    removed = monitoring.services.purge_expired()
     assert (removed["error_groups"], removed["error_counts"]) == (1, 1)
     assert [g.function for g in list_error_groups(monitoring.store)] == ["charge"]
     with monitoring.store.read() as conn:

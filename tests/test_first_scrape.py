@@ -12,7 +12,7 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.dashboard.datadog import MEASURED_ONLY, WIDGETS, datadog_dashboard, metric_queries
 from monitoring.dashboard.grafana import grafana_dashboard, promql_expressions

@@ -326,9 +326,11 @@ def test_a_recovery_is_recorded_as_an_event(
 # --- readiness and liveness ------------------------------------------------------------------------
 
 
-def test_ready_when_the_store_answers_and_no_critical_dependency_is_down(
+def test_a_payment_provider_down_lowers_health_but_keeps_instances_ready(
     make_app: Callable[..., Any], http_server: RecordingHTTPServer
 ) -> None:
+    """A load balancer polls /ready: a critical dependency that is not in READINESS_DEPENDENCIES
+    (a payment provider) makes /check say unhealthy, but must not pull every instance out."""
     application = make_app(
         checks(
             {"name": "search", "type": "http", "url": http_server.url + "/s"},
@@ -339,16 +341,36 @@ def test_ready_when_the_store_answers_and_no_critical_dependency_is_down(
     ready = client.get(READY)
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"  # nothing is down (yet)
     http_server.route("/s", 500)
+    http_server.route("/p", 500)
     run_round(application)
-    assert client.get(READY).status_code == 200  # a non-critical dependency down: still ready
+    assert client.get("/api/health/check").status_code == 503  # unhealthy: a critical dependency is down
+    assert client.get(READY).status_code == 200  # ... and still in rotation
+
+
+def test_ready_answers_503_for_the_dependencies_it_is_told_to_need(
+    make_app: Callable[..., Any], http_server: RecordingHTTPServer
+) -> None:
+    application = make_app(
+        {
+            **checks(
+                {"name": "search", "type": "http", "url": http_server.url + "/s"},
+                {"name": "payments", "type": "http", "url": http_server.url + "/p", "critical": True},
+            ),
+            "READINESS_DEPENDENCIES": "store,database,payments",
+        }
+    )
+    client = application.test_client()
+    http_server.route("/s", 500)
+    run_round(application)
+    assert client.get(READY).status_code == 200  # search is not needed to serve
     http_server.route("/p", 500)
     run_round(application)
     not_ready = client.get(READY)
     assert not_ready.status_code == 503
     assert not_ready.get_json()["error"] == {
         "code": "not_ready",
-        "message": "not ready: critical dependency payments is unhealthy (HTTP 500)",
-        "reasons": ["critical dependency payments is unhealthy (HTTP 500)"],
+        "message": "not ready: dependency payments is unhealthy (HTTP 500)",
+        "reasons": ["dependency payments is unhealthy (HTTP 500)"],
     }
 
 
@@ -392,7 +414,7 @@ def test_the_health_metrics_category(make_app: Callable[..., Any], http_server: 
     clock.advance(30)
     http_server.respond(500)
     run_round(application)
-    provider = monitoring.metric_categories["health"]
+    provider = monitoring.services.categories["health"]
     report = provider(TimeWindow(clock.now() - 300, clock.now() + 1, "5m"))
     assert isinstance(report, CategoryReport)
     assert report.json["health_score"] == 50 and report.json["status"] == "unhealthy"
@@ -426,11 +448,11 @@ def test_results_and_events_are_purged_by_the_retention_job(
     http_server.respond(500)
     run_round(application)  # one result, one "down" event
     clock.advance(31 * 86400)
-    removed = monitoring.purge_expired()
+    removed = monitoring.services.purge_expired()
     assert removed["health_results"] == 2  # database and search, after METRICS_RETENTION_DAYS
     assert removed["health_events"] == 0  # events stay for INCIDENT_RETENTION_DAYS
     clock.advance(365 * 86400)
-    assert monitoring.purge_expired()["health_events"] == 1
+    assert monitoring.services.purge_expired()["health_events"] == 1
 
 
 def test_the_round_is_a_global_scheduler_job(monitoring: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.health.circuit import (
     CLOSED,
@@ -19,7 +19,6 @@ from monitoring.health.circuit import (
     CircuitOpenError,
 )
 from monitoring.health.events import list_events
-from monitoring.health.registry import CustomChecks
 from monitoring.health.service import HealthService
 from monitoring.store.database import Store
 from tests.support.receiver import RecordingHTTPServer
@@ -193,17 +192,23 @@ def test_guard_context_manager_for_host_code(breakers: CircuitBreakers, clock: M
     assert breakers.state("stripe").state == CLOSED
 
 
-def test_module_level_breaker_uses_the_apps_store(app: Any, monitoring: Any, clock: ManualClock) -> None:
+def test_each_app_has_its_own_breakers(make_app: Any, tmp_path: Any) -> None:
+    """The breaker hangs off the app's extension, in that app's store: two apps never share one."""
     import monitoring.health as health
 
+    first = make_app().extensions["centinela"]
+    second = make_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'second.db'}"}).extensions["centinela"]
     for _ in range(5):
         with pytest.raises(RuntimeError):
-            with health.breaker("brevo"):
+            with first.breaker("brevo"):
                 raise RuntimeError("smtp down")
     with pytest.raises(health.CircuitOpenError):
-        with health.breaker("brevo"):
+        with first.breaker("brevo"):
             pass
-    assert monitoring.health.breakers.state("brevo").state == OPEN
+    assert first.health.breakers.state("brevo").state == OPEN
+    assert second.health.breakers.state("brevo").state == CLOSED
+    with second.breaker("brevo"):
+        pass
 
 
 def test_host_app_guards_its_call_through_the_extension(app: Any, monitoring: Any) -> None:
@@ -230,7 +235,7 @@ def stripe_service(store: Store, clock: ManualClock) -> Iterator[tuple[HealthSer
         settings = Settings.from_env(
             {"DATABASE_URL": store.url, "STRIPE_SECRET_KEY": "sk_test_breaker", "STRIPE_API_BASE": server.url}
         )
-        yield HealthService(store, clock, settings, process_checks=CustomChecks()), server
+        yield HealthService(store, clock, settings), server
 
 
 def stripe_result(service: HealthService) -> Any:
@@ -311,7 +316,7 @@ def test_policy_comes_from_the_settings(make_settings: Callable[..., Settings], 
     store = Store(settings.database_url, clock)
     store.migrate()
     try:
-        service = HealthService(store, clock, settings, process_checks=CustomChecks())
+        service = HealthService(store, clock, settings)
         assert fail(service.breakers, "x", 2) == [None, OPEN]
         clock.advance(5)
         assert service.breakers.record_success(service.breakers.acquire("x")) == CLOSED

@@ -13,11 +13,10 @@ from typing import Any, Callable, Iterator
 import pytest
 from sqlalchemy import select
 
-from config import ConfigError, Settings
+from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
 from monitoring.health.definitions import HttpCheckDefinition, TcpCheckDefinition
 from monitoring.health.events import list_events
-from monitoring.health.registry import CustomChecks
 from monitoring.health.service import HealthService
 from monitoring.store.database import Store
 from monitoring.store.health_tables import health_events, health_results, health_status
@@ -51,7 +50,7 @@ def make_service(clock: ManualClock, sqlite_url: str) -> Iterator[Callable[..., 
         store.migrate()
         stores.append(store)
         # A registry of its own: custom checks registered by one test never leak into another.
-        return HealthService(store, clock, settings, process_checks=CustomChecks())
+        return HealthService(store, clock, settings)
 
     yield build
     for store in stores:
@@ -278,7 +277,7 @@ def test_database_down_is_unhealthy_without_revealing_the_connection_string(cloc
     port = free_port()
     url = f"postgresql://centinela:hunter2@127.0.0.1:{port}/prod"
     settings = Settings.from_env({"DATABASE_URL": url})
-    service = HealthService(Store(url, clock), clock, settings, process_checks=CustomChecks())
+    service = HealthService(Store(url, clock), clock, settings)
     probe = service.checks()[0].probe()
     assert (probe.status, probe.error) == ("unhealthy", "connection refused")
 
@@ -398,18 +397,18 @@ def test_register_refuses_bad_and_duplicate_names(make_service: Callable[..., He
     assert service.unregister("cache") and not service.unregister("cache")
 
 
-def test_module_level_register_reaches_the_app(app: Any) -> None:
-    import monitoring.health
-
-    monitoring.health.register("host-cache", lambda: "degraded")
-    try:
-        assert "host-cache" in app.extensions["centinela"].health.service_names()
-        with pytest.raises(ValueError):
-            monitoring.health.register("host-cache", lambda: True)
-        results = by_name(app.extensions["centinela"].health.run_round())
-        assert results["host-cache"].status == "degraded"
-    finally:
-        assert monitoring.health.unregister("host-cache")
+def test_a_check_registered_on_one_app_stays_with_that_app(make_app: Any, tmp_path: Any) -> None:
+    """No process-wide registry: two apps in one process keep their own checks."""
+    first = make_app()
+    second = make_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'second.db'}"})
+    first.extensions["centinela"].health.register("host-cache", lambda: "degraded")
+    assert "host-cache" in first.extensions["centinela"].health.service_names()
+    assert "host-cache" not in second.extensions["centinela"].health.service_names()
+    with pytest.raises(ValueError):
+        first.extensions["centinela"].health.register("host-cache", lambda: True)
+    results = by_name(first.extensions["centinela"].health.run_round())
+    assert results["host-cache"].status == "degraded"
+    assert "host-cache" not in by_name(second.extensions["centinela"].health.run_round())
 
 
 # --- HEALTH_CHECKS at start-up ---------------------------------------------------------------------

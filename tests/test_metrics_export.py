@@ -13,7 +13,7 @@ from flask import Flask
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
@@ -76,7 +76,7 @@ def get(app: Flask, query: str = "", headers: dict[str, str] | None = None) -> A
 
 def test_json_has_every_category_and_the_window(shop: Flask, clock: ManualClock) -> None:
     monitoring = shop.extensions["centinela"]
-    monitoring.metric_categories.pop("business", None)  # not installed (yet) in this build
+    monitoring.services.categories.pop("business", None)  # not installed (yet) in this build
     response = get(shop)
     assert response.status_code == 200
     body = response.get_json()
@@ -177,7 +177,7 @@ def test_a_failing_provider_is_reported_and_the_rest_still_answers(shop: Flask) 
     def broken(window: TimeWindow) -> CategoryReport:
         raise RuntimeError("provider bug")
 
-    shop.extensions["centinela"].metric_categories["uptime"] = broken
+    shop.extensions["centinela"].services.categories["uptime"] = broken
     body = get(shop).get_json()
     assert body["uptime"]["available"] is False and "server log" in body["uptime"]["reason"]
     assert body["performance"]["requests.count"] == 125
@@ -239,7 +239,7 @@ def test_prometheus_buckets_agree_with_the_recorded_samples(
 ) -> None:
     app = Flask("latency")
     monitoring = Monitoring(app, settings=make_settings(), clock=clock)
-    recorder = app.extensions["centinela.request_recorder"]
+    recorder = app.extensions["centinela"].services.metrics.recorder
     rng = random.Random(3)
     samples = [rng.lognormvariate(math.log(0.08), 1.0) for _ in range(5000)]
     for value in samples:
@@ -323,7 +323,7 @@ def test_datadog_exporter_drops_values_it_cannot_send(shop: Flask) -> None:
     def odd(window: TimeWindow) -> CategoryReport:
         return CategoryReport(json={}, datadog=[DatadogPoint("odd.nan", float("nan")), DatadogPoint("odd.one", 1.0)])
 
-    shop.extensions["centinela"].metric_categories["uptime"] = odd
+    shop.extensions["centinela"].services.categories["uptime"] = odd
     names = [s["metric"] for s in get(shop, "?format=datadog&category=uptime").get_json()["series"]]
     assert names == ["odd.one"]
 

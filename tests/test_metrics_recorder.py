@@ -8,8 +8,8 @@ from typing import Any, Callable
 import pytest
 from flask import Flask, abort
 
-from config import Settings
-from monitoring.api.middleware import install_request_hooks, is_internal_route, request_recorder, route_template
+from monitoring.settings import Settings
+from monitoring.api.middleware import install_request_hooks, is_internal_endpoint, route_template
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import TimeWindow
@@ -69,19 +69,18 @@ def test_route_template_drops_converters(rule: str, template: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "template, internal",
+    "endpoint, internal",
     [
-        ("/api/monitoring/metrics", True),
-        ("/api/monitoring/alerts/<alert_id>", True),
-        ("/api/health/live", True),
-        ("/api/openapi.json", True),
-        ("/api/tickets", False),
-        ("/api/healthcare", False),
-        (UNMATCHED_ROUTE, False),
+        ("centinela_metrics.metrics", True),
+        ("centinela_health.live", True),
+        ("centinela_openapi.openapi_document", True),
+        ("tickets", False),
+        ("health.live", False),  # a host blueprint of its own named "health"
+        (None, False),
     ],
 )
-def test_internal_routes_are_the_monitoring_endpoints(template: str, internal: bool) -> None:
-    assert is_internal_route(template) is internal
+def test_internal_endpoints_are_centinelas_blueprints(endpoint: str | None, internal: bool) -> None:
+    assert is_internal_endpoint(endpoint) is internal
 
 
 def test_requests_are_recorded_under_the_rule_template_never_the_raw_path(clock: ManualClock) -> None:
@@ -259,7 +258,7 @@ def test_the_service_records_its_own_endpoints_as_internal(app: Any, client: Any
     client.get("/api/monitoring/metrics", headers=METRICS_HEADERS)
     client.get("/api/openapi.json")
     client.get("/api/monitoring/metrics")  # 401
-    counts = drained(request_recorder(app))
+    counts = drained(app.extensions["centinela"].services.metrics.recorder)
     assert counts == {
         ("GET", "/api/health/live", 2, True): 1,
         ("GET", "/api/monitoring/metrics", 2, True): 1,
@@ -275,7 +274,7 @@ def test_rate_limited_requests_are_timed_too(make_settings: Callable[..., Settin
     client = app.test_client()
     statuses = [client.get("/api/health/live").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
-    assert drained(request_recorder(app)) == {
+    assert drained(app.extensions["centinela"].services.metrics.recorder) == {
         ("GET", "/api/health/live", 2, True): 2,
         ("GET", "/api/health/live", 4, True): 1,
     }

@@ -122,6 +122,6 @@ def test_no_samples_yet_gives_nulls_not_errors(store: Store, clock: ManualClock)
 def test_samples_are_purged_after_48_hours(app, monitoring, clock: ManualClock) -> None:  # type: ignore[no-untyped-def]
     monitoring.scheduler.run_process("system_sample")
     clock.advance(47 * 3600)
-    assert monitoring.purge_expired().get("system_samples") == 0
+    assert monitoring.services.purge_expired().get("system_samples") == 0
     clock.advance(2 * 3600)
-    assert monitoring.purge_expired()["system_samples"] == 1
+    assert monitoring.services.purge_expired()["system_samples"] == 1

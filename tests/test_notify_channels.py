@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from config import ConfigError, Settings
+from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
 from monitoring.notify.channel import mask_secret, mask_url
 from monitoring.notify.channels import build_channels, detect_kind

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.notify.outbox import DELIVERED, Delivery, Outbox
 from monitoring.store.database import Store
 from tests.conftest import ADMIN_KEY, METRICS_KEY

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.notify.model import FIRING, AlertSnapshot, Notification
 from monitoring.notify.outbox import Outbox

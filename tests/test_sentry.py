@@ -13,8 +13,7 @@ import sentry_sdk
 from flask import Flask
 
 from app import create_app
-from config import ConfigError, Settings
-from monitoring.api.error_tracking import tracker_of
+from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
 from monitoring.errors.sentry import SentryOptions, init_sentry, scrub_breadcrumb, scrub_event, sentry_active, \
     shutdown_sentry
@@ -165,7 +164,7 @@ def test_an_exception_in_a_route_arrives_without_pii(sentry_app: Callable[..., F
 def test_our_own_error_tracking_sees_the_same_exception(sentry_app: Callable[..., Flask]) -> None:
     app = sentry_app()
     send_checkout(app)
-    assert tracker_of(app).flush() == 1
+    assert app.extensions["centinela"].errors.flush() == 1
 
 
 def test_transactions_are_sent_sanitised_when_tracing_is_on(sentry_app: Callable[..., Flask],
@@ -215,7 +214,7 @@ def test_a_failing_sentry_never_breaks_a_request(
         assert client.get("/tickets/1").status_code == 200
     # Sending happens off the request path: a dead or hanging Sentry costs the request nothing.
     assert time.perf_counter() - started < 2.0
-    assert tracker_of(app).flush() == 3
+    assert app.extensions["centinela"].errors.flush() == 3
     if failure != "refused":
         ingest.wait_for(1, path=ENVELOPE_PATH)  # it was tried, and failed
     ingest.reset()  # release a hanging handler so the client can shut down

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.store.database import Store
 from monitoring.store.transfer import TargetNotEmpty, copy_store

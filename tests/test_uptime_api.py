@@ -11,7 +11,7 @@ from flask import Flask
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.api.uptime import OPENAPI_PATHS
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
@@ -246,8 +246,10 @@ def shop_app(make_settings: Callable[..., Settings], clock: ManualClock) -> Iter
     def checkout() -> Any:
         raise RuntimeError("payment provider exploded")
 
-    # One round judges the uptime SLI here: this is about the error rate, not about coverage.
-    monitoring = Monitoring(app, settings=make_settings({"UPTIME_MIN_COVERAGE": "0"}), clock=clock)
+    # A host app's uptime is private by default; these tests read it as the service shows it. One round
+    # judges the uptime SLI here: this is about the error rate, not about coverage.
+    monitoring = Monitoring(app, settings=make_settings({"DASHBOARD_PUBLIC": "true", "UPTIME_MIN_COVERAGE": "0"}),
+                            clock=clock)
     yield app
     monitoring.shutdown()
     monitoring.store.dispose()
@@ -341,7 +343,7 @@ def test_incidents_and_the_timeline_are_kept_incident_retention_days(
     clock.advance(5 * DAY)
     shop.round(up=False)  # incident 2 stays open
     clock.advance(10 * DAY)
-    removed = monitoring.purge_expired()
+    removed = monitoring.services.purge_expired()
     assert removed["incidents"] == 1
     assert removed["uptime_segments"] == 2  # the two segments of the first days
     page = application.test_client().get(HISTORY).get_json()["incidents"]

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.store.uptime_tables import incidents, uptime_segments
 from monitoring.uptime.maintenance import parse_window_spec

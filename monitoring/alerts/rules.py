@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, ERROR_RATE, MEMORY_USAGE, \
     PAYMENT_FAILURE_RATE, is_figure_name

@@ -1,16 +1,6 @@
 """HTTP adapters: one blueprint module per endpoint family, each thin over the domain modules.
 
-Every module listed here has ``bp`` (its blueprint), ``OPENAPI_PATHS`` (its part of the
-OpenAPI document) and optionally ``install(monitoring, app)`` for its jobs and limits.
+Every module has ``bp`` (a ``centinela_blueprint``) and ``OPENAPI_PATHS`` (its part of the
+OpenAPI document); ``monitoring.extension.API_MODULES`` lists them. What they serve is built
+in the composition root (``monitoring.services``); a view only reads from it.
 """
-API_MODULES = [
-    "monitoring.api.health",
-    "monitoring.api.uptime",
-    "monitoring.api.metrics",
-    "monitoring.api.audit",
-    "monitoring.api.alerts",
-    "monitoring.api.events",
-    "monitoring.api.error_tracking",
-    "monitoring.api.dashboard",
-    "monitoring.api.openapi",
-]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, g, jsonify, request
+from flask import g, jsonify, request
 
 from monitoring.alerts.admin import (
     Actor,
@@ -24,45 +24,37 @@ from monitoring.alerts.admin import (
 )
 from monitoring.alerts.engine import AlertEngine, AlertNotFound, AlertStateConflict
 from monitoring.alerts.figures import BUILTIN_FIGURES
-from monitoring.alerts.inhibition import Inhibitions
 from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
-from monitoring.alerts.policy import AlertPolicy, parse_duration
-from monitoring.alerts.report import AlertsProvider
-from monitoring.alerts.rules import RuleBook, RuleExists, RuleNotFound, default_rules
+from monitoring.alerts.policy import parse_duration
+from monitoring.alerts.rules import RuleExists, RuleNotFound
 from monitoring.alerts.silences import (
     SILENCE_FIELDS,
     SilenceExpired,
     SilenceNotFound,
-    Silences,
     parse_silence,
 )
 from monitoring.alerts.silences import STATES as SILENCE_STATES
 from monitoring.api.auth import check_key, client_ip, require_key
+from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.errors import ApiError, json_object
 from monitoring.api.params import MAX_ID, choice_arg, int_arg, time_arg
 from monitoring.clock import isoformat
-from monitoring.extension import DAY, Monitoring, current_monitoring
+from monitoring.extension import Monitoring, current_monitoring
 from monitoring.notify.channel import CHANNEL_NAMES
-from monitoring.notify.figures import delivery_report
 from monitoring.notify.model import SEVERITIES
 from monitoring.notify.outbox import STATUSES, Outbox
+from monitoring.services import DAY
 from monitoring.notify.probe import probe_channels
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN, METRICS
-from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
-from monitoring.store.notify_tables import notify_deliveries
-from monitoring.store.retention import RetentionRule
 from monitoring.uptime.maintenance import (
     InvalidMaintenanceWindow,
-    MaintenanceCalendar,
     parse_window_spec,
 )
 
-bp = Blueprint("alerts", __name__, url_prefix="/api/monitoring")
+bp = centinela_blueprint("centinela_alerts", __name__, "/api/monitoring")
 
-DELIVERY_JOB = "notify_delivery"
-EVALUATION_JOB = "alert_evaluation"
 MAX_PAGE = 500
 UPCOMING_MAINTENANCE = 7 * DAY
 MAX_COMMENT = 500
@@ -71,52 +63,12 @@ _SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
-def install(monitoring: Monitoring, app: Flask) -> None:
-    settings = monitoring.settings
-    assert settings is not None
-    outbox = Outbox.from_settings(monitoring.store, monitoring.clock, settings)
-    # The alerting engine enqueues through monitoring.outbox.enqueue(conn, notification).
-    monitoring.outbox = outbox
-    lease = monitoring.scheduler.lease
-    monitoring.scheduler.add_global(
-        DELIVERY_JOB, lambda: outbox.deliver_due(still_leader=lease.held), settings.notify_delivery_interval
-    )
-    keep = settings.alert_retention_days * DAY
-    monitoring.retention_rules += [
-        # Kept like alert history, and never deleted while it may still be retried.
-        RetentionRule(notify_deliveries, notify_deliveries.c.created_at, max(keep, settings.notify_give_up_after + DAY)),
-        RetentionRule(alerts, alerts.c.resolved_at, keep),  # open alerts (no resolved_at) are kept
-        RetentionRule(alert_events, alert_events.c.at, keep),
-        RetentionRule(alert_silences, alert_silences.c.ends_at, keep),
-    ]
-    store, clock, audit = monitoring.store, monitoring.clock, monitoring.audit
-    uptime = getattr(monitoring, "uptime", None)
-    calendar = getattr(uptime, "calendar", None) or MaintenanceCalendar(store, clock)
-    health = monitoring.health
-    engine = AlertEngine(
-        store, clock, audit, outbox,
-        policy=AlertPolicy.from_settings(settings),
-        rulebook=RuleBook(store, clock, audit, default_rules(settings)),
-        silences=Silences(store, clock, audit),
-        inhibitions=Inhibitions(store, clock, audit),
-        maintenance=calendar,
-        # The dict itself: categories registered by modules installed after this one are read too.
-        categories=monitoring.metric_categories,
-        health_snapshot=health.snapshot if health is not None else None,
-        memory_live_within=3 * settings.system_sample_interval + 5,
-        external_url=settings.notify_external_url,
-    )
-    monitoring.alerting = engine
-    monitoring.scheduler.add_global(EVALUATION_JOB, engine.evaluate, settings.alert_evaluation_interval)
-    monitoring.metric_categories["alerts"] = AlertsProvider(store, lambda window: delivery_report(outbox, window))
-
-
 def _outbox() -> Outbox:
-    return current_monitoring().outbox  # type: ignore[no-any-return]
+    return current_monitoring().outbox
 
 
 def _engine() -> AlertEngine:
-    return current_monitoring().alerting  # type: ignore[no-any-return]
+    return current_monitoring().alerting
 
 
 def _actor() -> Actor:
@@ -239,7 +191,6 @@ def deliveries(_: dict[str, Any]) -> Any:
 
 def _thresholds(monitoring: Monitoring) -> dict[str, Any]:
     settings = monitoring.settings
-    assert settings is not None
     return {
         "paymentFailureRate": settings.payment_failure_threshold,
         "dbResponseMs": settings.db_response_threshold_ms,
@@ -262,7 +213,7 @@ CONFIGURATION_SECTIONS: dict[str, Callable[[Monitoring], Any]] = {
     "routing": lambda monitoring: monitoring.outbox.routes.to_json(),
     "delivery": lambda monitoring: {
         **monitoring.outbox.policy.to_json(),
-        "intervalSeconds": monitoring.settings.notify_delivery_interval,  # type: ignore[union-attr]
+        "intervalSeconds": monitoring.settings.notify_delivery_interval,
     },
     "alerting": _policy,
     "rules": lambda monitoring: [{**r.to_json(), "origin": r.origin}

@@ -1,9 +1,10 @@
 """/api/monitoring/audit: page through the audit log, or export a date range as CSV."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Response, g, jsonify, request, stream_with_context
 
 from monitoring.api.auth import client_ip, require_key
+from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import MAX_ID, int_arg, time_arg
 from monitoring.clock import isoformat
@@ -11,13 +12,9 @@ from monitoring.extension import current_monitoring
 from monitoring.security.audit import ADMIN_ACTION, KINDS, render_csv
 from monitoring.security.keys import ADMIN
 
-bp = Blueprint("audit", __name__, url_prefix="/api/monitoring")
+bp = centinela_blueprint("centinela_audit", __name__, "/api/monitoring")
 
 MAX_PAGE = 500
-
-
-
-
 
 
 @bp.get("/audit")

@@ -67,6 +67,12 @@ def _refuse(reason: str, needed: str, actor: str = "anonymous") -> None:
     )
 
 
+def require_key_unless_public() -> None:
+    """The read key for details that DASHBOARD_PUBLIC leaves private (on a host app, by default)."""
+    if not current_monitoring().public:
+        check_key(METRICS)
+
+
 def require_key(role: str) -> Callable[[F], F]:
     """View decorator: the view runs only for a key that grants ``role``."""
     if role not in (METRICS, ADMIN):

@@ -14,32 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Flask,
-    Response,
-    current_app,
-    jsonify,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
-from limits import parse_many
+from flask import Response, jsonify, redirect, render_template, request, url_for
 
-from config import PROJECT_ROOT
 from monitoring.api.auth import check_key, client_ip, presented_key
+from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.errors import ApiError
 from monitoring.clock import isoformat
-from monitoring.dashboard.data import (
-    FULL,
-    PUBLIC,
-    DashboardSources,
-    build_dashboard,
-    sources_of,
-)
-from monitoring.dashboard.datadog import datadog_dashboard
-from monitoring.dashboard.grafana import grafana_dashboard
+from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard
 from monitoring.dashboard.series import BucketMemo
 from monitoring.dashboard.session import (
     COOKIE_NAME,
@@ -48,28 +29,24 @@ from monitoring.dashboard.session import (
     Session,
     same_origin,
 )
-from monitoring.extension import Monitoring, current_monitoring
+from monitoring.extension import current_monitoring, current_services
 from monitoring.security.audit import ACCESS_DENIED
 from monitoring.security.keys import METRICS, ApiKey
-from monitoring.security.rate_limits import client_address
 
 log = logging.getLogger(__name__)
 
-STATIC_FOLDER = Path(__file__).resolve().parent.parent / "dashboard" / "static"
-bp = Blueprint(
-    "dashboard",
+PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "dashboard"
+bp = centinela_blueprint(
+    "centinela_dashboard",
     __name__,
-    url_prefix="/api/monitoring",
-    static_folder=str(STATIC_FOLDER),
+    "/api/monitoring",
+    static_folder=str(PACKAGE_FOLDER / "static"),
     static_url_path="/dashboard/static",
-    template_folder=str(PROJECT_ROOT / "templates"),
+    template_folder=str(PACKAGE_FOLDER / "templates"),
 )
 
 FORMATS = ("json", "html")
 PLATFORMS = ("grafana", "datadog")
-COOKIE_PATH = "/api/monitoring/dashboard"
-SESSIONS_KEY = "centinela.dashboard_sessions"
-DASHBOARD_KEY = "centinela.dashboard"
 MAX_KEY_LENGTH = 512
 LOGIN_MESSAGES = {
     "missing": "Enter the metrics key to see business figures.",
@@ -84,37 +61,19 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def install(monitoring: Monitoring, app: Flask) -> None:
-    app.extensions[SESSIONS_KEY] = DashboardSessions(monitoring.keyring, monitoring.clock)
-    if _is_centinela_service(app):
-        # Centinela's own service sends its visitors to the dashboard; a host app's own / is left alone.
-        app.add_url_rule("/", "dashboard_root", _root)
-
-
-def _is_centinela_service(app: Flask) -> bool:
-    return app.import_name == "app" and Path(app.root_path).resolve() == PROJECT_ROOT
-
-
-def _root() -> Response:
-    return redirect(url_for("dashboard.dashboard", format="html"), 302)  # type: ignore[return-value]
-
-
-def _dashboard() -> tuple[DashboardSources, BucketMemo]:
-    """This app's sources and the series buckets its refreshes share, made on first use (every feature is
-    installed by then)."""
-    found = current_app.extensions.get(DASHBOARD_KEY)
-    if found is None:
-        found = current_app.extensions[DASHBOARD_KEY] = (sources_of(current_monitoring()), BucketMemo())
-    return found  # type: ignore[no-any-return]
-
-
 def _document(view: str) -> dict[str, Any]:
-    sources, buckets = _dashboard()
-    return build_dashboard(sources, view, buckets)
+    monitoring = current_monitoring()
+    if monitoring.dashboard_memo is None:
+        monitoring.dashboard_memo = BucketMemo()  # series buckets, reused while the store's counts hold
+    return build_dashboard(monitoring.services.dashboard, view, monitoring.dashboard_memo)
 
 
 def _sessions() -> DashboardSessions:
-    return current_app.extensions[SESSIONS_KEY]  # type: ignore[no-any-return]
+    return current_services().sessions
+
+
+def _cookie_path() -> str:
+    return url_for("centinela_dashboard.dashboard")
 
 
 def _session() -> Session | None:
@@ -143,7 +102,14 @@ def dashboard():  # type: ignore[no-untyped-def]
             raise ApiError(400, "platform= answers a JSON dashboard document; leave out format=html",
                            "invalid_parameter")
         check_key(METRICS)
-        return jsonify(grafana_dashboard() if platform == "grafana" else datadog_dashboard())
+        # Imported on first use: the Grafana SDK is heavy and only this export needs it.
+        if platform == "grafana":
+            from monitoring.dashboard.grafana import grafana_dashboard
+
+            return jsonify(grafana_dashboard())
+        from monitoring.dashboard.datadog import datadog_dashboard
+
+        return jsonify(datadog_dashboard())
     if output == "html":
         return _page()
     check_key(METRICS)
@@ -160,6 +126,8 @@ def dashboard_data():  # type: ignore[no-untyped-def]
     else:
         session = _session()
         key = session.key if session else None
+        if key is None and not current_monitoring().public:
+            check_key(METRICS)  # DASHBOARD_PUBLIC=false: no public view, sign in first
     document = _document(FULL if key else PUBLIC)
     document["viewer"] = {
         "signedIn": session is not None,
@@ -178,12 +146,12 @@ def _page(message: str | None = None, status: int = 200) -> Response:
     monitoring = current_monitoring()
     session = _session()
     html = render_template(
-        "dashboard.html",
+        "centinela/dashboard.html",
         signed_in=session is not None,
         role=session.key.role if session else None,
         message=message,
-        refresh_seconds=_dashboard()[0].refresh_seconds,
-        zone=monitoring.settings.zone if monitoring.settings else "",
+        refresh_seconds=monitoring.services.dashboard.refresh_seconds,
+        zone=monitoring.settings.zone,
     )
     response = Response(html, status=status, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
@@ -211,46 +179,10 @@ def _require_same_origin() -> None:
                        "cross_site_request")
 
 
-class _FailedSignIns:
-    """RATELIMIT_LOGIN on failed sign-ins per client address, in the limiter's own storage (Redis when set)."""
-
-    def __init__(self, monitoring: Monitoring) -> None:
-        settings = monitoring.settings
-        assert settings is not None
-        self.enabled = settings.ratelimit_enabled
-        self.items = parse_many(settings.ratelimit_login)
-        self.strategy = monitoring.limiter.limiter
-        self.identity = (current_app.config.get("RATELIMIT_KEY_PREFIX", "centinela"), "dashboard-login",
-                         client_address())
-
-    def exhausted(self) -> bool:
-        try:
-            return self.enabled and not all(self.strategy.test(item, *self.identity) for item in self.items)
-        except Exception:  # fail open like the limiter itself: a Redis blip must not lock operators out
-            log.warning("sign-in rate limit storage failed", exc_info=True)
-            return False
-
-    def count(self) -> None:
-        if not self.enabled:
-            return
-        try:
-            for item in self.items:
-                self.strategy.hit(item, *self.identity)
-        except Exception:
-            log.warning("sign-in rate limit storage failed", exc_info=True)
-
-    def retry_after(self) -> int:
-        try:
-            reset = max(self.strategy.get_window_stats(item, *self.identity).reset_time for item in self.items)
-        except Exception:
-            return 60
-        return max(1, int(reset - time.time()) + 1)
-
-
 @bp.get("/dashboard/login")
 def login_page():  # type: ignore[no-untyped-def]
     """Where a reload of a failed sign-in lands: the page itself."""
-    return redirect(url_for("dashboard.dashboard", format="html"), 303)
+    return redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
 
 
 @bp.post("/dashboard/login")
@@ -259,24 +191,26 @@ def login():  # type: ignore[no-untyped-def]
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise ApiError(415, "send the sign-in form as application/x-www-form-urlencoded")
     monitoring = current_monitoring()
-    failures = _FailedSignIns(monitoring)
-    if failures.exhausted():
+    # RATELIMIT_LOGIN counts failed sign-ins per address, in the rate limits' own storage.
+    limits = monitoring.services.limits
+    budget, address = limits.budgets["login"], client_address()
+    if limits.exhausted(budget, address):
         _refuse("rate_limited")
         response = _page(LOGIN_MESSAGES["rate_limited"], 429)
-        response.headers["Retry-After"] = str(failures.retry_after())
+        response.headers["Retry-After"] = str(limits.reset_in(budget, address))
         return response
     presented = request.form.get("key", "").strip()
     key = monitoring.keyring.identify(presented) if 0 < len(presented) <= MAX_KEY_LENGTH else None
     if key is None or not key.grants(METRICS):
-        failures.count()
+        limits.count(budget, address)
         _refuse("missing_key" if not presented else "wrong_key")
         return _page(LOGIN_MESSAGES["missing" if not presented else "wrong"], 401)
-    response = redirect(url_for("dashboard.dashboard", format="html"), 303)
+    response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
     response.set_cookie(
         COOKIE_NAME,
         _sessions().issue(key),
         max_age=SESSION_SECONDS,
-        path=COOKIE_PATH,
+        path=_cookie_path(),
         secure=request.is_secure,
         httponly=True,
         samesite="Strict",
@@ -287,8 +221,8 @@ def login():  # type: ignore[no-untyped-def]
 @bp.post("/dashboard/logout")
 def logout():  # type: ignore[no-untyped-def]
     _require_same_origin()
-    response = redirect(url_for("dashboard.dashboard", format="html"), 303)
-    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, secure=request.is_secure, httponly=True, samesite="Strict")
+    response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
+    response.delete_cookie(COOKIE_NAME, path=_cookie_path(), secure=request.is_secure, httponly=True, samesite="Strict")
     return _no_store(response)
 
 

@@ -1,4 +1,9 @@
-"""One JSON error shape for every status: {"error": {"code", "message"}} (plus details where useful)."""
+"""One JSON error shape for every status: {"error": {"code", "message"}} (plus details where useful).
+
+The handlers are registered on each Centinela blueprint (``monitoring.api.blueprint``), so they
+answer for Centinela's own routes only; ``register_error_handlers(app)`` puts them on a whole
+app, which the Centinela service does and a host app may choose to.
+"""
 from __future__ import annotations
 
 import logging
@@ -26,11 +31,20 @@ _CODES = {
 class ApiError(Exception):
     """Raise from a view to answer with a JSON error."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, **details: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
+        self.headers = headers or {}
         self.details = details
 
 
@@ -39,10 +53,18 @@ def error_response(status: int, message: str, code: str | None = None, **details
     body.update(details)
     response = jsonify({"error": body})
     response.status_code = status
+    if status >= 400:
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _http_exception(exc: HTTPException) -> Response:
+def api_error_response(error: ApiError) -> Response:
+    response = error_response(error.status, error.message, error.code, **error.details)
+    response.headers.update(error.headers)
+    return response
+
+
+def http_exception_response(exc: HTTPException) -> Response:
     status = exc.code or 500
     messages = {
         404: f"no endpoint at {request.path}",
@@ -50,15 +72,13 @@ def _http_exception(exc: HTTPException) -> Response:
         413: "request body too large",
     }
     message = messages.get(status) or (exc.description or exc.name)
-    if status == 429:
-        message = f"rate limit exceeded ({exc.description}); retry after the time in Retry-After"
     response = error_response(status, message)
-    if status == 405 and exc.valid_methods:
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    if status == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
     return response
 
 
-def _unhandled(exc: Exception) -> Response:
+def unhandled_response(exc: Exception) -> Response:
     # Flask sends got_request_exception only when no handler is registered for Exception;
     # ours is, so send it here: error tracking and sentry-sdk's Flask integration listen to it.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -69,9 +89,10 @@ def _unhandled(exc: Exception) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message, e.code, **e.details))
-    app.register_error_handler(HTTPException, _http_exception)
-    app.register_error_handler(Exception, _unhandled)
+    """Answer every error of ``app`` in the JSON shape (the service's choice; a host's is its own)."""
+    app.register_error_handler(ApiError, api_error_response)
+    app.register_error_handler(HTTPException, http_exception_response)
+    app.register_error_handler(Exception, unhandled_response)
 
 
 def json_body() -> Any:

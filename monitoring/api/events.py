@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify
+from flask import jsonify
 
-from monitoring import business
 from monitoring.api.auth import require_key
+from monitoring.api.blueprint import api_key_or_address, centinela_blueprint
 from monitoring.api.errors import ApiError, json_body
 from monitoring.business.events import (
     EVENT_TYPES,
@@ -23,36 +23,12 @@ from monitoring.business.events import (
     TICKET_OPERATIONS,
     InvalidEvents,
 )
-from monitoring.business.figures import BusinessProvider
-from monitoring.extension import Monitoring, current_monitoring
+from monitoring.extension import current_services
 from monitoring.security.keys import METRICS
-from monitoring.security.rate_limits import api_key_or_address
-from monitoring.store.business_tables import (
-    payment_events,
-    ticket_events,
-    user_activity_events,
-)
-from monitoring.store.retention import RetentionRule
 
-DAY = 86400.0
-
-bp = Blueprint("events", __name__, url_prefix="/api/monitoring")
-
-
-def install(monitoring: Monitoring, app: Flask) -> None:
-    settings = monitoring.settings
-    assert settings is not None
-    # The Python API (monitoring.business.record_payment ...) finds the app's extension through
-    # this lookup, so the domain package itself never imports Flask.
-    business.use_current_monitoring(current_monitoring)
-    business.recorder_for(monitoring)  # load or generate the user-id hash key now, not on the first event
-    monitoring.metric_categories["business"] = BusinessProvider(monitoring.store, settings.revenue_currencies)
-    max_age = settings.metrics_retention_days * DAY
-    monitoring.retention_rules += [
-        RetentionRule(table, table.c.at, max_age) for table in (payment_events, ticket_events, user_activity_events)
-    ]
-    # Per key: an app posting events is one client whatever address its workers use.
-    monitoring.limiter.limit(settings.ratelimit_events, key_func=api_key_or_address)(bp)
+# Per key (RATELIMIT_EVENTS) instead of the default: an app posting events is one client
+# whatever addresses its workers use.
+bp = centinela_blueprint("centinela_events", __name__, "/api/monitoring", budgets=[("events", api_key_or_address)])
 
 
 def _items(body: Any) -> list[Any]:
@@ -76,7 +52,7 @@ def _items(body: Any) -> list[Any]:
 def post_events():  # type: ignore[no-untyped-def]
     items = _items(json_body())
     try:
-        result = business.recorder_for(current_monitoring()).record_raw(items)
+        result = current_services().business.record_raw(items)
     except InvalidEvents as exc:
         count = len(exc.errors)
         raise ApiError(

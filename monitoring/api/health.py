@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import jsonify, request
 
-import monitoring.health as health_package
-from monitoring.api.auth import check_key, client_ip
+from monitoring.api.auth import check_key, client_ip, require_key_unless_public
+from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.errors import ApiError
 from monitoring.api.params import flag_arg
 from monitoring.clock import isoformat
-from monitoring.extension import DAY, Monitoring, current_monitoring
+from monitoring.extension import current_monitoring, current_services
 from monitoring.health.report import (
     HEALTH_JSON,
     render_health,
@@ -18,38 +18,12 @@ from monitoring.health.report import (
     render_service_health,
     service_score,
 )
-from monitoring.health.service import HealthService
 from monitoring.health.status import is_serving
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN
-from monitoring.store.health_tables import health_events, health_results
-from monitoring.store.retention import RetentionRule
 
-bp = Blueprint("health", __name__, url_prefix="/api/health")
-
-HEALTH_JOB = "health_checks"
-
-
-def install(monitoring: Monitoring, app: Flask) -> None:
-    settings = monitoring.settings
-    # Load balancers poll these: a budget of their own, larger than the default.
-    monitoring.limiter.limit(settings.ratelimit_health)(bp)
-    service = HealthService(monitoring.store, monitoring.clock, settings)
-    # The host app reaches it as monitoring.health (the package functions) or app.extensions[...].health.
-    monitoring.health = service
-    health_package.activate(service)
-    monitoring.scheduler.add_global(HEALTH_JOB, service.run_exclusive_round, settings.health_check_interval)
-    monitoring.retention_rules += [
-        RetentionRule(health_results, health_results.c.checked_at, settings.metrics_retention_days * DAY),
-        RetentionRule(health_events, health_events.c.at, settings.incident_retention_days * DAY),
-    ]
-    monitoring.metric_categories["health"] = service.report
-
-
-def _health() -> HealthService:
-    return current_monitoring().health  # type: ignore[no-any-return]
-
-
+# Load balancers poll these: a budget of their own (RATELIMIT_HEALTH), instead of the default.
+bp = centinela_blueprint("centinela_health", __name__, "/api/health", budgets=[("health", client_address)])
 
 
 def _no_store(response: Any) -> Any:
@@ -60,22 +34,22 @@ def _no_store(response: Any) -> Any:
 @bp.get("/live")
 def live():  # type: ignore[no-untyped-def]
     """Liveness: the process answers. Calls no dependency, so a database outage never restarts us."""
-    monitoring = current_monitoring()
-    return jsonify(
+    services = current_services()
+    return _no_store(jsonify(
         {
             "status": "alive",
-            "instance": monitoring.scheduler.instance.instance_id,
-            "zone": monitoring.settings.zone,
-            "time": isoformat(monitoring.clock.now()),
+            "instance": services.scheduler.instance_id,
+            "zone": services.settings.zone,
+            "time": isoformat(services.clock.now()),
         }
-    )
+    ))
 
 
 @bp.get("/check")
 def check():  # type: ignore[no-untyped-def]
     """Dependency health from the store; ``refresh=true`` (admin) runs the checks first."""
     monitoring = current_monitoring()
-    health = _health()
+    health = monitoring.health
     refresh = flag_arg("refresh")
     name = request.args.get("service")
     if refresh:
@@ -84,6 +58,8 @@ def check():  # type: ignore[no-untyped-def]
             ADMIN_ACTION, key.key_id, "health.refresh", client_ip=client_ip(), path=request.path,
             detail={"service": name},
         )
+    else:
+        require_key_unless_public()
     known = health.service_names()
     if name is not None and name not in known:
         raise ApiError(404, f"no service {name!r}; known: {', '.join(known)}", "unknown_service", known=known)
@@ -108,7 +84,7 @@ def check():  # type: ignore[no-untyped-def]
 def ready():  # type: ignore[no-untyped-def]
     """Readiness: the store answers a real query and no critical dependency is unhealthy."""
     monitoring = current_monitoring()
-    readiness = _health().readiness()
+    readiness = monitoring.health.readiness()
     if not readiness.ready:
         raise ApiError(503, "not ready: " + "; ".join(readiness.reasons), "not_ready", reasons=readiness.reasons)
     return _no_store(jsonify({"status": "ready", "time": isoformat(monitoring.clock.now())}))

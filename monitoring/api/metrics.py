@@ -5,13 +5,13 @@ import logging
 import socket
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Response, jsonify, request
 
-from monitoring.api import middleware
 from monitoring.api.auth import require_key
+from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import flag_arg
-from monitoring.extension import Monitoring, current_monitoring
+from monitoring.extension import current_services
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.exporters import (
     FORMATS,
@@ -21,62 +21,33 @@ from monitoring.metrics.exporters import (
     render_json,
     render_prometheus,
 )
-from monitoring.metrics.performance import PerformanceProvider, SystemProvider
-from monitoring.metrics.rollups import RequestRollups
 from monitoring.metrics.scope import ScopedProvider
-from monitoring.metrics.system import SAMPLE_RETENTION_SECONDS, SystemSampler
 from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
-from monitoring.security.rate_limits import api_key_or_address
-from monitoring.store.metrics_tables import system_samples
-from monitoring.store.retention import RetentionRule
+from monitoring.services import Services
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("metrics", __name__, url_prefix="/api/monitoring")
+# Per key, not per address: one scraper's budget is not another team's (RATELIMIT_EXPORT); the
+# default per-address limit applies on top, as on every endpoint.
+bp = centinela_blueprint(
+    "centinela_metrics", __name__, "/api/monitoring", budgets=[BY_ADDRESS, ("export", api_key_or_address)]
+)
 
-# Every category the export knows; later features register the providers of the last ones.
+# Every category the export knows, in this order.
 CATEGORIES = ("system", "performance", "business", "errors", "health", "uptime", "alerts")
-# Leader-only: dropping old rows needs doing once, not once per worker.
-DOWNSAMPLE_INTERVAL = 600.0
 
 
-def install(monitoring: Monitoring, app: Flask) -> None:
-    settings = monitoring.settings
-    assert settings is not None
-    # Request timing for the monitored app (this service, or a host app calling Monitoring(app)).
-    middleware.install(monitoring, app)
-    retention = settings.metrics_retention_days * DAY
-    rollups = RequestRollups(monitoring.store, monitoring.clock, retention_seconds=retention)
-    # Drops minute rows after 48 h and every row after METRICS_RETENTION_DAYS (the rollups'
-    # composite key does not fit the generic retention rule).
-    monitoring.scheduler.add_global("metrics_downsample", rollups.downsample, DOWNSAMPLE_INTERVAL)
-
-    sampler = SystemSampler(monitoring.store, monitoring.clock, monitoring.scheduler.instance.instance_id)
-    sampler.prime()
-    monitoring.scheduler.add_process("system_sample", sampler.sample, settings.system_sample_interval)
-
-    monitoring.retention_rules.append(RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS))
-    monitoring.metric_categories["performance"] = PerformanceProvider(rollups)
-    monitoring.metric_categories["system"] = SystemProvider(
-        monitoring.store, monitoring.scheduler.describe, settings.system_sample_interval
-    )
-    # Per key, not per address: one scraper's budget is not another team's. The default
-    # per-address limit still applies on top (override_defaults=False), as on every endpoint.
-    monitoring.limiter.limit(settings.ratelimit_export, key_func=api_key_or_address, override_defaults=False)(bp)
-
-
-def _window(monitoring: Monitoring) -> TimeWindow:
+def _window(monitoring: Services) -> TimeWindow:
     raw = request.args.get("window") or DEFAULT_WINDOW
-    assert monitoring.settings is not None
     try:
         return parse_window(raw, monitoring.clock.now(), monitoring.settings.metrics_retention_days * DAY)
     except ValueError as exc:
         raise ApiError(400, f"{exc} (got {raw[:40]!r})", "invalid_parameter") from None
 
 
-def _categories(monitoring: Monitoring) -> list[str]:
-    known = list(CATEGORIES) + sorted(set(monitoring.metric_categories) - set(CATEGORIES))
+def _categories(monitoring: Services) -> list[str]:
+    known = list(CATEGORIES) + sorted(set(monitoring.categories) - set(CATEGORIES))
     category = request.args.get("category")
     if category is None or category == "":
         return known
@@ -85,8 +56,8 @@ def _categories(monitoring: Monitoring) -> list[str]:
     return [category]
 
 
-def _section(monitoring: Monitoring, name: str, window: TimeWindow, include_internal: bool) -> Section:
-    provider = monitoring.metric_categories.get(name)
+def _section(monitoring: Services, name: str, window: TimeWindow, include_internal: bool) -> Section:
+    provider = monitoring.categories.get(name)
     if provider is None:
         return Unavailable(f"no {name} figures in this service yet: their provider is not installed")
     try:
@@ -106,7 +77,7 @@ def _section(monitoring: Monitoring, name: str, window: TimeWindow, include_inte
 @bp.get("/metrics")
 @require_key(METRICS)
 def metrics():  # type: ignore[no-untyped-def]
-    monitoring = current_monitoring()
+    monitoring = current_services()
     output = request.args.get("format") or "json"
     if output not in FORMATS:
         raise ApiError(400, f"unknown format {output[:40]!r}; valid: {', '.join(FORMATS)}", "invalid_parameter")
@@ -118,7 +89,6 @@ def metrics():  # type: ignore[no-untyped-def]
         body, content_type = render_prometheus(sections, request.headers.get("Accept"))
         return Response(body, content_type=content_type)
     if output == "datadog":
-        assert monitoring.settings is not None
         return jsonify(
             render_datadog(sections, window.end, socket.gethostname(), (f"zone:{monitoring.settings.zone}",))
         )

@@ -1,7 +1,7 @@
 """Request timing for the monitored Flask app, into the RequestRecorder.
 
-Installed by ``Monitoring(app)`` (through the metrics module's install), so the Centinela
-service and any host app that calls ``Monitoring(app)`` are measured the same way.
+Installed by ``Monitoring(app)``, so the Centinela service and any host app that calls
+``Monitoring(app)`` are measured the same way.
 
 It is a thin WSGI wrapper around ``app.wsgi_app`` plus one after_request hook:
 
@@ -13,8 +13,12 @@ It is a thin WSGI wrapper around ``app.wsgi_app`` plus one after_request hook:
   is recorded as ``<unmatched>``.
 * An exception that escapes Flask, or a response our hook never saw (another after_request
   hook failed, so Flask answered 500 itself), is recorded as a 500.
-* Monitoring endpoints (/api/monitoring/*, /api/health/*, /api/openapi.json) are recorded
-  with ``internal=True`` so SLO and alert figures can leave them out.
+* Centinela's own endpoints (every route of a ``centinela_*`` blueprint, wherever URL_PREFIX
+  puts them) are recorded with ``internal=True`` so SLO and alert figures can leave them out.
+* The first request a process serves starts this process's scheduler (flush, sampling, the
+  lease) when it has not started yet: under ``gunicorn --preload`` the app is built in the
+  master, and threads started there would not survive the fork. The check is one pid
+  comparison per request.
 
 The request path does no I/O: ``RequestRecorder.record`` updates an in-memory histogram under
 a lock, and the scheduler's per-process flush job writes it to the store.
@@ -22,26 +26,22 @@ a lock, and the scheduler's per-process flush job writes it to the store.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from flask import Flask, Response, request
 from werkzeug.routing import Rule
 
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestRecorder
-from monitoring.metrics.rollups import RequestRollups, flush_recorder
-
-if TYPE_CHECKING:
-    from monitoring.extension import Monitoring
 
 log = logging.getLogger(__name__)
 
-RECORDER_KEY = "centinela.request_recorder"
 _OUTCOME = "centinela.request_outcome"
-INTERNAL_PREFIXES = ("/api/monitoring/", "/api/health/")
-INTERNAL_ROUTES = frozenset({"/api/monitoring", "/api/health", "/api/openapi.json"})
+# Every Centinela blueprint's name starts so (and no host blueprint's may: names are unique).
+INTERNAL_BLUEPRINT_PREFIX = "centinela_"
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
@@ -50,29 +50,44 @@ def route_template(rule: str) -> str:
     return _CONVERTER.sub(r"<\1>", rule)
 
 
-def is_internal_route(template: str) -> bool:
-    """The monitoring endpoints themselves, which SLO and alert figures leave out."""
-    return template in INTERNAL_ROUTES or template.startswith(INTERNAL_PREFIXES)
+def is_internal_endpoint(endpoint: str | None) -> bool:
+    """Centinela's own endpoints, which SLO and alert figures leave out."""
+    return bool(endpoint) and endpoint.startswith(INTERNAL_BLUEPRINT_PREFIX)  # type: ignore[union-attr]
 
 
-def install_request_hooks(app: Flask, recorder: RequestRecorder) -> None:
-    """Time every request of ``app`` into ``recorder`` (no I/O on the request path)."""
-    # URL rule string -> (template, internal); Rule objects themselves are unhashable.
-    labels: dict[str | None, tuple[str, bool]] = {None: (UNMATCHED_ROUTE, False)}
+def install_request_hooks(
+    app: Flask, recorder: RequestRecorder, start_process: Callable[[], object] | None = None
+) -> None:
+    """Time every request of ``app`` into ``recorder`` (no I/O on the request path).
+
+    ``start_process`` runs once in each process, on its first request (see the module docstring).
+    """
+    # (URL rule, endpoint) -> (template, internal); Rule objects themselves are unhashable.
+    labels: dict[tuple[str, str] | None, tuple[str, bool]] = {None: (UNMATCHED_ROUTE, False)}
     perf_counter = time.perf_counter
+    getpid = os.getpid
     record = recorder.record
     inner = app.wsgi_app
     get_request = request._get_current_object  # one context lookup, not a proxy hop per attribute
+    started_in: list[int] = [getpid() if start_process is None else -1]
 
     def label(rule: Rule | None) -> tuple[str, bool]:
-        key = None if rule is None else rule.rule
+        key = None if rule is None else (rule.rule, rule.endpoint)
         found = labels.get(key)
         if found is None:
+            assert rule is not None
             # Once per URL rule: rules are written by developers, but they pass the sanitiser
             # like everything else we store.
-            template = sanitise_text(route_template(key))  # type: ignore[arg-type]
-            found = labels[key] = (template, is_internal_route(template))
+            template = sanitise_text(route_template(rule.rule))
+            found = labels[key] = (template, is_internal_endpoint(rule.endpoint))
         return found
+
+    def start_this_process() -> None:
+        started_in[0] = getpid()
+        try:
+            start_process()  # type: ignore[misc]
+        except Exception:  # monitoring that cannot start must not fail the request
+            log.exception("could not start Centinela's scheduler in this process")
 
     def finish(environ: dict[str, Any], started: float, escaped: bool) -> None:
         elapsed = perf_counter() - started
@@ -89,6 +104,8 @@ def install_request_hooks(app: Flask, recorder: RequestRecorder) -> None:
             log.exception("request metrics: could not record a request")
 
     def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        if started_in[0] != getpid():
+            start_this_process()
         started = perf_counter()
         try:
             response = inner(environ, start_response)
@@ -116,23 +133,3 @@ def _match_rule(app: Flask, environ: dict[str, Any]) -> Rule | None:
         return rule  # type: ignore[no-any-return]
     except Exception:
         return None
-
-
-def install(monitoring: "Monitoring", app: Flask) -> RequestRecorder:
-    """Hooks on ``app``, and this process's flush: on the scheduler's interval and at worker exit."""
-    rollups = RequestRollups(monitoring.store, monitoring.clock)
-    recorder = RequestRecorder(monitoring.clock)
-    app.extensions[RECORDER_KEY] = recorder
-    install_request_hooks(app, recorder)
-
-    def flush() -> int:
-        return flush_recorder(recorder, rollups)
-
-    monitoring.scheduler.add_process("metrics_flush", flush, monitoring.settings.metrics_flush_interval)
-    monitoring.on_shutdown(flush)
-    return recorder
-
-
-def request_recorder(app: Flask) -> RequestRecorder:
-    """The recorder the hooks of ``app`` write to."""
-    return app.extensions[RECORDER_KEY]

@@ -1,12 +1,17 @@
-"""/api/openapi.json: the OpenAPI 3.1 document, assembled from each blueprint module's OPENAPI_PATHS."""
+"""/api/openapi.json: the OpenAPI 3.1 document of Centinela's own routes (under URL_PREFIX),
+assembled from each blueprint module's OPENAPI_PATHS. A host app's routes are not in it: the
+host's own OpenAPI, if it has one, stays the host's."""
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import jsonify
 
-bp = Blueprint("openapi", __name__, url_prefix="/api")
+from monitoring.api.blueprint import centinela_blueprint
+from monitoring.extension import current_monitoring
+
+bp = centinela_blueprint("centinela_openapi", __name__, "/api")
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -72,12 +77,12 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
-def build_document(version: str = "0.1.0") -> dict[str, Any]:
-    from monitoring.api import API_MODULES
+def build_document(version: str = "0.1.0", url_prefix: str = "") -> dict[str, Any]:
+    from monitoring.extension import API_MODULES
 
     paths: dict[str, Any] = {}
     for name in API_MODULES:
-        paths.update(importlib.import_module(name).OPENAPI_PATHS)
+        paths.update({url_prefix + path: item for path, item in importlib.import_module(name).OPENAPI_PATHS.items()})
     return {
         "openapi": "3.1.0",
         "info": {
@@ -94,10 +99,13 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi_document():  # type: ignore[no-untyped-def]
-    document = current_app.extensions.get("centinela_openapi")
-    if document is None:
-        document = current_app.extensions["centinela_openapi"] = build_document()
-    return jsonify(document)
+    monitoring = current_monitoring()
+    if monitoring.openapi_document is None:
+        from monitoring.extension import package_version
+
+        monitoring.openapi_document = build_document(package_version("centinela") or "dev",
+                                                     monitoring.settings.url_prefix)
+    return jsonify(monitoring.openapi_document)
 
 
 OPENAPI_PATHS = {

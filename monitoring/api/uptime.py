@@ -5,18 +5,13 @@ generic texts /api/health/check shows), under the default per-address rate limit
 """
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import jsonify, request, url_for
 
+from monitoring.api.auth import require_key_unless_public
+from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import int_arg
-from monitoring.extension import DAY, Monitoring, current_monitoring
-from monitoring.store.retention import RetentionRule
-from monitoring.store.schema import instances
-from monitoring.store.uptime_tables import (
-    incidents,
-    maintenance_windows,
-    uptime_segments,
-)
+from monitoring.extension import current_services
 from monitoring.uptime.periods import (
     DEFAULT_WINDOW,
     ROLLING_WINDOWS,
@@ -26,36 +21,15 @@ from monitoring.uptime.periods import (
 from monitoring.uptime.report import INCIDENT_HISTORY_PATH, render_uptime
 from monitoring.uptime.service import UptimeService
 
-bp = Blueprint("uptime", __name__, url_prefix="/api/monitoring")
+bp = centinela_blueprint("centinela_uptime", __name__, "/api/monitoring")
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-# Instances silent this long are dead processes: the zones stop listing them after a day.
-INSTANCE_RETENTION_SECONDS = 7 * DAY
-
-
-def install(monitoring: Monitoring, app: Flask) -> None:
-    settings = monitoring.settings
-    assert settings is not None and monitoring.health is not None, "the health blueprint installs first"
-    health = monitoring.health
-    service = UptimeService(monitoring.store, monitoring.clock, settings, lambda: health.snapshot().status)
-    # Other features reach the maintenance calendar and incidents here: monitoring.uptime.calendar.
-    monitoring.uptime = service
-    health.round_listeners.append(service.on_health_round)
-    retention = settings.incident_retention_days * DAY
-    monitoring.retention_rules += [
-        RetentionRule(incidents, incidents.c.ended_at, retention),  # an open incident (no end) is kept
-        RetentionRule(uptime_segments, uptime_segments.c.last_at, retention),
-        RetentionRule(maintenance_windows, maintenance_windows.c.ends_at, retention),  # open-ended ones are kept
-        RetentionRule(instances, instances.c.last_seen, INSTANCE_RETENTION_SECONDS),
-    ]
-    monitoring.metric_categories["uptime"] = service.category_report
 
 
 def _service() -> UptimeService:
-    return current_monitoring().uptime  # type: ignore[no-any-return]
-
-
+    require_key_unless_public()
+    return current_services().uptime
 
 
 @bp.get("/uptime")
@@ -81,7 +55,8 @@ def incident_history():  # type: ignore[no-untyped-def]
     return jsonify(
         {
             "incidents": [incident.to_json(now) for incident in page],
-            "next": {"before": next_before, "href": f"{INCIDENT_HISTORY_PATH}?before={next_before}&limit={limit}"}
+            "next": {"before": next_before,
+                     "href": url_for("centinela_uptime.incident_history", before=next_before, limit=limit)}
             if next_before
             else None,
         }

@@ -277,11 +277,16 @@ def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | 
     return document
 
 
-def sources_of(monitoring: Any) -> DashboardSources:
-    """The sources of one Monitoring extension: whatever features it has installed."""
-    settings = monitoring.settings
-    refresh_seconds = settings.dashboard_refresh_seconds if settings is not None else DEFAULT_REFRESH_SECONDS
-    uptime_service = getattr(monitoring, "uptime", None)
+def sources_of(
+    store: Store,
+    clock: Clock,
+    categories: Mapping[str, CategoryProvider],
+    rollups: RequestRollups,
+    uptime_service: Any | None,
+    engine: Any | None,
+    refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
+) -> DashboardSources:
+    """The dashboard's sources from the features the composition root built."""
     uptime: UptimeSource | None = None
     if uptime_service is not None:
         from monitoring.uptime.periods import parse_period
@@ -291,7 +296,6 @@ def sources_of(monitoring: Any) -> DashboardSources:
             # The same document as GET /api/monitoring/uptime (its default window), cut down above.
             return render_uptime(uptime_service.report(parse_period(None, None, now), now))
 
-    engine = getattr(monitoring, "alerting", None)
     alerts: AlertsSource | None = None
     if engine is not None:
         from monitoring.alerts.lifecycle import OPEN_STATES
@@ -303,10 +307,10 @@ def sources_of(monitoring: Any) -> DashboardSources:
                     for alert in engine.ledger.listing(states=OPEN_STATES, limit=MAX_ALERTS)]
 
     return DashboardSources(
-        store=monitoring.store,
-        clock=monitoring.clock,
-        categories=monitoring.metric_categories,
-        rollups=RequestRollups(monitoring.store, monitoring.clock),
+        store=store,
+        clock=clock,
+        categories=categories,
+        rollups=rollups,
         uptime=uptime,
         alerts=alerts,
         refresh_seconds=refresh_seconds,

@@ -1,11 +1,14 @@
 """Sentry: initialised when SENTRY_DSN is set, with every event, breadcrumb and transaction
 passing the PII sanitiser before it leaves the process.
 
-sentry-sdk keeps one client per process, so ``init_sentry`` is idempotent (the same options
+sentry-sdk keeps one client per process. ``init_sentry`` is idempotent (the same options
 twice is a no-op; new options close the old client first) and ``shutdown_sentry`` turns it
-off again. Sending happens on sentry-sdk's background thread: a slow, failing or absent
-Sentry never delays or fails a request, and a hook that cannot scrub an event drops it
-rather than send it unscrubbed.
+off again; whether the running client is ours is read off the client itself (our scrubbing
+hook), so no module state is needed. ``SentryReporter`` is what one Centinela holds: it
+starts Sentry when SENTRY_DSN is set and nobody else in the process has, leaves a host app's
+own Sentry alone, and stops only a client it started. Sending happens on sentry-sdk's
+background thread: a slow, failing or absent Sentry never delays or fails a request, and a
+hook that cannot scrub an event drops it rather than send it unscrubbed.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ DUPLICATE_REPORTING_LOGGERS = ("monitoring.api.errors",)
 class SentryOptions:
     dsn: str
     environment: str
-    release: str
+    release: str | None  # None: sentry-sdk finds one (SENTRY_RELEASE, a git checkout, ...)
     traces_sample_rate: float  # 0 turns performance tracing off
     shutdown_timeout: float = 2.0  # seconds a worker waits at exit for unsent events
 
@@ -39,14 +42,18 @@ class SentryOptions:
         )
 
 
-def sentry_options(settings: Any) -> SentryOptions | None:
-    """The options from the settings, or None when SENTRY_DSN is unset (Sentry off)."""
+def sentry_options(settings: Any, default_release: str = "") -> SentryOptions | None:
+    """The options from the settings, or None when SENTRY_DSN is unset (Sentry off).
+
+    The release is SENTRY_RELEASE, else ``default_release`` (an embedding app's own version,
+    so its errors are never filed under Centinela's), else whatever sentry-sdk detects.
+    """
     if not settings.sentry_dsn:
         return None
     return SentryOptions(
         dsn=settings.sentry_dsn,
         environment=settings.sentry_environment,
-        release=settings.sentry_release,
+        release=settings.sentry_release or default_release or None,
         traces_sample_rate=settings.sentry_traces_sample_rate,
     )
 
@@ -68,8 +75,11 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) 
         return None
 
 
-_lock = threading.Lock()
-_active: SentryOptions | None = None
+def _running_options(client: Any) -> SentryOptions | None:
+    """The options of the process's client if it is one of ours (our scrubbing hook), else None."""
+    if not client.is_active() or client.options.get("before_send") is not scrub_event:
+        return None
+    return client.options.get("centinela_options")
 
 
 def init_sentry(options: SentryOptions) -> bool:
@@ -77,21 +87,20 @@ def init_sentry(options: SentryOptions) -> bool:
     import sentry_sdk
     from sentry_sdk.integrations.logging import ignore_logger
 
-    global _active
-    with _lock:
-        if _active == options and sentry_sdk.get_client().is_active():
-            return False
-        _close_client(options.shutdown_timeout)
-        with warnings.catch_warnings():
-            # sentry-sdk 2.x calls send_default_pii deprecated (in favour of data_collection) but
-            # still honours it; we set it explicitly so that no SDK default can ever turn PII on.
-            warnings.filterwarnings("ignore", message="The send_default_pii option is deprecated",
-                                    category=DeprecationWarning)
-            _start_client(options)
-        for name in DUPLICATE_REPORTING_LOGGERS:
-            ignore_logger(name)
-        _active = options
-        return True
+    if _running_options(sentry_sdk.get_client()) == options:
+        return False
+    _close_client(options.shutdown_timeout)
+    with warnings.catch_warnings():
+        # sentry-sdk 2.x calls send_default_pii deprecated (in favour of data_collection) but
+        # still honours it; we set it explicitly so that no SDK default can ever turn PII on.
+        warnings.filterwarnings("ignore", message="The send_default_pii option is deprecated",
+                                category=DeprecationWarning)
+        _start_client(options)
+    # Remembered on the client itself: what it runs with is a fact about it, not about us.
+    sentry_sdk.get_client().options["centinela_options"] = options
+    for name in DUPLICATE_REPORTING_LOGGERS:
+        ignore_logger(name)
+    return True
 
 
 def _start_client(options: SentryOptions) -> None:
@@ -125,13 +134,50 @@ def _close_client(timeout: float) -> None:
 
 def shutdown_sentry(timeout: float = 2.0) -> None:
     """Send what is queued (waiting at most ``timeout`` seconds) and turn Sentry off in this process."""
-    global _active
-    with _lock:
-        _close_client(timeout)
-        _active = None
+    _close_client(timeout)
 
 
 def sentry_active() -> bool:
+    """Whether the process's Sentry client is one Centinela started."""
+    return _running_options_now() is not None
+
+
+class SentryReporter:
+    """One Centinela's Sentry: started when SENTRY_DSN is set, never over a host app's own client."""
+
+    def __init__(self, options: SentryOptions | None) -> None:
+        self.options = options
+        self._started = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, default_release: str = "") -> "SentryReporter":
+        return cls(sentry_options(settings, default_release))
+
+    def start(self) -> bool:
+        """Start Sentry for this process if configured and nobody else has; True when it runs ours."""
+        import sentry_sdk
+
+        if self.options is None:
+            return False
+        with self._lock:
+            client = sentry_sdk.get_client()
+            if client.is_active() and _running_options(client) is None:
+                log.info("Sentry is already set up by the host app: Centinela leaves it as it is")
+                return False
+            init_sentry(self.options)
+            self._started = True
+            return True
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Close the client only if it is still the one this reporter started."""
+        with self._lock:
+            if self._started and self.options is not None and _running_options_now() == self.options:
+                shutdown_sentry(self.options.shutdown_timeout if timeout is None else timeout)
+            self._started = False
+
+
+def _running_options_now() -> SentryOptions | None:
     import sentry_sdk
 
-    return _active is not None and sentry_sdk.get_client().is_active()
+    return _running_options(sentry_sdk.get_client())

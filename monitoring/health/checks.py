@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import requests
 import urllib3
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.health.definitions import MAX_TIMEOUT, CheckDefinition, HttpCheckDefinition, TcpCheckDefinition
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY
 from monitoring.store.database import Store

@@ -1,4 +1,4 @@
-"""Custom health checks registered by the host app: ``monitoring.health.register(name, fn, critical=...)``.
+"""Custom health checks registered by the host app: ``centinela.health.register(name, fn, critical=...)``.
 
 Standard library only (the package's ``__init__`` imports it, and config.py imports the package).
 """
@@ -72,7 +72,3 @@ class CustomChecks:
         with self._lock:
             return set(self._checks)
 
-
-# Checks registered through the module-level ``monitoring.health.register``: every app in the
-# process runs them (a host app registers at import time, in every worker, so the leader has them).
-PROCESS_CHECKS = CustomChecks()

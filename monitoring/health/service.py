@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import Clock
 from monitoring.health.circuit import (
     HALF_OPEN,
@@ -27,7 +27,7 @@ from monitoring.health.circuit import (
 from monitoring.health.checks import Check, Probe, configured_checks, custom_probe
 from monitoring.health.definitions import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from monitoring.health.events import HealthEvent, list_events, opening_error
-from monitoring.health.registry import PROCESS_CHECKS, CustomCheck, CustomChecks, custom_check
+from monitoring.health.registry import CustomCheck, CustomChecks, custom_check
 from monitoring.health.report import build_category_report
 from monitoring.health.results import (
     CheckResult,
@@ -69,7 +69,6 @@ class HealthService:
         store: Store,
         clock: Clock,
         settings: Settings,
-        process_checks: CustomChecks = PROCESS_CHECKS,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -84,7 +83,6 @@ class HealthService:
             ),
         )
         self.custom = CustomChecks()
-        self._process_checks = process_checks
         self._configured = configured_checks(store, settings)
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
@@ -112,14 +110,14 @@ class HealthService:
         return self.custom.remove(name)
 
     def ensure_name_free(self, name: str) -> None:
-        if name in {c.name for c in self._configured} or name in self._process_checks.names() | self.custom.names():
+        if name in {c.name for c in self._configured} or name in self.custom.names():
             raise ValueError(f"a health check named {name!r} already exists")
 
     def checks(self) -> list[Check]:
         """Configured checks first (database, stripe, brevo, HEALTH_CHECKS), then custom ones."""
         checks = list(self._configured)
         taken = {c.name for c in checks}
-        for custom in self._process_checks.all() + self.custom.all():
+        for custom in self.custom.all():
             if custom.name in taken:
                 if custom.name not in self._warned_duplicates:
                     self._warned_duplicates.add(custom.name)
@@ -282,17 +280,21 @@ class HealthService:
             return _store_unavailable_snapshot(expected, now)
 
     def readiness(self) -> Readiness:
-        """Ready when the store answers a real query and no critical dependency is unhealthy."""
-        try:
-            self.store.ping()
-        except Exception:  # any driver error means the store did not answer
-            log.warning("readiness: the store did not answer", exc_info=True)
-            return Readiness(False, [STORE_UNAVAILABLE_ERROR])
+        """Ready unless one of READINESS_DEPENDENCIES is down ("store": our own store answers a
+        real query). Other dependencies, payment providers included, lower the health score and
+        alert, but must not pull every instance out of the load balancer's rotation."""
+        required = set(self.settings.readiness_dependencies)
+        if "store" in required:
+            try:
+                self.store.ping()
+            except Exception:  # any driver error means the store did not answer
+                log.warning("readiness: the store did not answer", exc_info=True)
+                return Readiness(False, [STORE_UNAVAILABLE_ERROR])
         snapshot = self.snapshot()
         reasons = [
-            f"critical dependency {s.name} is unhealthy" + (f" ({s.error})" if s.error else "")
+            f"dependency {s.name} is unhealthy" + (f" ({s.error})" if s.error else "")
             for s in snapshot.services.values()
-            if s.critical and s.status == UNHEALTHY
+            if s.name in required and s.status == UNHEALTHY
         ]
         return Readiness(not reasons, reasons)
 

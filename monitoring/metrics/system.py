@@ -13,6 +13,7 @@ import socket
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import psutil
 from sqlalchemy import and_, func, select
@@ -137,10 +138,13 @@ class SystemSample:
 class SystemSampler:
     """Samples this process on the scheduler's per-process job and writes the sample to the store."""
 
-    def __init__(self, store: Store, clock: Clock, instance: str, cgroup_root: Path = CGROUP_ROOT) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, instance: str | Callable[[], str], cgroup_root: Path = CGROUP_ROOT
+    ) -> None:
         self.store = store
         self.clock = clock
-        self.instance = instance
+        # A callable for the scheduler's identity, which a forked worker renews.
+        self._instance = instance if callable(instance) else (lambda: instance)
         self.hostname = socket.gethostname()
         self.cgroup_root = cgroup_root
         self._lock = threading.Lock()
@@ -183,7 +187,7 @@ class SystemSampler:
             store_bytes = 0
         return SystemSample(
             at=self.clock.now(),
-            instance=self.instance,
+            instance=self._instance(),
             hostname=self.hostname,
             pid=os.getpid(),
             process_cpu_percent=round(cpu, 2),

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
 from monitoring.notify.channel import clip
 from monitoring.notify.channels import ChannelSet, build_channels

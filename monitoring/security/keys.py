@@ -1,8 +1,10 @@
 """API keys: a read key (metrics) and an admin key, compared in constant time.
 
-A key that is not configured is generated once into VAR_DIR with mode 0600 and shown once,
-so the service never runs open by default. Keys are referred to by a key id (role and a
-short hash), never by their value, in logs and the audit trail.
+A key that is not configured is generated once into VAR_DIR (a private folder, 0700) with
+mode 0600, so the service never runs open by default; the log says where it is and its key
+id, never its value. Keys are referred to by a key id (role and a short hash), never by their
+value, in logs and the audit trail. Generated keys use letters and digits only: some clients
+refuse other characters (the JavaScript Sentry SDK rejects a DSN whose key holds a "-").
 """
 from __future__ import annotations
 
@@ -10,14 +12,29 @@ import hashlib
 import hmac
 import os
 import secrets
+import string
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from monitoring.private_files import private_directory
+
 METRICS = "metrics"
 ADMIN = "admin"
 ROLES = (METRICS, ADMIN)
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
+_KEY_LENGTH = 43  # 43 characters of 62: 256 bits
+
+
+def generate_key() -> str:
+    """A new random key of letters and digits (256 bits)."""
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(_KEY_LENGTH))
+
+
+def key_id_of(role: str, secret: str) -> str:
+    return f"{role}:{hashlib.sha256(secret.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,7 @@ class ApiKey:
     @property
     def key_id(self) -> str:
         """A stable, non-reversible name for the key: safe for logs and the audit log."""
-        return f"{self.role}:{hashlib.sha256(self.secret.encode()).hexdigest()[:8]}"
+        return key_id_of(self.role, self.secret)
 
     def grants(self, role: str) -> bool:
         """The admin key grants read access too."""
@@ -44,10 +61,10 @@ def load_or_generate_secret(path: Path, announce: Callable[[str], None] | None) 
     the link either appears with the whole key in it or fails because another process won,
     so no reader ever sees a half-written file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     if path.exists():
         return _read_key(path), False
-    value = secrets.token_urlsafe(32)
+    value = generate_key()
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     try:
         with os.fdopen(fd, "w") as handle:
@@ -83,7 +100,10 @@ class KeyRing:
         var_dir: str,
         announce: Callable[[str, str, str], None] | None = None,
     ) -> "KeyRing":
-        """Use the configured keys; generate (once) and keep any missing one under ``var_dir``."""
+        """Use the configured keys; generate (once) and keep any missing one under ``var_dir``.
+
+        ``announce(role, key_id, path)`` is called for a key this call generated.
+        """
         loaded = []
         for role, configured in ((METRICS, metrics_key), (ADMIN, admin_key)):
             if configured:
@@ -91,7 +111,7 @@ class KeyRing:
                 continue
             path = Path(var_dir) / f"{role}-api-key"
             value, generated = load_or_generate_secret(
-                path, (lambda v, r=role, p=path: announce(r, v, str(p))) if announce else None
+                path, (lambda v, r=role, p=path: announce(r, key_id_of(r, v), str(p))) if announce else None
             )
             loaded.append(ApiKey(role, value, generated=generated, path=str(path)))
         if loaded[0].secret == loaded[1].secret:

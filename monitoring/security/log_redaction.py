@@ -1,19 +1,28 @@
-"""Every log record passes the PII sanitiser before any handler sees it.
+"""Log records pass the PII sanitiser before a handler writes them: a ``logging.Filter``.
 
-Installed as the logging record factory, so it covers our loggers, gunicorn's access and
-error logs, and libraries alike: an ``?api_key=...`` in an access-log line, an e-mail in
-an exception message or a card number in a traceback never reach a log file.
+Where it is attached:
+
+* ``RedactingGunicornLogger`` (the service's ``logger_class`` in gunicorn.conf.py) puts it on
+  gunicorn's access and error handlers, and gives the root logger one filtered handler
+  beside them, so the service's own log lines and every library's are redacted: an
+  ``?api_key=...`` in an access-log line, an e-mail in an exception message or a card
+  number in a traceback never reach a log file.
+* ``Monitoring(app)`` puts it on Centinela's own loggers (``monitoring.*``), whatever
+  handlers the host configured. It changes nothing else of the host's logging: a host that
+  wants its whole log redacted adds ``RedactingFilter()`` to its own handlers (or uses the
+  gunicorn logger class), as the README says.
 """
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
-from urllib.parse import unquote
 from typing import Any
+from urllib.parse import unquote
 
 from monitoring.errors.sanitiser import sanitise_text
 
-_installed = False
+PACKAGE_LOGGER = "monitoring"
 
 
 def _sanitise_with_decoding(message: str) -> str:
@@ -26,15 +35,12 @@ def _sanitise_with_decoding(message: str) -> str:
     return sanitise_text(message)
 
 
-def install_log_redaction() -> None:
-    """Wrap the current record factory once per process (idempotent)."""
-    global _installed
-    if _installed:
-        return
-    base_factory = logging.getLogRecordFactory()
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message (and traceback) through the sanitiser; never drops one."""
 
-    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = base_factory(*args, **kwargs)
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_centinela_redacted", False):
+            return True  # one record may pass several filtered handlers
         try:
             record.msg = _sanitise_with_decoding(record.getMessage())
             record.args = None
@@ -44,7 +50,47 @@ def install_log_redaction() -> None:
                 record.exc_info = None
         except Exception:  # a log call must never fail because of redaction
             record.msg, record.args = "(log message withheld: redaction failed)", None
-        return record
+        record._centinela_redacted = True
+        return True
 
-    logging.setLogRecordFactory(redacting_factory)
-    _installed = True
+
+def redact_package_loggers() -> None:
+    """Attach the filter to Centinela's own loggers (idempotent; loggers are the process's anyway)."""
+    manager = logging.Logger.manager
+    names = [PACKAGE_LOGGER] + [
+        name for name in list(manager.loggerDict) if name.startswith(PACKAGE_LOGGER + ".")
+    ]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+def _gunicorn_logger_class() -> Any:
+    from gunicorn.glogging import Logger
+
+    class RedactingGunicornLogger(Logger):  # type: ignore[misc]
+        """gunicorn's logger with every handler filtered, and a filtered root handler for the app."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                        handler.addFilter(RedactingFilter())
+            root = logging.getLogger()
+            if not any(getattr(h, "_centinela", False) for h in root.handlers):
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter(self.error_fmt, self.datefmt))
+                handler.addFilter(RedactingFilter())
+                handler._centinela = True  # type: ignore[attr-defined]
+                root.addHandler(handler)
+
+    return RedactingGunicornLogger
+
+
+def __getattr__(name: str) -> Any:
+    # gunicorn is imported only when its logger class is asked for (a host may run another server).
+    if name == "RedactingGunicornLogger":
+        return _gunicorn_logger_class()
+    raise AttributeError(name)

@@ -1,56 +1,188 @@
-"""Rate limits (flask-limiter) on every endpoint, with storage from RATELIMIT_STORAGE_URI.
+"""Rate limits for Centinela's own endpoints, on the ``limits`` library (flask-limiter's engine).
+
+Why not flask-limiter itself: its ``init_app`` is app-wide. It adds before/after hooks to
+every request of the app (a host shop's included), writes its defaults into the app's config
+and shares ``app.extensions["limiter"]`` with a limiter the host may run itself. Centinela
+only limits its own blueprints, so it keeps the counting (``limits``' storage and fixed-window
+strategy, the same grammar "120/minute" and the same Redis layout) and applies it from its
+blueprints alone (``monitoring.api.limits``).
 
 In-memory storage counts per process: with WORKERS=3 a client gets three times the limit.
 Point RATELIMIT_STORAGE_URI at Redis to share one count across workers and hosts.
 """
 from __future__ import annotations
 
-from flask import Flask, Response, request
-from flask_limiter import Limiter
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
-from config import Settings
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
-
-def client_address() -> str:
-    # ProxyFix (TRUSTED_PROXIES) has already replaced remote_addr with the forwarded client.
-    return request.remote_addr or "unknown"
-
-
-def api_key_or_address() -> str:
-    """Per-key limits for keyed endpoints (a shared office IP does not starve another team's key);
-    requests without a valid key are counted per address, so random keys buy no fresh budget."""
-    from monitoring.api.auth import optional_key
-
-    key = optional_key()
-    return key.key_id if key is not None else client_address()
+log = logging.getLogger(__name__)
 
 
-def init_rate_limits(app: Flask, settings: Settings, blueprints: frozenset[str]) -> Limiter:
-    """Limits for Centinela's own ``blueprints``; a host app's routes are its own business."""
+@dataclass(frozen=True)
+class Budget:
+    """Named limits (e.g. RATELIMIT_EXPORT) counted under one scope."""
 
-    def host_route() -> bool:
-        return request.blueprint not in blueprints
+    scope: str
+    items: tuple[RateLimitItem, ...]
 
-    limiter = Limiter(
-        client_address,
-        default_limits=[settings.ratelimit_default],
-        default_limits_exempt_when=host_route,
-        storage_uri=settings.ratelimit_storage_uri,
-        headers_enabled=True,
-        enabled=settings.ratelimit_enabled,
-        key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "centinela"),
-        # Fail open on a storage outage: a Redis blip must not take monitoring down with it.
-        swallow_errors=True,
-    )
-    # Registered before the limiter's own hook, so it runs after it (Flask runs after_request
-    # hooks last-registered first): the limiter puts Retry-After on every response, but on a
-    # 200 a load balancer or client could read it as "come back later".
-    app.after_request(_retry_after_only_when_refused)
-    limiter.init_app(app)
-    return limiter
+    @classmethod
+    def parse(cls, scope: str, text: str) -> "Budget":
+        return cls(scope, tuple(parse_many(text)))
 
 
-def _retry_after_only_when_refused(response: Response) -> Response:
-    if response.status_code not in (429, 503):
-        response.headers.pop("Retry-After", None)
-    return response
+@dataclass(frozen=True)
+class Verdict:
+    """What one hit found: whether it may pass, and the figures for the X-RateLimit-* headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds when the tightest window resets
+    description: str = ""  # "3 per 1 minute"
+
+    def retry_after(self, now: float) -> int:
+        return max(1, int(self.reset_at - now) + 1)
+
+
+class StorageUnavailable(RuntimeError):
+    """The rate-limit storage (Redis) does not answer."""
+
+
+class RateLimits:
+    """Counting per (budget, identity) in one storage, built lazily per process (fork-safe)."""
+
+    def __init__(
+        self,
+        storage_uri: str,
+        budgets: dict[str, Budget] | None = None,
+        enabled: bool = True,
+        key_prefix: str = "centinela",
+    ) -> None:
+        self.storage_uri = storage_uri
+        self.budgets = budgets or {}
+        self.enabled = enabled
+        self.key_prefix = key_prefix
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._storage: Storage | None = None
+        self._strategy: FixedWindowRateLimiter | None = None
+        self._failing = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "RateLimits":
+        return cls(
+            settings.ratelimit_storage_uri,
+            {
+                "default": Budget.parse("default", settings.ratelimit_default),
+                "health": Budget.parse("health", settings.ratelimit_health),
+                "export": Budget.parse("export", settings.ratelimit_export),
+                "events": Budget.parse("events", settings.ratelimit_events),
+                "login": Budget.parse("dashboard-login", settings.ratelimit_login),
+            },
+            settings.ratelimit_enabled,
+            settings.ratelimit_key_prefix,
+        )
+
+    @property
+    def shared(self) -> bool:
+        """Whether every worker and host counts together (not per process)."""
+        return not self.storage_uri.startswith("memory://")
+
+    def _limiter(self) -> FixedWindowRateLimiter:
+        # The in-memory storage runs a timer thread and Redis clients hold sockets: a forked
+        # worker builds its own rather than use its parent's.
+        pid = os.getpid()
+        if self._strategy is None or self._pid != pid:
+            with self._lock:
+                if self._strategy is None or self._pid != pid:
+                    self._storage = storage_from_string(self.storage_uri)
+                    self._strategy = FixedWindowRateLimiter(self._storage)
+                    self._pid = pid
+        assert self._strategy is not None
+        return self._strategy
+
+    def check_storage(self) -> None:
+        """Raise StorageUnavailable when the storage does not answer (called at start-up)."""
+        try:
+            self._limiter()
+            ok = self._storage.check() if self._storage is not None else True
+        except Exception as exc:  # redis raises its own connection errors
+            raise StorageUnavailable(str(exc)) from None
+        if not ok:
+            raise StorageUnavailable("no answer")
+
+    def _identity(self, budget: Budget, identity: str) -> tuple[str, ...]:
+        return (self.key_prefix, budget.scope, identity)
+
+    def hit(self, budget: Budget, identity: str, now: float | None = None) -> Verdict | None:
+        """Count one request; the verdict of the tightest limit, or None when limiting is off or
+        the storage fails (fail open: a Redis blip must not take monitoring down with it)."""
+        if not self.enabled or not budget.items:
+            return None
+        key = self._identity(budget, identity)
+        try:
+            limiter = self._limiter()
+            verdicts = []
+            for item in budget.items:
+                allowed = limiter.hit(item, *key)
+                stats = limiter.get_window_stats(item, *key)
+                verdicts.append(Verdict(allowed, item.amount, stats.remaining, stats.reset_time, str(item)))
+        except Exception:
+            self._note_failure()
+            return None
+        self._note_recovery()
+        refused = [v for v in verdicts if not v.allowed]
+        if refused:
+            return max(refused, key=lambda v: v.reset_at)
+        return min(verdicts, key=lambda v: (v.remaining, v.reset_at))
+
+    def exhausted(self, budget: Budget, identity: str) -> bool:
+        """Whether the next hit would be refused, without counting one."""
+        if not self.enabled or not budget.items:
+            return False
+        key = self._identity(budget, identity)
+        try:
+            limiter = self._limiter()
+            result = not all(limiter.test(item, *key) for item in budget.items)
+        except Exception:
+            self._note_failure()
+            return False
+        self._note_recovery()
+        return result
+
+    def count(self, budget: Budget, identity: str) -> None:
+        """Count one event (a failed sign-in) against the budget."""
+        self.hit(budget, identity)
+
+    def reset_in(self, budget: Budget, identity: str, now: float | None = None) -> int:
+        """Seconds until every window of the budget has reset for this identity."""
+        now = time.time() if now is None else now
+        key = self._identity(budget, identity)
+        try:
+            limiter = self._limiter()
+            reset = max(limiter.get_window_stats(item, *key).reset_time for item in budget.items)
+        except Exception:
+            return 60
+        return max(1, int(reset - now) + 1)
+
+    def _note_failure(self) -> None:
+        if not self._failing:
+            self._failing = True
+            log.warning("rate-limit storage does not answer; requests pass unlimited until it does")
+
+    def _note_recovery(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("rate-limit storage answers again; limits apply")
+
+    @property
+    def failing(self) -> bool:
+        return self._failing

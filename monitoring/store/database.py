@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable, Table
 
 from monitoring.clock import Clock, SystemClock
+from monitoring.private_files import create_private_file
 from monitoring.store.schema import metadata, schema_migrations
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,9 @@ class Store:
         url = make_url(self.url)
         if self.dialect == "sqlite":
             if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                # Owner-only (SQLite gives its -wal and -shm files the same mode): it holds
+                # alert history, audit entries and business figures.
+                create_private_file(Path(url.database))
             engine = create_engine(
                 url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=8
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from config import Settings
+from monitoring.settings import Settings
 from monitoring.clock import Clock
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.store.database import Store

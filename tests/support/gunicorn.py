@@ -16,8 +16,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class GunicornServer:
-    def __init__(self, workdir: Path, env: dict[str, str], workers: int) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], workers: int, args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.args = args
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,7 +39,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+            [str(gunicorn), "-c", "gunicorn.conf.py", *self.args, "wsgi:app"],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=self._log,
@@ -68,9 +69,11 @@ class GunicornServer:
         ).stdout
         return [int(p) for p in out.split()]
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """SIGTERM and wait; the seconds it took to exit (0 if it was not running)."""
         if self.process is None or self.process.poll() is not None:
-            return
+            return 0.0
+        started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=25)
@@ -78,6 +81,7 @@ class GunicornServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
         self._log.close()
+        return time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no flush, no clean exit."""

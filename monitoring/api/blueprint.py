@@ -1,0 +1,111 @@
+"""The guards every Centinela blueprint carries, and only Centinela's blueprints.
+
+``centinela_blueprint(...)`` makes a Blueprint whose requests get, before the view:
+
+* the body limit (MAX_BODY_BYTES) for this request only (``request.max_content_length``), so a
+  host app's own upload routes keep whatever limit the host chose;
+* its rate-limit budgets (``monitoring.security.rate_limits``), 429 with Retry-After when spent;
+
+and after it: the X-RateLimit-* headers, CORS headers when CORS_ORIGINS is set (flask-cors'
+own header logic, applied here rather than app-wide), and the one JSON error shape for
+everything raised in its views. Nothing is registered on the app itself: a host's error
+pages, body limit, hooks and limiter stay the host's (the service opts in to app-wide JSON
+errors in ``create_app``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from monitoring.api.errors import ApiError, api_error_response, http_exception_response, unhandled_response
+from monitoring.extension import current_monitoring
+from monitoring.security.rate_limits import Verdict
+
+IdentityFunc = Callable[[], str]
+
+_VERDICT = "centinela_rate_limit"
+
+
+def client_address() -> str:
+    """The caller's address (TRUSTED_PROXIES already applied by the service's ProxyFix)."""
+    return request.remote_addr or "unknown"
+
+
+def api_key_or_address() -> str:
+    """Per-key limits for keyed endpoints (a shared office IP does not starve another team's key);
+    requests without a valid key are counted per address, so random keys buy no fresh budget."""
+    from monitoring.api.auth import optional_key
+
+    key = optional_key()
+    return key.key_id if key is not None else client_address()
+
+
+BY_ADDRESS: tuple[str, IdentityFunc] = ("default", client_address)
+
+
+def centinela_blueprint(
+    name: str,
+    import_name: str,
+    url_prefix: str,
+    *,
+    budgets: Sequence[tuple[str, IdentityFunc]] = (BY_ADDRESS,),
+    **options: Any,
+) -> Blueprint:
+    """A Blueprint with Centinela's guards; ``budgets`` are (budget name, identity) pairs counted per request."""
+    bp = Blueprint(name, import_name, url_prefix=url_prefix, **options)
+    limits = tuple(budgets)
+
+    @bp.before_request
+    def _guard() -> None:
+        monitoring = current_monitoring()
+        limit = monitoring.settings.max_body_bytes
+        request.max_content_length = limit
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+        _rate_limit(monitoring, limits)
+
+    @bp.after_request
+    def _headers(response: Response) -> Response:
+        verdict: Verdict | None = g.pop(_VERDICT, None)
+        if verdict is not None:
+            response.headers["X-RateLimit-Limit"] = str(verdict.limit)
+            response.headers["X-RateLimit-Remaining"] = str(max(0, verdict.remaining))
+            response.headers["X-RateLimit-Reset"] = str(int(verdict.reset_at))
+        cors = current_monitoring().cors_options
+        if cors is not None:
+            from flask_cors.core import set_cors_headers
+
+            set_cors_headers(response, cors)
+        return response
+
+    bp.register_error_handler(ApiError, api_error_response)
+    bp.register_error_handler(HTTPException, http_exception_response)
+    bp.register_error_handler(Exception, unhandled_response)
+    return bp
+
+
+def _rate_limit(monitoring: Any, limits: Sequence[tuple[str, IdentityFunc]]) -> None:
+    rate_limits = monitoring.services.limits
+    if not rate_limits.enabled:
+        return
+    tightest: Verdict | None = None
+    for budget_name, identity in limits:
+        verdict = rate_limits.hit(rate_limits.budgets[budget_name], identity())
+        if verdict is None:
+            continue
+        if not verdict.allowed:
+            g.setdefault(_VERDICT, verdict)
+            raise ApiError(
+                429,
+                f"rate limit exceeded ({verdict.description}); retry after the time in Retry-After",
+                "rate_limited",
+                # The counters' windows run on the wall clock, whatever clock the app was given.
+                headers={"Retry-After": str(verdict.retry_after(time.time()))},
+            )
+        if tightest is None or verdict.remaining < tightest.remaining:
+            tightest = verdict
+    if tightest is not None:
+        g.setdefault(_VERDICT, tightest)

@@ -1,0 +1,278 @@
+"""The composition root: every feature of one Centinela, built in one place, in one order.
+
+``build_services(settings, clock)`` assembles the store, keys, audit log and scheduler, then
+each feature from the parts it needs, and returns them in a typed ``Services`` container.
+Nothing here imports Flask: a test (or a script, or a worker process) builds the alerting
+engine, the health service or the uptime service exactly as the HTTP layer does, without an
+app. The Flask extension (``monitoring.extension.Monitoring``) calls this once per app and
+its blueprints only read from the container, so two apps in one process keep their own
+state.
+
+Each feature contributes its jobs to the scheduler, its retention rules and its metric
+category here, where the order between features is visible: health before uptime (uptime
+folds the health rounds), notifications before alerting (the engine enqueues into the
+outbox), everything before the dashboard (which reads them all).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from monitoring.alerts.engine import AlertEngine
+from monitoring.alerts.inhibition import Inhibitions
+from monitoring.alerts.policy import AlertPolicy
+from monitoring.alerts.report import AlertsProvider
+from monitoring.alerts.rules import RuleBook, default_rules
+from monitoring.alerts.silences import Silences
+from monitoring.business import BusinessEvents
+from monitoring.business.events import BusinessRecorder, UserIdHasher
+from monitoring.business.figures import BusinessProvider
+from monitoring.clock import Clock, SystemClock
+from monitoring.dashboard.data import DashboardSources, sources_of
+from monitoring.dashboard.session import DashboardSessions
+from monitoring.errors.sentry import SentryReporter
+from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
+from monitoring.health.service import HealthService
+from monitoring.metrics.categories import CategoryProvider
+from monitoring.metrics.performance import PerformanceProvider, SystemProvider
+from monitoring.metrics.recorder import RequestRecorder
+from monitoring.metrics.rollups import RequestRollups, flush_recorder
+from monitoring.metrics.system import SAMPLE_RETENTION_SECONDS, SystemSampler
+from monitoring.notify.figures import delivery_report
+from monitoring.notify.outbox import Outbox
+from monitoring.scheduler import Scheduler
+from monitoring.security.audit import AuditLog
+from monitoring.security.keys import KeyRing
+from monitoring.security.rate_limits import RateLimits
+from monitoring.settings import Settings
+from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
+from monitoring.store.business_tables import payment_events, ticket_events, user_activity_events
+from monitoring.store.database import Store
+from monitoring.store.errors_tables import error_counts, error_groups
+from monitoring.store.health_tables import health_events, health_results
+from monitoring.store.metrics_tables import system_samples
+from monitoring.store.notify_tables import notify_deliveries
+from monitoring.store.retention import RetentionRule, purge_expired
+from monitoring.store.schema import audit_log, instances, job_runs
+from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
+from monitoring.uptime.service import UptimeService
+
+DAY = 86400.0
+
+# Job names, as job_runs and the system metrics show them.
+HEALTH_JOB = "health_checks"
+DELIVERY_JOB = "notify_delivery"
+EVALUATION_JOB = "alert_evaluation"
+DOWNSAMPLE_JOB = "metrics_downsample"
+RETENTION_JOB = "retention"
+FLUSH_JOB = "metrics_flush"
+ERRORS_FLUSH_JOB = "errors_flush"
+SAMPLE_JOB = "system_sample"
+
+# Leader-only: dropping old minute rows needs doing once, not once per worker.
+DOWNSAMPLE_INTERVAL = 600.0
+# Instances silent this long are dead processes: the zones stop listing them.
+INSTANCE_RETENTION_SECONDS = 7 * DAY
+
+
+@dataclass
+class Metrics:
+    """Request metrics (recorded in this process, flushed to the rollups) and resource samples."""
+
+    recorder: RequestRecorder
+    rollups: RequestRollups
+    sampler: SystemSampler
+
+    def flush(self) -> int:
+        """Write this process's buffered requests to the store (the per-process flush job)."""
+        return flush_recorder(self.recorder, self.rollups)
+
+
+@dataclass
+class Services:
+    """One Centinela: its parts and features, built by ``build_services``."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    keyring: KeyRing
+    audit: AuditLog
+    scheduler: Scheduler
+    limits: RateLimits
+    metrics: Metrics
+    health: HealthService
+    uptime: UptimeService
+    errors: ErrorTracker
+    sentry: SentryReporter
+    business: BusinessEvents
+    outbox: Outbox
+    alerting: AlertEngine
+    dashboard: DashboardSources
+    sessions: DashboardSessions
+    # Category name -> provider: what the metrics export, the alert figures and the dashboard read.
+    categories: dict[str, CategoryProvider] = field(default_factory=dict)
+    retention: list[RetentionRule] = field(default_factory=list)
+    # Run at shutdown after the scheduler stops (final flushes), in order.
+    shutdown_hooks: list[Callable[[], object]] = field(default_factory=list)
+
+    def purge_expired(self) -> dict[str, int]:
+        """The retention job: delete what each kind of data has outlived."""
+        return purge_expired(self.store, self.retention, self.clock.now())
+
+    def close(self) -> None:
+        """Stop the scheduler (final flush, lease released) and close the store's connections."""
+        self.scheduler.shutdown(final_jobs=self.shutdown_hooks)
+        self.store.dispose()
+
+
+def announce_generated_key(role: str, key_id: str, path: str) -> None:
+    """Said once, when a key is first generated: where it is, never its value (logs outlive secrets)."""
+    import sys
+
+    print(f"centinela: generated the {role} API key {key_id} (in {path}, mode 0600)", file=sys.stderr, flush=True)
+
+
+def build_services(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    announce_key: Callable[[str, str, str], None] = announce_generated_key,
+    default_release: str = "",
+) -> Services:
+    """Build every feature of one Centinela from its settings (and an injected clock in tests).
+
+    ``default_release`` is the Sentry release when SENTRY_RELEASE is unset: the embedding app's
+    own version, so its errors are never reported as Centinela's.
+    """
+    clock = clock or SystemClock()
+    store = Store(settings.database_url, clock)
+    store.migrate()
+    keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key)
+    audit = AuditLog(store, clock)
+    scheduler = Scheduler(store, clock, settings.lease_ttl, settings.zone)
+    limits = RateLimits.from_settings(settings)
+    categories: dict[str, CategoryProvider] = {}
+    retention: list[RetentionRule] = [
+        RetentionRule(audit_log, audit_log.c.at, settings.audit_retention_days * DAY),
+        RetentionRule(job_runs, job_runs.c.started_at, settings.metrics_retention_days * DAY),
+        RetentionRule(instances, instances.c.last_seen, INSTANCE_RETENTION_SECONDS),
+    ]
+    shutdown_hooks: list[Callable[[], object]] = []
+
+    # --- request metrics and resource samples ------------------------------------------------
+    metrics_retention = settings.metrics_retention_days * DAY
+    metrics = Metrics(
+        recorder=RequestRecorder(clock),
+        rollups=RequestRollups(store, clock, retention_seconds=metrics_retention),
+        sampler=SystemSampler(store, clock, lambda: scheduler.instance_id),
+    )
+    scheduler.add_process(FLUSH_JOB, metrics.flush, settings.metrics_flush_interval)
+    shutdown_hooks.append(metrics.flush)
+    # Drops minute rows after 48 h and every row after METRICS_RETENTION_DAYS (the rollups'
+    # composite key does not fit the generic retention rule).
+    scheduler.add_global(DOWNSAMPLE_JOB, metrics.rollups.downsample, DOWNSAMPLE_INTERVAL)
+    scheduler.add_process(SAMPLE_JOB, metrics.sampler.sample, settings.system_sample_interval)
+    scheduler.on_start(metrics.sampler.prime)  # psutil's first cpu_percent() is 0.0: prime it per process
+    retention.append(RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS))
+    categories["system"] = SystemProvider(store, scheduler.describe, settings.system_sample_interval)
+    categories["performance"] = PerformanceProvider(metrics.rollups)
+
+    # --- health checks and circuit breakers ------------------------------------------------
+    health = HealthService(store, clock, settings)
+    scheduler.add_global(HEALTH_JOB, health.run_exclusive_round, settings.health_check_interval)
+    retention += [
+        RetentionRule(health_results, health_results.c.checked_at, metrics_retention),
+        RetentionRule(health_events, health_events.c.at, settings.incident_retention_days * DAY),
+    ]
+    categories["health"] = health.report
+
+    # --- uptime, incidents, SLA, maintenance: folds every health round ----------------------
+    uptime = UptimeService(store, clock, settings, lambda: health.snapshot().status)
+    health.round_listeners.append(uptime.on_health_round)
+    incident_retention = settings.incident_retention_days * DAY
+    retention += [
+        RetentionRule(incidents, incidents.c.ended_at, incident_retention),  # an open incident is kept
+        RetentionRule(uptime_segments, uptime_segments.c.last_at, incident_retention),
+        RetentionRule(maintenance_windows, maintenance_windows.c.ends_at, incident_retention),
+    ]
+    categories["uptime"] = uptime.category_report
+
+    # --- error tracking (and Sentry, when SENTRY_DSN is set) --------------------------------
+    errors = ErrorTracker(store, clock)
+    scheduler.add_process(ERRORS_FLUSH_JOB, errors.flush, settings.metrics_flush_interval)
+    shutdown_hooks.append(errors.flush)
+    retention += [
+        RetentionRule(error_groups, error_groups.c.last_seen, metrics_retention),
+        RetentionRule(error_counts, error_counts.c.bucket_start, metrics_retention),
+    ]
+    categories["errors"] = ErrorsProvider(store, clock)
+    sentry = SentryReporter.from_settings(settings, default_release)
+
+    # --- business events --------------------------------------------------------------------
+    business = BusinessEvents(
+        BusinessRecorder(
+            store, clock, UserIdHasher.load(settings.user_id_hash_key, settings.var_dir),
+            max_age_seconds=metrics_retention,
+        )
+    )
+    retention += [RetentionRule(t, t.c.at, metrics_retention) for t in (payment_events, ticket_events,
+                                                                        user_activity_events)]
+    categories["business"] = BusinessProvider(store, settings.revenue_currencies)
+
+    # --- notifications: the outbox and its delivery --------------------------------------
+    outbox = Outbox.from_settings(store, clock, settings)
+    scheduler.add_global(
+        DELIVERY_JOB, lambda: outbox.deliver_due(still_leader=scheduler.lease.held), settings.notify_delivery_interval
+    )
+    alert_retention = settings.alert_retention_days * DAY
+    retention += [
+        # Kept like alert history, and never deleted while it may still be retried.
+        RetentionRule(notify_deliveries, notify_deliveries.c.created_at,
+                      max(alert_retention, settings.notify_give_up_after + DAY)),
+        RetentionRule(alerts, alerts.c.resolved_at, alert_retention),  # open alerts are kept
+        RetentionRule(alert_events, alert_events.c.at, alert_retention),
+        RetentionRule(alert_silences, alert_silences.c.ends_at, alert_retention),
+    ]
+
+    # --- alerting: rules over every category above, into the outbox -----------------------
+    alerting = AlertEngine(
+        store, clock, audit, outbox,
+        policy=AlertPolicy.from_settings(settings),
+        rulebook=RuleBook(store, clock, audit, default_rules(settings)),
+        silences=Silences(store, clock, audit),
+        inhibitions=Inhibitions(store, clock, audit),
+        maintenance=uptime.calendar,
+        # The dict itself: the alerts category added below is read too.
+        categories=categories,
+        health_snapshot=health.snapshot,
+        memory_live_within=3 * settings.system_sample_interval + 5,
+        external_url=settings.notify_external_url,
+    )
+    scheduler.add_global(EVALUATION_JOB, alerting.evaluate, settings.alert_evaluation_interval)
+    categories["alerts"] = AlertsProvider(store, lambda window: delivery_report(outbox, window))
+
+    services = Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        keyring=keyring,
+        audit=audit,
+        scheduler=scheduler,
+        limits=limits,
+        metrics=metrics,
+        health=health,
+        uptime=uptime,
+        errors=errors,
+        sentry=sentry,
+        business=business,
+        outbox=outbox,
+        alerting=alerting,
+        dashboard=sources_of(store, clock, categories, metrics.rollups, uptime, alerting,
+                             settings.dashboard_refresh_seconds),
+        sessions=DashboardSessions(keyring, clock),
+        categories=categories,
+        retention=retention,
+        shutdown_hooks=shutdown_hooks,
+    )
+    scheduler.add_global(RETENTION_JOB, services.purge_expired, settings.retention_interval)
+    return services
