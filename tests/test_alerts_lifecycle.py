@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from monitoring.store.alerts_tables import alerts
 from tests.support.receiver import SwitchableTCPServer
+from tests.support.store import recreate_dropped_tables
 from tests.test_alerts_support import Host, make_host, names, receiver  # noqa: F401
 
 MINUTE = 60.0
@@ -308,7 +309,7 @@ def test_the_alert_and_its_notification_commit_or_roll_back_together(
         conn.execute(text(f"DROP TABLE {table}"))
     with pytest.raises(Exception, match=table):
         host.evaluate()
-    store.migrate()  # the table is back, empty
+    recreate_dropped_tables(store)  # the table is back, empty
     with store.read() as conn:
         assert conn.execute(select(alerts)).all() == []
     assert host.outbox_rows() == []

@@ -19,6 +19,7 @@ from monitoring.errors.tracking import ErrorTracker, error_figures, fingerprint,
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import TimeWindow
 from monitoring.store.errors_tables import error_counts, error_groups
+from tests.support.store import recreate_dropped_tables
 from tests.conftest import METRICS_HEADERS, METRICS_KEY
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
@@ -247,7 +248,7 @@ def test_a_failed_flush_keeps_the_captures_for_the_next(store_app: Any) -> None:
     with pytest.raises(Exception):
         flush(store_app)
     client.get("/pay/declined")
-    monitoring.store.migrate()  # the store is back
+    recreate_dropped_tables(monitoring.store)  # the store is back
     assert flush(store_app) == 2
     assert list_error_groups(monitoring.store)[0].count == 2
 

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 from monitoring.clock import ManualClock
 from monitoring.scheduler import Scheduler
-from monitoring.store.database import MIGRATIONS, Store
+from monitoring.store.database import Store
 from monitoring.uptime.zones import zone_statuses
 from tests.conftest import ADMIN_KEY, METRICS_KEY
 
@@ -63,19 +63,20 @@ def test_the_scheduler_marks_its_instance_stopped_when_it_shuts_down(store: Stor
 
 
 def test_a_store_made_before_the_column_gets_it(tmp_path: Any) -> None:
+    from alembic import command
+
+    from monitoring.store.database import alembic_config
+    from monitoring.store.migrations import HEAD
+
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    with engine.begin() as conn:  # the instances table and the migration record as version 1 left them
-        conn.execute(text("CREATE TABLE instances (instance_id VARCHAR(128) PRIMARY KEY, zone VARCHAR(64) NOT NULL, "
-                          "hostname VARCHAR(255) NOT NULL, pid INTEGER NOT NULL, started_at FLOAT NOT NULL, "
-                          "last_seen FLOAT NOT NULL)"))
-        conn.execute(text("INSERT INTO instances VALUES ('old:1:a', 'eu', 'old', 1, 1.0, 2.0)"))
-        conn.execute(text("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR(200) "
-                          "NOT NULL, applied_at FLOAT NOT NULL)"))
-        conn.execute(text("INSERT INTO schema_migrations VALUES (1, 'initial schema', 0.0)"))
+    with engine.begin() as conn:  # the schema as revision 0002 left it, with an instance in it
+        command.upgrade(alembic_config(conn), "0002")
+        conn.execute(text("INSERT INTO instances (instance_id, zone, hostname, pid, started_at, last_seen) "
+                          "VALUES ('old:1:a', 'eu', 'old', 1, 1.0, 2.0)"))
     engine.dispose()
     store = Store(url)
-    assert store.migrate() == MIGRATIONS[-1][0] >= 2
+    assert store.migrate() == HEAD
     with store.read() as conn:
         assert conn.execute(text("SELECT instance_id, stopped_at FROM instances")).all() == [("old:1:a", None)]
     store.dispose()

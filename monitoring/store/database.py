@@ -10,30 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import create_engine, event, func, insert as generic_insert, inspect, select, text
+from sqlalchemy import create_engine, event, insert as generic_insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.schema import CreateIndex, CreateTable, Table
+from sqlalchemy.schema import Table
 
 from monitoring.clock import Clock, SystemClock
 from monitoring.private_files import create_private_file
-from monitoring.store.schema import metadata, schema_migrations
+from monitoring.store.schema import metadata
 
 log = logging.getLogger(__name__)
-
-# Additive migrations after the tables first existed: (version, description, step).
-# New tables need no entry: migrate() creates every missing table and index.
-Migration = tuple[int, str, Callable[[Connection], None]]
-def _add_instances_stopped_at(conn: Connection) -> None:
-    # A store made before the column existed; a new one already has it (migrate() creates tables first).
-    if "stopped_at" not in {column["name"] for column in inspect(conn).get_columns("instances")}:
-        conn.execute(text("ALTER TABLE instances ADD COLUMN stopped_at DOUBLE PRECISION"))
-
-
-MIGRATIONS: list[Migration] = [
-    (1, "initial schema", lambda conn: None),
-    (2, "instances.stopped_at: a cleanly stopped instance leaves the zones at once", _add_instances_stopped_at),
-]
 
 # Any constant: every process that migrates takes the same PostgreSQL advisory lock.
 _MIGRATION_LOCK_KEY = 0x63656E74
@@ -130,29 +116,29 @@ class Store:
 
     # --- schema ----------------------------------------------------------------------------
 
-    def migrate(self) -> int:
-        """Create missing tables and apply pending migrations; safe when many processes start at once."""
-        # Import the modules that declare tables so that metadata knows them all.
-        import monitoring.store.tables  # noqa: F401
+    def migrate(self) -> str:
+        """Bring the schema to the newest Alembic revision; safe when many processes start at once.
+
+        Under one lock (PostgreSQL: an advisory lock in the transaction; SQLite: BEGIN
+        IMMEDIATE), the first process upgrades and the others find it done. A store already at
+        head is recognised without loading Alembic. A store made by the hand-rolled
+        migrations of earlier versions is stamped at the baseline revision, then upgraded.
+        """
+        from monitoring.store.migrations import BASELINE, HEAD
 
         with self.write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-            for table in metadata.sorted_tables:
-                conn.execute(CreateTable(table, if_not_exists=True))
-                for index in table.indexes:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
-            current = conn.execute(select(func.coalesce(func.max(schema_migrations.c.version), 0))).scalar_one()
-            for version, description, step in MIGRATIONS:
-                if version > current:
-                    step(conn)
-                    conn.execute(
-                        schema_migrations.insert().values(
-                            version=version, description=description, applied_at=self.clock.now()
-                        )
-                    )
-                    current = version
-            return int(current)
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" in tables and _current_revision(conn) == HEAD:
+                return HEAD
+            from alembic import command
+
+            config = alembic_config(conn)
+            if "alembic_version" not in tables and "schema_migrations" in tables:
+                command.stamp(config, BASELINE)
+            command.upgrade(config, "head")
+            return _current_revision(conn) or ""
 
     # --- facts about the store ---------------------------------------------------------------
 
@@ -170,6 +156,8 @@ class Store:
             if not database or database == ":memory:":
                 return 0
             return sum(os.path.getsize(p) for p in (database, database + "-wal") if os.path.exists(p))
+        import monitoring.store.tables  # noqa: F401  # every table in the metadata
+
         with self.read() as conn:
             total = 0
             for table in metadata.sorted_tables:
@@ -181,3 +169,17 @@ class Store:
     def describe(self) -> str:
         """The URL with any password hidden, for logs and the configuration view."""
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _current_revision(conn: Connection) -> str | None:
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def alembic_config(conn: Connection | None) -> Any:
+    """Alembic's configuration for a migration on ``conn`` (scripts in monitoring/store/migrations)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.attributes["connection"] = conn
+    return config

@@ -19,14 +19,6 @@ metadata = MetaData()
 # One integer id type that autoincrements on both SQLite (INTEGER PRIMARY KEY) and PostgreSQL (BIGSERIAL).
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
-schema_migrations = Table(
-    "schema_migrations",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("description", String(200), nullable=False),
-    Column("applied_at", Double, nullable=False),
-)
-
 leases = Table(
     "leases",
     metadata,

@@ -8,7 +8,7 @@ never merges into a store that is in use. The source is read in one read transac
 consistent snapshot) and the target written in one write transaction, table by table in
 foreign-key order, in batches: a copy that fails leaves the target as empty as it was. On
 PostgreSQL the id sequences are then moved past the copied ids, so new rows do not collide.
-The schema_migrations rows are the target's own (written by its migration), not copied.
+Alembic's own bookkeeping (alembic_version) is the target's own, written by its migration.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.schema import Table
 
 from monitoring.store.database import Store
-from monitoring.store.schema import metadata, schema_migrations
+from monitoring.store.schema import metadata
 
 BATCH_ROWS = 1000
 
@@ -32,7 +32,7 @@ class TargetNotEmpty(ValueError):
 def _tables() -> list[Table]:
     import monitoring.store.tables  # noqa: F401  (every table module, so that metadata knows them all)
 
-    return [table for table in metadata.sorted_tables if table is not schema_migrations]
+    return list(metadata.sorted_tables)
 
 
 def copy_store(source: Store, target: Store, batch: int = BATCH_ROWS) -> dict[str, int]:
