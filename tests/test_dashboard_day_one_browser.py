@@ -5,7 +5,8 @@ than "missed", and "Up for" agrees with the figure.
 
 The outage is not waited for: the health rounds of those minutes run for real (against a local
 server answering 500, then 200) under a driven clock set minutes back, into the store that
-gunicorn then serves with the real clock. docs/dashboard-day-one.png is this test's screenshot.
+gunicorn then serves with the real clock. Its screenshot goes to test-artifacts/ (git-ignored);
+docs/dashboard-day-one.png is a copy of one.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ pytestmark = [
                                                       ".ci/run installs it)"),
 ]
 
-SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-day-one.png"
+SCREENSHOT = PROJECT_ROOT / "test-artifacts" / "dashboard-day-one.png"
 INTERVAL = 20  # seconds between health rounds, before and after gunicorn starts (a round vouches for 50 s)
 OUTAGE = 120  # seconds
 BEFORE, AFTER = 20, 40  # seconds up before the outage and after it, before gunicorn takes over
