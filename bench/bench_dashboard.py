@@ -6,8 +6,8 @@ Seeds a SQLite store through the real write paths (the request recorder and its 
 flush per minute of a driven clock; business events through the events recorder) with
 ``--routes`` routes, 3 status classes and about 30 requests per route-minute over ``--hours``,
 then times ``build_dashboard`` for the full view (every section, both series) and the public
-view, cold (first refresh of a process) and warm (the next refreshes: completed series buckets
-are remembered, so a refresh computes only the newest ones).
+view, cold (first refresh of a process) and warm (the next refreshes: series buckets whose
+request count in the store has not changed are reused, so a refresh decodes only the newest).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app  # noqa: E402
 from monitoring.settings import Settings  # noqa: E402
 from monitoring.clock import ManualClock  # noqa: E402
-from monitoring.dashboard.data import FULL, PUBLIC, DashboardMemo, build_dashboard  # noqa: E402
+from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard  # noqa: E402
+from monitoring.dashboard.series import BucketMemo  # noqa: E402
 from monitoring.metrics.recorder import RequestRecorder  # noqa: E402
 from monitoring.metrics.rollups import RequestRollups, flush_recorder  # noqa: E402
 
@@ -91,16 +92,16 @@ def main() -> None:
         print(f"seeded {rows} rollup rows ({args.routes} routes x 3 status classes x {args.hours * 60} minutes) "
               f"in {time.perf_counter() - started:.1f}s")
         sources = app.extensions["centinela"].services.dashboard
-        memo = DashboardMemo(clock)  # one per process, shared by its refreshes, as the endpoint does
+        memo = BucketMemo()  # one per process, shared by its refreshes, as the endpoint does
         cold = timed(lambda: build_dashboard(sources, FULL, memo), 1)[0]
-        clock.advance(5)  # the next refresh: the newest minute may have changed, settled buckets have not
+        clock.advance(5)  # the next refresh: the newest minute may have changed, the others have not
         warm = timed(lambda: build_dashboard(sources, FULL, memo), args.runs)
         public = timed(lambda: build_dashboard(sources, PUBLIC, memo), args.runs)
         memo_free = timed(lambda: build_dashboard(sources, FULL), 1)[0]
         print(f"full view, cold (first refresh of a process): {cold * 1000:8.1f} ms")
         print(f"full view, warm (median of {args.runs}):             {statistics.median(warm) * 1000:8.1f} ms")
         print(f"public view (median of {args.runs}):                 {statistics.median(public) * 1000:8.1f} ms")
-        print(f"full view without the memo (every section afresh): {memo_free * 1000:8.1f} ms")
+        print(f"full view without the memo (every bucket decoded): {memo_free * 1000:8.1f} ms")
         app.extensions["centinela"].shutdown()
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from monitoring.clock import Clock, isoformat
 from monitoring.store.database import Store
@@ -178,7 +178,8 @@ class Scheduler:
             conn.execute(
                 self.store.insert(instances)
                 .values(**row)
-                .on_conflict_do_update(index_elements=["instance_id"], set_={"last_seen": now, "zone": self.zone})
+                .on_conflict_do_update(index_elements=["instance_id"],
+                                       set_={"last_seen": now, "zone": self.zone, "stopped_at": None})
             )
 
     # --- taking over, one-shot runs ------------------------------------------------------------
@@ -233,6 +234,14 @@ class Scheduler:
         except Exception:
             log.exception("one-shot job %s failed", name)
 
+    def mark_stopped(self) -> None:
+        """Say in the store that this instance stopped on purpose: the zones stop listing it at once
+        (an instance that vanishes without this is down once its heartbeat is LEASE_TTL old)."""
+        now = self.clock.now()
+        with self.store.write() as conn:
+            conn.execute(update(instances).where(instances.c.instance_id == self.instance_id)
+                         .values(stopped_at=now, last_seen=now))
+
     def start(self) -> None:
         """Start the scheduler threads in this process (after the fork: threads do not survive it)."""
         with self._lock:
@@ -276,7 +285,7 @@ class Scheduler:
                 self._watch_lease()
 
     def shutdown(self, final_jobs: list[Callable[[], object]] | None = None) -> None:
-        """Stop the threads, run ``final_jobs`` (the last flushes), release the lease.
+        """Stop the threads, run ``final_jobs`` (the last flushes), release the lease, mark this instance stopped.
 
         The threads and the lease only in the process that started them: a forked child that
         never started its own has no threads to stop and must not release a lease its parent
@@ -299,13 +308,21 @@ class Scheduler:
                     self.lease.release()
             except Exception:
                 log.exception("lease release failed")
+            try:
+                self.mark_stopped()
+            except Exception:  # the store is gone: the heartbeat times out instead
+                log.exception("could not mark this instance stopped")
 
     @property
     def running(self) -> bool:
         return self._scheduler is not None and self._pid == os.getpid()
 
     def describe(self) -> dict[str, object]:
-        """Who leads, which jobs exist and when each global job last ran: for the system metrics."""
+        """Who leads, which jobs exist and when each global job last ran: for the system metrics.
+
+        Facts from the store only, never about the answering process (its id, whether it leads):
+        every worker answers the same.
+        """
         holder = self.lease.current()
         with self.store.read() as conn:
             last_runs = {
@@ -315,9 +332,6 @@ class Scheduler:
                 )
             }
         return {
-            "instance": self.instance_id,
-            "running": self.running,
-            "isLeader": self.lease.held(),
             "leader": {
                 "holder": holder.holder,
                 "since": isoformat(holder.acquired_at),

@@ -219,7 +219,7 @@ def build_services(
     )
     retention += [RetentionRule(t, t.c.at, metrics_retention) for t in (payment_events, ticket_events,
                                                                         user_activity_events)]
-    categories["business"] = BusinessProvider(store)
+    categories["business"] = BusinessProvider(store, settings.revenue_currencies)
 
     # --- notifications: the outbox and its delivery --------------------------------------
     outbox = Outbox.from_settings(store, clock, settings)

@@ -186,6 +186,7 @@ def _parser_from(module: str, parser: str) -> Callable[[str], Any]:
 
 _alerts_policy = functools.partial(_parser_from, "monitoring.alerts.policy")
 _notify_routing = functools.partial(_parser_from, "monitoring.notify.routing")
+_currencies = functools.partial(_parser_from, "monitoring.business.currencies")
 
 
 @dataclass(frozen=True)
@@ -307,8 +308,15 @@ VARIABLES: tuple[Variable, ...] = (
              "System memory use in % above which the memory alert fires."),
     Variable("ERROR_RATE_THRESHOLD", "error_rate_threshold", "0.05", _float_between(0, 1),
              "Share of 5xx responses (0-1) above which the error-rate alert fires."),
+    Variable("REVENUE_CURRENCIES", "revenue_currencies", "EUR", _currencies("parse_currency_list"),
+             "Comma-separated currencies whose revenue counter is exported at 0 before their first payment, so "
+             "Prometheus' increase() counts that payment; other currencies appear with their first payment.",
+             empty=()),
     Variable("SLA_TARGET", "sla_target", "99.9", _float_between(50, 99.999),
              "Availability objective in % (50-99.999): uptime compliance and the error budget follow from it."),
+    Variable("UPTIME_MIN_COVERAGE", "uptime_min_coverage", "1", _float_between(0, 100),
+             "Share of the uptime window (in %) health rounds must vouch for before availability gets an SLA "
+             "verdict; below it the verdict is \"not enough data\" and the dashboard greys the figure."),
     # intervals and retention
     Variable("METRICS_FLUSH_INTERVAL", "metrics_flush_interval", "5", _positive_float,
              "Seconds between flushes of each process's request metrics to the store."),
@@ -432,7 +440,9 @@ class Settings:
     api_response_threshold_ms: float
     memory_usage_threshold: float
     error_rate_threshold: float
+    revenue_currencies: tuple[str, ...]
     sla_target: float
+    uptime_min_coverage: float
     metrics_flush_interval: float
     system_sample_interval: float
     health_check_interval: float

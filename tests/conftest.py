@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from app import create_app
 from monitoring.settings import Settings
@@ -21,18 +23,48 @@ STORE_KINDS = ["sqlite", "postgresql"]
 
 
 def _postgres_schema_url(base: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema per test, so parallel runs and tests never see each other's rows."""
+    """A fresh PostgreSQL schema per test, so parallel runs and tests never see each other's rows.
+
+    Every connection made with the URL carries the schema's name as its application_name, so the
+    teardown can end exactly this test's connections (a gunicorn worker still writing, a pool not
+    yet disposed) and no one else's: helpers and CI runs share the database.
+    """
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in base else "?"
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        yield f"{base}{separator}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        _drop_schema(admin, schema)
         admin.dispose()
+
+
+DROP_ATTEMPTS = 5
+
+
+def _drop_schema(admin: Engine, schema: str) -> None:
+    """End the schema's own connections, then drop it.
+
+    A connection still inside a transaction on the schema's tables (a worker's scheduler thread)
+    makes DROP SCHEMA wait for its locks or deadlock with it; terminating them first leaves none.
+    A process that reconnects between the two statements is ended on the next attempt.
+    """
+    for attempt in range(1, DROP_ATTEMPTS + 1):
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = :name AND pid <> pg_backend_pid()"),
+                {"name": schema},
+            )
+            conn.execute(text("SET lock_timeout = '10s'"))
+            try:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                return
+            except DBAPIError:  # DeadlockDetected or LockNotAvailable: someone came back; end them again
+                if attempt == DROP_ATTEMPTS:
+                    raise
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +153,12 @@ ADMIN_HEADERS = {"X-Admin-Key": ADMIN_KEY}
 
 
 @pytest.fixture
-def gunicorn_server(tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
+def gunicorn_server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[..., GunicornServer]]:
     """Start real gunicorn processes the way `make run` does; all are stopped after the test."""
+    if "store_url" in request.fixturenames:
+        # Set the store up first, so that it is torn down last: the processes stop before their
+        # PostgreSQL schema is dropped, whatever order the test names its fixtures in.
+        request.getfixturevalue("store_url")
     started: list[GunicornServer] = []
 
     def start(

@@ -12,7 +12,6 @@ from monitoring.clock import ManualClock, isoformat
 from monitoring.dashboard.series import (
     LAST_DAY,
     LAST_HOUR,
-    MEMO_SECONDS,
     BucketMemo,
     SeriesSpec,
     payment_series,
@@ -142,30 +141,52 @@ def test_series_json_gives_milliseconds_shares_and_payments(store: Store) -> Non
     assert rollups.figures(TimeWindow(START, START + 60, "1m")).count == 4
 
 
-def test_settled_buckets_are_remembered_and_the_newest_are_read_again(store: Store) -> None:
+def test_remembered_buckets_answer_what_the_store_holds_late_samples_included(store: Store) -> None:
     clock = ManualClock(START)
     rollups = RequestRollups(store, clock)
     recorder = RequestRecorder(clock)
     memo = BucketMemo()
 
-    def counts(now: float, with_memo: bool = True) -> dict[float, int]:
-        return {p.start: p.count for p in request_series(rollups, LAST_HOUR, now, memo if with_memo else None)}
+    def series(now: float, with_memo: bool = True) -> dict[float, tuple[int, float | None]]:
+        return {p.start: (p.count, p.p99)
+                for p in request_series(rollups, LAST_HOUR, now, memo if with_memo else None)}
 
     record(recorder, clock, START + 5, [0.01] * 3)  # minute 0
-    record(recorder, clock, START + 545, [0.01])  # minute 9, which ends 10 s before the first refresh
+    record(recorder, clock, START + 545, [0.01])  # minute 9
     flush_recorder(recorder, rollups)
-    first = counts(START + 550)
-    assert first[START] == 3 and first[START + 540] == 1
-    # Samples reaching the store late: into settled minute 0, into minute 9 (not settled yet), and now.
-    record(recorder, clock, START + 6, [0.01] * 2)
+    first = series(START + 550)
+    assert first[START][0] == 3 and first[START + 540][0] == 1
+    remembered = memo.get(60, START, 3)
+    assert remembered is not None and remembered.count == 3  # computed once, kept with its count
+    # Samples reaching the store late (a flush retried after an outage): into minute 0, long complete,
+    # into minute 9, and into the current minute. Every bucket answers what the store holds now.
+    record(recorder, clock, START + 6, [0.5] * 2)
     record(recorder, clock, START + 546, [0.01] * 4)
     record(recorder, clock, START + 601, [0.01])
     flush_recorder(recorder, rollups)
-    again = counts(START + 610)
-    assert again[START] == 3  # remembered: minute 0 is not read again on every refresh
-    assert again[START + 540] == 5 and again[START + 600] == 1  # the newest minutes are
-    assert counts(START + 610, with_memo=False)[START] == 5
-    assert counts(START + 550 + MEMO_SECONDS)[START] == 5  # and a remembered bucket is read again in time
+    again = series(START + 610)
+    assert again == series(START + 610, with_memo=False)  # the memo answers as the store does
+    assert again[START][0] == 5 and again[START][1] == pytest.approx(0.5, rel=0.02)  # the late slow ones count
+    assert again[START + 540][0] == 5 and again[START + 600][0] == 1
+    # A bucket is reused only at the count it was computed from.
+    assert memo.get(60, START + 540, 5) is not None and memo.get(60, START + 540, 4) is None
+
+
+def test_the_last_complete_bucket_is_the_latest_and_says_which(store: Store) -> None:
+    clock = ManualClock(START)
+    rollups = RequestRollups(store, clock)
+    recorder = RequestRecorder(clock)
+    record(recorder, clock, START + 61, [0.01] * 16)  # minute 1: complete at START + 120
+    record(recorder, clock, START + 125, [0.01])  # minute 2: still filling
+    flush_recorder(recorder, rollups)
+    now = START + 130
+    body = series_json(LAST_HOUR, now, request_series(rollups, LAST_HOUR, now), None)
+    assert [p["complete"] for p in body["points"][-3:]] == [True, True, False]
+    assert body["points"][-1]["requests"] == 1 and body["points"][-1]["seconds"] == 10
+    assert body["latest"]["from"] == isoformat(START + 60) and body["latest"]["to"] == isoformat(START + 120)
+    assert body["latest"]["requests"] == 16
+    empty = series_json(SeriesSpec("1m", 60, 60), now, request_series(rollups, SeriesSpec("1m", 60, 60), now), None)
+    assert empty["latest"] is None  # a single, filling bucket: nothing complete to report yet
 
 
 def test_the_memo_keeps_one_span_per_series(store: Store) -> None:

@@ -280,8 +280,15 @@ def test_an_open_breaker_is_shown_with_the_time_until_the_next_trial(
     clock.advance(12)
     stripe = application.test_client().get(f"{CHECK}?service=stripe").get_json()
     assert stripe["status"] == "unhealthy"
-    assert stripe["error"] == "circuit open; next trial in 18s"
+    # The round that opened the breaker keeps the answer that opened it, beside the breaker's timing.
+    assert stripe["error"] == "HTTP 500; circuit open, next trial in 18s"
+    assert stripe["responseTime"] is not None  # it was called: the response time is that call's
     assert stripe["circuit"] == {"state": "open", "consecutiveFailures": 5, "nextTrialIn": 18.0}
+    clock.advance(1)
+    run_round(application)  # refused by the breaker: not called, and it says what opened it
+    stripe = application.test_client().get(f"{CHECK}?service=stripe").get_json()
+    assert stripe["error"] == "circuit open after HTTP 500: not called; next trial in 17s"
+    assert stripe["responseTime"] is None
 
 
 def test_results_that_stopped_coming_are_unknown_not_healthy(

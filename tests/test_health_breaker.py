@@ -255,7 +255,9 @@ def test_checks_open_the_breaker_then_stop_calling_then_recover(
     # while open: not called, reported unhealthy with the time until the next trial
     clock.advance(10)
     result = stripe_result(service)
-    assert (result.status, result.error, result.response_time_ms) == ("unhealthy", "circuit open: not called", None)
+    # the refusal keeps the error that opened the breaker
+    assert (result.status, result.error, result.response_time_ms) == (
+        "unhealthy", "circuit open after HTTP 500: not called", None)
     assert len(server.requests) == 5
     shown = service.snapshot().services["stripe"]
     assert shown.circuit is not None and shown.circuit.next_trial_in(clock.now()) == pytest.approx(10)
@@ -293,7 +295,7 @@ def test_the_host_apps_failures_open_the_breaker_the_check_uses(
         with pytest.raises(TimeoutError):
             with service.breaker("stripe"):
                 raise TimeoutError()
-    assert stripe_result(service).error == "circuit open: not called"
+    assert stripe_result(service).error == "circuit open after TimeoutError: not called"  # what the host app saw
     assert server.requests == []
 
 
@@ -320,3 +322,23 @@ def test_policy_comes_from_the_settings(make_settings: Callable[..., Settings], 
         assert service.breakers.record_success(service.breakers.acquire("x")) == CLOSED
     finally:
         store.dispose()
+
+
+def test_a_half_open_breaker_is_never_reported_as_open(
+    stripe_service: tuple[HealthService, RecordingHTTPServer], clock: ManualClock
+) -> None:
+    from monitoring.health.report import public_error
+
+    service, server = stripe_service
+    for _ in range(5):
+        with pytest.raises(TimeoutError):
+            with service.breaker("stripe"):
+                raise TimeoutError()
+    clock.advance(31)  # past the reset timeout: the next caller gets the trial
+    with service.breaker("stripe"):  # the host app's call is the trial, and it is still under way
+        result = stripe_result(service)
+        assert result.error == "circuit half-open: another caller holds the trial call; not called"
+        shown = service.snapshot().services["stripe"]
+        assert shown.circuit is not None and shown.circuit.state == HALF_OPEN
+        assert "circuit open" not in (public_error(shown, clock.now()) or "")
+    assert server.requests == []  # the round never called it beside the trial

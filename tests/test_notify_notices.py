@@ -137,9 +137,11 @@ def test_an_older_store_gains_the_cleared_at_column(store_url: str) -> None:
     store.migrate()
     with store.write() as conn:  # the store as the previous release (revision 0002) left it
         conn.execute(text('ALTER TABLE alerts DROP COLUMN cleared_at'))
+        conn.execute(text('ALTER TABLE instances DROP COLUMN stopped_at'))  # revision 0004's, after it
         conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     assert store.migrate() == HEAD
     with store.read() as conn:
         assert "cleared_at" in {c["name"] for c in inspect(conn).get_columns("alerts")}
+        assert "stopped_at" in {c["name"] for c in inspect(conn).get_columns("instances")}
     assert store.migrate() == HEAD  # again: nothing to do
     store.dispose()

@@ -20,7 +20,8 @@ from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.errors import ApiError
 from monitoring.clock import isoformat
-from monitoring.dashboard.data import FULL, PUBLIC, DashboardMemo, build_dashboard
+from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard
+from monitoring.dashboard.series import BucketMemo
 from monitoring.dashboard.session import (
     COOKIE_NAME,
     SESSION_SECONDS,
@@ -63,7 +64,7 @@ CONTENT_SECURITY_POLICY = (
 def _document(view: str) -> dict[str, Any]:
     monitoring = current_monitoring()
     if monitoring.dashboard_memo is None:
-        monitoring.dashboard_memo = DashboardMemo(monitoring.clock)
+        monitoring.dashboard_memo = BucketMemo()  # series buckets, reused while the store's counts hold
     return build_dashboard(monitoring.services.dashboard, view, monitoring.dashboard_memo)
 
 
@@ -243,6 +244,7 @@ _SERIES_POINT = {
     "properties": {
         "at": {"type": "string", "format": "date-time", "description": "Start of the bucket."},
         "seconds": {"type": "number", "description": "Elapsed part of the bucket (less for the current one)."},
+        "complete": {"type": "boolean", "description": "False for the bucket still filling."},
         "requests": {"type": "integer"},
         "errors": {"type": "integer", "description": "5xx responses."},
         "errorShare": {"type": ["number", "null"]},
@@ -283,6 +285,7 @@ _DOCUMENT = {
                     "error": {"type": ["string", "null"]},
                     "circuit": {"type": ["object", "null"]},
                     "availability24h": {"type": ["number", "null"]},
+                    "checks24h": {"type": "integer", "description": "The checks availability24h rests on."},
                 },
             },
         },
@@ -302,6 +305,9 @@ _DOCUMENT = {
                     "from": {"type": "string", "format": "date-time"},
                     "to": {"type": "string", "format": "date-time"},
                     "points": {"type": "array", "items": _SERIES_POINT},
+                    "latest": {"type": ["object", "null"],
+                               "description": "The last complete bucket (from, to and its figures): what legends "
+                               "and summaries read."},
                 },
             },
         },

@@ -35,12 +35,12 @@ def _service() -> UptimeService:
 @bp.get("/uptime")
 def uptime():  # type: ignore[no-untyped-def]
     service = _service()
+    now = service.clock.now()
     try:
-        period = parse_period(request.args.get("window") or None, request.args.get("month") or None,
-                              service.clock.now())
+        period = parse_period(request.args.get("window") or None, request.args.get("month") or None, now)
     except ValueError as exc:
         raise ApiError(400, str(exc), "invalid_parameter") from None
-    return jsonify(render_uptime(service.report(period)))
+    return jsonify(render_uptime(service.report(period, now)))
 
 
 @bp.get("/uptime/incidents")
@@ -116,7 +116,9 @@ _ZONE = {
                 "type": "object",
                 "properties": {
                     "id": {"type": "string"},
-                    "status": {"enum": ["up", "down"]},
+                    "status": {"enum": ["up", "down"],
+                               "description": "down: its heartbeat is older than LEASE_TTL and it did not stop "
+                               "cleanly (an instance that stopped cleanly is not listed)."},
                     "startedAt": {"type": "string", "format": "date-time"},
                     "lastSeen": {"type": "string", "format": "date-time"},
                 },
@@ -125,6 +127,17 @@ _ZONE = {
     },
 }
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
+_COVERAGE = {
+    "type": "object",
+    "required": ["known", "enough", "minimum", "summary"],
+    "description": "What the figure rests on: below UPTIME_MIN_COVERAGE no SLA verdict is given.",
+    "properties": {
+        "known": {**_NUMBER_OR_NULL, "description": "% of the window outside maintenance that rounds vouch for."},
+        "enough": {"type": "boolean", "description": "known >= minimum: the figure can be judged against the SLA."},
+        "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
+        "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
+    },
+}
 _UPTIME_DOCUMENT = {
     "type": "object",
     "required": ["status", "uptime", "sla", "zones", "incidents", "mtbf", "mttr", "coverage", "maintenance", "window"],
@@ -133,8 +146,10 @@ _UPTIME_DOCUMENT = {
                    "description": "The health status now, as /api/health/check reports it."},
         "uptime": {
             "type": "object",
-            "required": ["formatted", "percentage", "since"],
+            "required": ["state", "formatted", "percentage", "since", "coverage"],
             "properties": {
+                "state": {"enum": ["up", "down", "unknown"],
+                          "description": "down: an incident is open; unknown: no round vouches for now."},
                 "formatted": {"type": "string", "description": "How long the current up period has lasted ('0s' when "
                               "not up)."},
                 "seconds": {"type": "number"},
@@ -143,19 +158,22 @@ _UPTIME_DOCUMENT = {
                 "upSeconds": {"type": "number"},
                 "degradedSeconds": {"type": "number", "description": "Part of upSeconds."},
                 "downSeconds": {"type": "number"},
+                "coverage": _COVERAGE,
                 "definition": {"type": "string"},
             },
         },
         "sla": {
             "type": "object",
-            "required": ["target", "compliance", "errorBudget", "burnRates"],
+            "required": ["target", "coverage", "compliance", "errorBudget", "burnRates"],
             "properties": {
                 "target": {"type": "number", "description": "SLA_TARGET, %."},
+                "coverage": _COVERAGE,
                 "compliance": {
                     "type": "object",
                     "properties": {
                         "overall": {"type": ["boolean", "null"]},
-                        "uptime": {"type": ["boolean", "null"], "description": "Null without known time."},
+                        "uptime": {"type": ["boolean", "null"],
+                                   "description": "Null (not enough data) below UPTIME_MIN_COVERAGE of the window."},
                         "errorRate": {"type": ["boolean", "null"], "description": "Null without requests."},
                     },
                 },
@@ -180,6 +198,8 @@ _UPTIME_DOCUMENT = {
                     "properties": {
                         "windows": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
                                     "description": "Burn rate over the trailing 5m, 30m, 1h, 2h, 6h, 1d and 3d."},
+                        "coverage": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
+                                     "description": "Known time in % of each of those windows."},
                         "alerts": {
                             "type": "array",
                             "description": "Multiwindow burn-rate alerts: 14.4x (1h and 5m), 6x (6h and 30m), "
@@ -224,6 +244,9 @@ _UPTIME_DOCUMENT = {
                 "unknownSeconds": {"type": "number"},
                 "maintenanceSeconds": {"type": "number"},
                 "graceSeconds": {"type": "number"},
+                "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
+                "enough": {"type": "boolean"},
+                "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
                 "gaps": {"type": "array", "items": {"type": "object"}, "description": "The latest 20 unknown stretches."},
                 "definition": {"type": "string"},
             },

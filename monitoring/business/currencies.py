@@ -33,6 +33,15 @@ def is_currency(code: str) -> bool:
     return code in MINOR_UNIT_EXPONENTS
 
 
+def parse_currency_list(raw: str) -> tuple[str, ...]:
+    """``"EUR, GBP"`` -> ``("EUR", "GBP")``; ValueError naming the first code that is not ISO 4217."""
+    codes = tuple(dict.fromkeys(code.strip() for code in raw.split(",") if code.strip()))
+    for code in codes:
+        if not is_currency(code):
+            raise ValueError(f"expected comma-separated ISO 4217 codes in capitals such as EUR,GBP (not {code[:12]!r})")
+    return codes
+
+
 def format_minor_units(amount_minor: int, currency: str) -> str:
     """Integer minor units as an exact decimal string in the currency's own exponent.
 

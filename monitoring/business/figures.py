@@ -8,6 +8,7 @@ Tickets: operations and tickets (sum of quantities) per operation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,8 +164,15 @@ def business_json(figures: BusinessFigures) -> dict[str, Any]:
     }
 
 
-def business_prometheus(figures: BusinessFigures, totals: dict[str, dict[str, int]]) -> list[Metric]:
-    """Counters from the all-time totals (so rate() works), gauges for the window's ratios and users."""
+def business_prometheus(figures: BusinessFigures, totals: dict[str, dict[str, int]],
+                        currencies: tuple[str, ...] = ()) -> list[Metric]:
+    """Counters from the all-time totals (so rate() works), gauges for the window's ratios and users.
+
+    Every family is in every exposition, from the first scrape: counters at 0 before their first
+    event (revenue for each of ``currencies``, REVENUE_CURRENCIES, so increase() sees the first
+    payment), and the success ratio as NaN while there is no payment to take it from (a 0 would
+    read "every payment failed"; NaN is Prometheus' "no value", and no comparison with it holds).
+    """
     payments = CounterMetricFamily(
         "centinela_payments", "Payments recorded since the store began, by outcome.", labels=["outcome"]
     )
@@ -175,8 +183,9 @@ def business_prometheus(figures: BusinessFigures, totals: dict[str, dict[str, in
         "Amount of succeeded payments since the store began, in minor units of the currency (cents for EUR).",
         labels=["currency"],
     )
-    for currency, value in sorted(totals.get("revenue_minor_units", {}).items()):
-        revenue.add_metric([currency], value)
+    revenue_totals = totals.get("revenue_minor_units", {})
+    for currency in sorted(set(revenue_totals) | set(currencies)):
+        revenue.add_metric([currency], revenue_totals.get(currency, 0))
     operations = CounterMetricFamily(
         "centinela_ticket_operations", "Ticket operations recorded since the store began.", labels=["operation"]
     )
@@ -190,20 +199,19 @@ def business_prometheus(figures: BusinessFigures, totals: dict[str, dict[str, in
                                labels=["window"])
     for label, count in figures.active_users.items():
         active.add_metric([label], count)
-    metrics: list[Metric] = [payments, revenue, operations, tickets, active]
+    success = GaugeMetricFamily(
+        "centinela_payment_success_ratio",
+        "Share of payments that succeeded over the window (0-1); NaN while the window has no payment.",
+        labels=["window"],
+    )
     ratio = figures.payments.failure_ratio
-    if ratio is not None:  # no payments: no sample, rather than a made-up 0 or 1
-        success = GaugeMetricFamily(
-            "centinela_payment_success_ratio", "Share of payments that succeeded over the window (0-1).",
-            labels=["window"],
-        )
-        success.add_metric([figures.window.label], 1.0 - ratio)
-        metrics.append(success)
-    return metrics
+    success.add_metric([figures.window.label], math.nan if ratio is None else 1.0 - ratio)
+    return [payments, revenue, operations, tickets, active, success]
 
 
-def business_datadog(figures: BusinessFigures) -> list[DatadogPoint]:
-    """The window's figures under the JSON names; counts carry the window as their interval."""
+def business_datadog(figures: BusinessFigures, currencies: tuple[str, ...] = ()) -> list[DatadogPoint]:
+    """The window's figures under the JSON names; counts carry the window as their interval (0 for each of
+    ``currencies`` without revenue in it). Rates without a payment are not sent: Datadog takes no NaN."""
     interval = max(1, int(round(figures.window.seconds)))
     payments = figures.payments
     points: list[DatadogPoint] = []
@@ -216,10 +224,11 @@ def business_datadog(figures: BusinessFigures) -> list[DatadogPoint]:
         DatadogPoint("payments.count", float(payments.succeeded), "count", ("outcome:succeeded",), interval),
         DatadogPoint("payments.count", float(payments.failed), "count", ("outcome:failed",), interval),
     ]
+    revenue = {r.currency: r.amount_minor for r in figures.revenue}
     points += [
-        DatadogPoint("payments.revenue_minor_units", float(r.amount_minor), "count", (f"currency:{r.currency}",),
-                     interval)
-        for r in figures.revenue
+        DatadogPoint("payments.revenue_minor_units", float(revenue.get(currency, 0)), "count",
+                     (f"currency:{currency}",), interval)
+        for currency in sorted(set(revenue) | set(currencies))
     ]
     points += [DatadogPoint("users.active", float(n), tags=(f"window:{label}",)) for label, n in
                figures.active_users.items()]
@@ -231,15 +240,16 @@ def business_datadog(figures: BusinessFigures) -> list[DatadogPoint]:
 
 
 class BusinessProvider:
-    """``monitoring.metric_categories["business"]``."""
+    """``monitoring.metric_categories["business"]``; ``currencies`` are exported at 0 before their first payment."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, currencies: tuple[str, ...] = ()) -> None:
         self.store = store
+        self.currencies = currencies
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
         figures = business_figures(self.store, window)
         return CategoryReport(
             json=business_json(figures),
-            prometheus=business_prometheus(figures, business_totals_by_name(self.store)),
-            datadog=business_datadog(figures),
+            prometheus=business_prometheus(figures, business_totals_by_name(self.store), self.currencies),
+            datadog=business_datadog(figures, self.currencies),
         )

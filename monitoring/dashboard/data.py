@@ -7,11 +7,12 @@ errors and business figures from their category providers, active alerts from th
 engine. A section whose feature is missing or failed says so (``{"available": false,
 "reason"}``) and the rest of the document still answers.
 
-Refreshes are cheap on purpose (the page asks every DASHBOARD_REFRESH_SECONDS): settled series
-buckets are remembered per process (``BucketMemo``), and the two sections whose features read
-weeks of rollups for one figure (the uptime report's 30-day error rate, the errors category's
-request count) are recomputed at most every ``SLOW_SECTION_SECONDS``. The banner and the
-services table come from the health results of every refresh, so an outage shows at once.
+Every figure is read from the store on every refresh, at one moment (``now``, read once per
+answer and handed to every section), so any worker answers the same and a duration never goes
+back between two refreshes. The one thing a process keeps between refreshes is the series
+buckets it has already computed (``BucketMemo``), and it reuses one only while the store still
+holds exactly the requests it was computed from (see monitoring.dashboard.series): a cache of
+the store, never a second source.
 
 Two views. ``full`` is for a caller with the metrics key (or the page's signed session): every
 section. ``public`` is what the HTML page shows to anyone: health and uptime only; the other
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -46,11 +46,10 @@ HOUR = 3600.0
 DAY = 86400.0
 TOP_ROUTES = 10
 RESTRICTED_SECTIONS = ("performance", "series", "errors", "business", "alerts")
-SLOW_SECTION_SECONDS = 60.0
 
 STATUS_WORDS = {"healthy": "Healthy", "degraded": "Degraded", "unhealthy": "Unhealthy", "unknown": "Unknown"}
 
-UptimeSource = Callable[[], dict[str, Any]]  # the uptime document (GET /api/monitoring/uptime's shape)
+UptimeSource = Callable[[float], dict[str, Any]]  # the uptime document at ``now`` (GET /api/monitoring/uptime's shape)
 AlertsSource = Callable[[], list[dict[str, Any]]]  # the alerting engine's open alerts, as its API shows them
 MAX_ALERTS = 100
 
@@ -66,29 +65,6 @@ class DashboardSources:
     uptime: UptimeSource | None = None
     alerts: AlertsSource | None = None
     refresh_seconds: int = DEFAULT_REFRESH_SECONDS
-
-
-class DashboardMemo:
-    """What one refresh computed that the next ones may reuse (per process; every figure is still the store's)."""
-
-    def __init__(self, clock: Clock, slow_seconds: float = SLOW_SECTION_SECONDS) -> None:
-        self.clock = clock
-        self.slow_seconds = slow_seconds
-        self.buckets = BucketMemo()
-        self._slow: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def slow(self, name: str, build: Callable[[], Any]) -> Any:
-        """``build()``, or its result from less than ``slow_seconds`` ago (failures are not kept)."""
-        now = self.clock.now()
-        with self._lock:
-            found = self._slow.get(name)
-        if found is not None and 0 <= now - found[0] < self.slow_seconds:
-            return found[1]
-        value = build()
-        with self._lock:
-            self._slow[name] = (now, value)
-        return value
 
 
 def _unavailable(reason: str) -> dict[str, Any]:
@@ -185,6 +161,7 @@ def services_section(health: dict[str, Any]) -> list[dict[str, Any]]:
                 "error": service.get("error"),
                 "circuit": service.get("circuit"),
                 "availability24h": window.get("availability"),
+                "checks24h": window.get("checks", 0),  # what availability24h rests on
             }
         )
     return rows
@@ -197,13 +174,19 @@ def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     sla = document["sla"]
     budget = {k: v for k, v in sla["errorBudget"].items() if k != "definition"}
     error_rate = {k: v for k, v in sla["errorRate"].items() if k in ("share", "threshold")}
-    firing = [alert for alert in sla.get("burnRates", {}).get("alerts", []) if alert.get("firing")]
+    burn_rates = sla.get("burnRates", {})
+    windows = burn_rates.get("windows", {})
+    # Each firing alert with the rates its windows burn at now: the page says how fast, not only the threshold.
+    firing = [{**alert, "longRate": windows.get(alert["longWindow"]), "shortRate": windows.get(alert["shortWindow"])}
+              for alert in burn_rates.get("alerts", []) if alert.get("firing")]
+    coverage = document.get("coverage") or {}
     section = {
         "window": document["window"],
         "status": document.get("status"),
         "uptime": uptime,
         "sla": {
             "target": sla["target"],
+            "coverage": sla.get("coverage"),
             "compliance": sla["compliance"],
             "errorBudget": budget,
             "errorRate": error_rate,
@@ -211,7 +194,8 @@ def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         },
         "zones": document.get("zones", []),
         "maintenance": (document.get("maintenance") or {}).get("active", []),
-        "coverage": {k: v for k, v in (document.get("coverage") or {}).items() if k in ("known", "unknown")},
+        "coverage": {k: v for k, v in coverage.items()
+                     if k in ("known", "unknown", "knownSeconds", "enough", "minimum", "summary")},
     }
     incidents = dict(document["incidents"])
     return section, incidents
@@ -260,12 +244,11 @@ def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------------
 
 
-def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | None = None) -> dict[str, Any]:
-    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``memo`` between refreshes."""
+def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | None = None) -> dict[str, Any]:
+    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``buckets`` between refreshes."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
-    memo = memo or DashboardMemo(sources.clock)
-    now = sources.clock.now()
+    now = sources.clock.now()  # the one moment every section of this answer is read at
     health = _section("health", lambda: _health(sources, now))
     document: dict[str, Any] = {
         "generatedAt": isoformat(now),
@@ -279,7 +262,7 @@ def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | 
         document["uptime"], document["incidents"] = _unavailable(reason), _unavailable(reason)
     else:
         try:
-            document["uptime"], document["incidents"] = uptime_sections(memo.slow("uptime", sources.uptime))
+            document["uptime"], document["incidents"] = uptime_sections(sources.uptime(now))
         except Exception:
             log.exception("dashboard section uptime failed")
             reason = "the uptime figures could not be computed; the details are in the server log"
@@ -288,9 +271,8 @@ def build_dashboard(sources: DashboardSources, view: str, memo: DashboardMemo | 
         document["restricted"] = list(RESTRICTED_SECTIONS)
         return document
     document["performance"] = _section("performance", lambda: performance_section(sources, now))
-    document["series"] = _section("series", lambda: series_section(sources, now, memo.buckets))
-    document["errors"] = _section("errors", lambda: memo.slow(
-        "errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h"))))
+    document["series"] = _section("series", lambda: series_section(sources, now, buckets))
+    document["errors"] = _section("errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h")))
     document["business"] = _section("business", lambda: _category_section(sources, "business", today_utc(now)))
     document["alerts"] = _section("alerts", lambda: alerts_section(sources, now))
     if document["alerts"].get("active"):  # the banner names a firing alert worse than the health status
@@ -313,9 +295,9 @@ def sources_of(
         from monitoring.uptime.periods import parse_period
         from monitoring.uptime.report import render_uptime
 
-        def uptime() -> dict[str, Any]:
+        def uptime(now: float) -> dict[str, Any]:
             # The same document as GET /api/monitoring/uptime (its default window), cut down above.
-            return render_uptime(uptime_service.report(parse_period(None, None, clock.now())))
+            return render_uptime(uptime_service.report(parse_period(None, None, now), now))
 
     alerts: AlertsSource | None = None
     if engine is not None:

@@ -15,6 +15,19 @@ from typing import Any, Literal
 
 TITLE = "Centinela"
 
+# Gauges the Datadog export sends only once there is a figure: Datadog's intake takes no NaN, and a
+# 0 would be a false reading (a health score of 0, 0 % uptime, every payment failed) that monitors
+# would act on. Until then these widgets show Datadog's "No data", which is true. Every other name
+# queried here (counts, gauges of known state) is sent from the first scrape, zero-valued.
+MEASURED_ONLY = frozenset({
+    "health.score",  # before the first health round
+    "health.dependency.up", "health.dependency.response_time",  # before a dependency's first check
+    "uptime.percentage",  # before a round vouches for any time
+    "api.response_time.p50", "api.response_time.p95", "api.response_time.p99",  # no request in the window
+    "payments.success_rate",  # no payment in the window
+    "system.memory.usage", "system.cpu.usage",  # before a process's first resource sample
+})
+
 
 @dataclass(frozen=True)
 class Widget:

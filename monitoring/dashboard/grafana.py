@@ -13,6 +13,10 @@ exposition, so a renamed metric cannot leave a silently empty panel.
 
 The Prometheus data source is a dashboard variable (``DS_PROMETHEUS``, type ``datasource``):
 the document imports as it is and uses whichever Prometheus the viewer picks.
+
+Every family queried here is in the export from the first scrape of a fresh service: counters
+at 0, figures not measured yet as NaN (see the category providers). Each panel maps NaN (and no
+value at all) to the words "not measured yet", so day one reads as such and not as "No data".
 """
 from __future__ import annotations
 
@@ -22,7 +26,14 @@ from typing import Any, Literal
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardSpecialValueMapOptions,
+    DataSourceRef,
+    GridPos,
+    SpecialValueMap,
+    SpecialValueMatch,
+    ValueMappingResult,
+)
 
 UID = "centinela-overview"
 TITLE = "Centinela"
@@ -33,6 +44,9 @@ RATE_RANGE = "5m"
 APP = 'internal="false"'
 
 _DATASOURCE = DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VARIABLE + "}")
+NOT_MEASURED = "not measured yet"
+_NOT_MEASURED_MAPPING = SpecialValueMap(options=DashboardSpecialValueMapOptions(
+    match=SpecialValueMatch.NULL_AND_NAN, result=ValueMappingResult(text=NOT_MEASURED)))
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,8 @@ def _panel(spec: Panel, panel_id: int) -> Any:
         .description(spec.description)
         .datasource(_DATASOURCE)
         .unit(spec.unit)
+        .no_value(NOT_MEASURED)
+        .mappings([_NOT_MEASURED_MAPPING])
         .grid_pos(GridPos(h=spec.height, w=spec.width, x=0, y=0))
     )
     for index, query in enumerate(spec.queries):

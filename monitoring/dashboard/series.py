@@ -10,19 +10,22 @@ offers figures over one window, not per bucket; asking it once per bucket would 
 queries a bucket).
 
 The last bucket is the one ``now`` falls in: partial, so new traffic shows at the next flush
-instead of at the next minute; its ``seconds`` says how much of it has elapsed.
+instead of at the next minute; its ``seconds`` says how much of it has elapsed and ``complete``
+is false. Legends read the last complete bucket, and say which (``latest``).
 
-A bucket that ended more than ``SETTLE_SECONDS`` ago no longer changes (every worker has
-flushed it), so a ``BucketMemo`` keeps its figures for the next refreshes: a refresh then reads
-only the newest buckets instead of a day of rollups. Entries are forgotten after
-``MEMO_SECONDS`` all the same, so samples that reach the store late (a flush retried after a
-store outage) show within minutes.
+Decoding a day of minute histograms for every refresh would cost seconds, so a ``BucketMemo``
+keeps each bucket's figures with the request count they were computed from. Every refresh
+first reads the count of every bucket in one grouped SUM (no histogram); a remembered bucket
+is reused only while the store still holds exactly that many requests in it. A flush only
+ever adds requests to a bucket, so an unchanged count means unchanged rows: the memo answers
+what the store would, in every worker alike, and samples that reach the store late (a flush
+retried after a store outage) show at the next refresh.
 """
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Integer, cast, func, select
@@ -57,9 +60,6 @@ class SeriesSpec:
         return [last - (self.buckets - 1 - i) * self.step for i in range(self.buckets)]
 
 
-SETTLE_SECONDS = 120.0  # far beyond METRICS_FLUSH_INTERVAL: a bucket this old has every worker's samples
-MEMO_SECONDS = 600.0
-
 LAST_HOUR = SeriesSpec("1h", 3600, 60)
 LAST_DAY = SeriesSpec("24h", 86400, 900)
 SERIES = (LAST_HOUR, LAST_DAY)
@@ -84,25 +84,21 @@ class PaymentPoint:
 
 
 class BucketMemo:
-    """The figures of settled buckets, per process, so that a refresh reads only the newest buckets."""
+    """Figures of buckets already computed, each with the request count it was computed from."""
 
-    def __init__(self, keep_seconds: float = MEMO_SECONDS) -> None:
-        self.keep_seconds = keep_seconds
-        self._points: dict[tuple[int, float], tuple[float, RequestPoint]] = {}
+    def __init__(self) -> None:
+        self._points: dict[tuple[int, float], RequestPoint] = {}
         self._lock = threading.Lock()
 
-    def get(self, step: int, start: float, now: float) -> RequestPoint | None:
+    def get(self, step: int, start: float, count: int) -> RequestPoint | None:
+        """The remembered bucket, if the store still holds ``count`` requests in it."""
         with self._lock:
             found = self._points.get((step, start))
-        if found is None or not 0 <= now - found[0] < self.keep_seconds:
-            return None
-        return found[1]
+        return found if found is not None and found.count == count else None
 
-    def put(self, step: int, point: RequestPoint, now: float) -> None:
-        if now - (point.start + step) < SETTLE_SECONDS:
-            return  # still filling: the next flush may change it
+    def put(self, step: int, point: RequestPoint) -> None:
         with self._lock:
-            self._points[(step, point.start)] = (now, point)
+            self._points[(step, point.start)] = point
 
     def forget_before(self, step: int, start: float) -> None:
         """Drop the buckets of ``step`` that fell out of the span (keeps the memo at one span per series)."""
@@ -118,20 +114,21 @@ def request_series(rollups: RequestRollups, spec: SeriesSpec, now: float,
     if spec.step % HOUR and starts[0] < now - rollups.minute_horizon:
         # Older minutes are merged into hour rows: a bucket shorter than an hour would read the whole hour.
         raise ValueError(f"series {spec.label}: buckets shorter than an hour only within the minute horizon")
+    counts = rollups.counts_per_bucket(starts[0], spec.step, spec.buckets) if memo is not None else None
     if memo is not None:
         memo.forget_before(spec.step, starts[0])
     points = []
-    for start in starts:
-        known = memo.get(spec.step, start, now) if memo is not None else None
+    for i, start in enumerate(starts):
+        elapsed = max(0.0, min(start + spec.step, now) - start)
+        known = memo.get(spec.step, start, counts[i]) if memo is not None and counts is not None else None
         if known is not None:
-            points.append(known)
+            points.append(replace(known, seconds=elapsed))
             continue
-        end = min(start + spec.step, now)
         figures = rollups.figures(TimeWindow(start, start + spec.step, f"{spec.step}s"))
         p50, p95, p99 = figures.histogram.quantiles((0.5, 0.95, 0.99))
-        point = RequestPoint(start, max(0.0, end - start), figures.count, figures.errors, p50, p95, p99)
+        point = RequestPoint(start, elapsed, figures.count, figures.errors, p50, p95, p99)
         if memo is not None:
-            memo.put(spec.step, point, now)
+            memo.put(spec.step, point)
         points.append(point)
     return points
 
@@ -165,12 +162,14 @@ def _ms(seconds: float | None) -> float | None:
 
 def series_json(spec: SeriesSpec, now: float, requests: list[RequestPoint],
                 payments: list[PaymentPoint] | None) -> dict[str, Any]:
-    """One chartable series: a point per bucket (latency in ms, counts per bucket)."""
+    """One chartable series: a point per bucket (latency in ms, counts per bucket), and ``latest``, the last
+    complete bucket, which legends and summaries read (the current bucket is still filling)."""
     points = []
     for i, point in enumerate(requests):
         item: dict[str, Any] = {
             "at": isoformat(point.start),
             "seconds": round(point.seconds, 3),
+            "complete": point.seconds >= spec.step,
             "requests": point.count,
             "errors": point.errors,
             "errorShare": round(point.errors / point.count, 6) if point.count else None,
@@ -182,10 +181,17 @@ def series_json(spec: SeriesSpec, now: float, requests: list[RequestPoint],
             item["payments"] = {"succeeded": payments[i].succeeded, "failed": payments[i].failed}
         points.append(item)
     first = requests[0].start if requests else now
+    complete = [i for i, item in enumerate(points) if item["complete"]]
+    latest = None
+    if complete:
+        start = requests[complete[-1]].start
+        figures = {k: v for k, v in points[complete[-1]].items() if k not in ("at", "seconds", "complete")}
+        latest = {"from": isoformat(start), "to": isoformat(start + spec.step), **figures}
     return {
         "window": spec.label,
         "stepSeconds": spec.step,
         "from": isoformat(first),
         "to": isoformat(now),
         "points": points,
+        "latest": latest,
     }

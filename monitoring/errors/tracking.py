@@ -34,6 +34,7 @@ from sqlalchemy import case, func, select
 from monitoring.clock import Clock, isoformat
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
+from monitoring.metrics.scope import INCLUDE_INTERNAL
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups, error_totals
 
@@ -364,17 +365,19 @@ class ErrorFigures:
         return min(1.0, self.count / self.requests)
 
 
-def requests_in_window(store: Store, clock: Clock, window: TimeWindow) -> int | None:
+def requests_in_window(store: Store, clock: Clock, window: TimeWindow,
+                       include_internal: bool = INCLUDE_INTERNAL) -> int | None:
     """Requests the monitored app served in the window, from the request-metrics rollups.
 
-    The one place the errors figures depend on the request metrics: every request counts,
-    the monitoring endpoints included, since exceptions are captured on every route.
+    The one place the errors figures depend on the request metrics, counting the requests
+    every category counts (monitoring.metrics.scope): the ``errors`` and ``performance``
+    categories of one answer report the same ``requests.count``.
     """
     try:
         from monitoring.metrics.rollups import RequestRollups
     except ImportError:  # request metrics not installed: the share is reported as unknown
         return None
-    return RequestRollups(store, clock).counts(window, include_internal=True).count
+    return RequestRollups(store, clock).counts(window, include_internal=include_internal).count
 
 
 def error_figures(store: Store, window: TimeWindow, requests: int | None, top: int = TOP_GROUPS) -> ErrorFigures:
@@ -450,5 +453,9 @@ class ErrorsProvider:
         self.clock = clock
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
-        requests = requests_in_window(self.store, self.clock, window)
+        return self.report(window, INCLUDE_INTERNAL)
+
+    def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport:
+        """The figures, with requests counted in the caller's scope (monitoring.metrics.scope.ScopedProvider)."""
+        requests = requests_in_window(self.store, self.clock, window, include_internal)
         return errors_report(error_figures(self.store, window, requests))

@@ -39,6 +39,21 @@ HALF_OPEN = "half_open"
 # A trial call whose caller died (worker killed mid-call) must not keep the breaker half-open forever.
 MIN_TRIAL_TIMEOUT = 60.0
 
+# What a health round records for a dependency its breaker did not let it call. The text keeps the
+# error that opened the breaker, so the cause stays in sight for as long as the breaker is open.
+REFUSED_PREFIXES = ("circuit open", "circuit half-open")
+HALF_OPEN_REFUSAL = "circuit half-open: another caller holds the trial call; not called"
+
+
+def open_refusal(opened_by: str | None) -> str:
+    """``circuit open after HTTP 500: not called``: a round's result while the breaker is open."""
+    return f"circuit open after {opened_by}: not called" if opened_by else "circuit open: not called"
+
+
+def refused_by_breaker(error: str) -> bool:
+    """The result is the breaker's refusal, not an answer of the dependency."""
+    return error.startswith(REFUSED_PREFIXES)
+
 
 @dataclass(frozen=True)
 class BreakerPolicy:
@@ -120,9 +135,9 @@ class CircuitBreakers:
         with self.store.read() as conn:
             return self.states_in(conn)
 
-    def states_in(self, conn: Any) -> dict[str, BreakerState]:
-        """Every breaker, read in the caller's transaction."""
-        now = self.clock.now()
+    def states_in(self, conn: Any, now: float | None = None) -> dict[str, BreakerState]:
+        """Every breaker, read in the caller's transaction (as at ``now``)."""
+        now = self.clock.now() if now is None else now
         return {row["service"]: self._state(row, now) for row in conn.execute(select(circuit_breakers)).mappings()}
 
     def _state(self, row: Any, now: float | None = None) -> BreakerState:

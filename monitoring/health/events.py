@@ -127,3 +127,17 @@ def list_events(
             )
             for row in conn.execute(query).mappings()
         ]
+
+
+def opening_error(store: Store, service: str) -> str | None:
+    """The error recorded when the service's breaker last opened (None before it ever opened)."""
+    t = health_events.c
+    with store.read() as conn:
+        detail = conn.execute(
+            select(t.detail).where(t.service == service, t.kind == BREAKER_OPENED).order_by(t.at.desc(), t.id.desc())
+            .limit(1)
+        ).scalar()
+    if detail is None:
+        return None
+    error = json.loads(detail or "{}").get("error")
+    return str(error) if error else None

@@ -2,12 +2,13 @@
 "health" category of the metrics export. Pure functions of a snapshot (and window figures)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from monitoring.clock import isoformat
-from monitoring.health.circuit import OPEN
+from monitoring.health.circuit import OPEN, refused_by_breaker
 from monitoring.health.results import HealthSnapshot, ServiceHealth, WindowStats
 from monitoring.health.status import DEGRADED, HEALTHY, STATUS_VALUE, UNHEALTHY, weight
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
@@ -21,12 +22,24 @@ def _ms(value: float | None) -> float | None:
 
 
 def public_error(service: ServiceHealth, now: float) -> str | None:
-    """The service's error as shown; for an open breaker, with the time until its next trial."""
+    """The service's error as shown; for an open breaker, with the time until its next trial.
+
+    The latest result's own error always stays: the round that opened the breaker (or a failed
+    trial) shows the dependency's answer (``HTTP 500; circuit open, next trial in 30s``), and the
+    rounds the breaker refused show the error that opened it (``circuit open after HTTP 500: not
+    called; next trial in 12s``). A half-open breaker's refusal says half-open, never open.
+    """
+    error = service.error or None
     circuit = service.circuit
-    if circuit is not None and circuit.state == OPEN:
-        wait = circuit.next_trial_in(now)
-        return f"circuit open; next trial in {wait:.0f}s" if wait else "circuit open; next trial due"
-    return service.error or None
+    if circuit is None or circuit.state != OPEN:
+        return error
+    wait = circuit.next_trial_in(now)
+    trial = f"next trial in {wait:.0f}s" if wait else "next trial due"
+    if error is None:
+        return f"circuit open; {trial}"
+    if refused_by_breaker(error):
+        return f"{error}; {trial}"
+    return f"{error}; circuit open, {trial}"
 
 
 def render_service(service: ServiceHealth, now: float) -> dict[str, Any]:
@@ -102,7 +115,13 @@ def render_health_ietf(snapshot: HealthSnapshot, only: str | None = None) -> dic
 
 
 def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats], window: TimeWindow) -> CategoryReport:
-    """The current state plus, per dependency, how it did within the window."""
+    """The current state plus, per dependency, how it did within the window.
+
+    Every configured dependency has its Prometheus series from the first scrape: a figure not
+    measured yet (no round so far, a call the breaker refused) is NaN, Prometheus' "no value",
+    rather than absent (dashboards would show "No data" and rules miss the first change) or 0
+    (which would read "down"). Datadog takes no NaN: those points are not sent.
+    """
     score = snapshot.score
     up = GaugeMetricFamily("centinela_dependency_up", "1 when the dependency answers (healthy or degraded).",
                            labels=["service", "critical"])
@@ -120,11 +139,12 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
         window_figures = stats.get(name)
         is_up = None if service.status not in STATUS_VALUE else int(service.status != UNHEALTHY)
         tags = (f"service:{name}", f"critical:{str(service.critical).lower()}")
+        up.add_metric([name, str(service.critical).lower()], math.nan if is_up is None else is_up)
         if is_up is not None:
-            up.add_metric([name, str(service.critical).lower()], is_up)
             points.append(DatadogPoint("health.dependency.up", is_up, tags=tags))
+        seconds = None if service.response_time_ms is None else service.response_time_ms / 1000.0
+        response.add_metric([name], math.nan if seconds is None else seconds)
         if service.response_time_ms is not None:
-            response.add_metric([name], service.response_time_ms / 1000.0)
             points.append(DatadogPoint("health.dependency.response_time.latest", _ms(service.response_time_ms) or 0.0,
                                        tags=tags))
         # The window's mean, as documented (a rule on it over 1m resolves as the slow checks leave
@@ -133,8 +153,8 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
         if mean is not None:
             points.append(DatadogPoint("health.dependency.response_time", _ms(mean) or 0.0, tags=tags))
         ratio = window_figures.availability if window_figures else None
+        availability.add_metric([name], math.nan if ratio is None else ratio)
         if ratio is not None:
-            availability.add_metric([name], ratio)
             points.append(DatadogPoint("health.dependency.availability", ratio, tags=tags))
         if service.circuit is not None:
             is_open = int(service.circuit.state != "closed")
@@ -154,8 +174,8 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
                 "meanResponseTime": _ms(window_figures.mean_response_ms),
             },
         }
+    health_score.add_metric([], math.nan if score is None else score)
     if score is not None:
-        health_score.add_metric([], score)
         points.append(DatadogPoint("health.score", score))
     return CategoryReport(
         json={

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from sqlalchemy import case, func, select, update
 
 from monitoring.errors.sanitiser import sanitise_text
-from monitoring.health.circuit import BreakerState
+from monitoring.health.circuit import CLOSED, BreakerState
 from monitoring.health.events import record_event, status_change_kind
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, Weighed, health_score, overall_status
 from monitoring.store.database import Store
@@ -177,7 +177,9 @@ def read_snapshot(
     services: dict[str, ServiceHealth] = {}
     for spec in expected:
         row = rows.get(spec.name)
-        circuit = breakers.get(spec.name) if spec.has_breaker else None
+        # A breaker no call has used yet has no row: it is closed (the row is made closed at first use).
+        circuit = (breakers.get(spec.name) or BreakerState(spec.name, CLOSED, 0, 0, None, None, False)) \
+            if spec.has_breaker else None
         if row is None or row["checked_at"] is None:
             services[spec.name] = ServiceHealth(
                 spec.name, UNKNOWN, spec.critical, spec.component_type, None, None, "not checked yet", circuit

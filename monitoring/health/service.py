@@ -15,10 +15,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitoring.settings import Settings
 from monitoring.clock import Clock
-from monitoring.health.circuit import BreakerPolicy, CircuitBreakers, CircuitOpenError, Permit
+from monitoring.health.circuit import (
+    HALF_OPEN,
+    HALF_OPEN_REFUSAL,
+    BreakerPolicy,
+    CircuitBreakers,
+    CircuitOpenError,
+    Permit,
+    open_refusal,
+)
 from monitoring.health.checks import Check, Probe, configured_checks, custom_probe
 from monitoring.health.definitions import DEFAULT_TIMEOUT, MAX_TIMEOUT
-from monitoring.health.events import HealthEvent, list_events
+from monitoring.health.events import HealthEvent, list_events, opening_error
 from monitoring.health.registry import CustomCheck, CustomChecks, custom_check
 from monitoring.health.report import build_category_report
 from monitoring.health.results import (
@@ -41,7 +49,7 @@ log = logging.getLogger(__name__)
 # A probe's own timeout (requests, socket) normally ends it; this slack covers the time between
 # its deadline and ours before we stop waiting and report it timed out.
 DEADLINE_SLACK = 0.5
-CIRCUIT_OPEN_ERROR = "circuit open: not called"
+CIRCUIT_OPEN_ERROR = open_refusal(None)  # "circuit open: not called", when no opening error is on record
 STILL_RUNNING_ERROR = "previous check still running"
 STORE_UNAVAILABLE_ERROR = "store unavailable"
 # A lease row held while a round runs; it outlives the slowest check, then frees itself.
@@ -142,8 +150,8 @@ class HealthService:
             elif check.uses_breaker:
                 try:
                     permits[check.name] = self.breakers.acquire(check.name)
-                except CircuitOpenError:
-                    outcomes[check.name] = Probe.failed(CIRCUIT_OPEN_ERROR)
+                except CircuitOpenError as refused:
+                    outcomes[check.name] = Probe.failed(self._refusal(check.name, refused))
         outcomes.update(self._probe_all([c for c in checks if c.name not in outcomes]))
         results = [
             CheckResult(
@@ -172,6 +180,16 @@ class HealthService:
             except Exception:  # what others derive from a round (uptime) must not fail the round itself
                 log.exception("health round listener failed")
         return results
+
+    def _refusal(self, name: str, refused: CircuitOpenError) -> str:
+        """What the round records when the breaker refuses the call: half-open (a trial is under way
+        elsewhere), or open with the error that opened it."""
+        if refused.state == HALF_OPEN:
+            return HALF_OPEN_REFUSAL
+        try:
+            return open_refusal(opening_error(self.store, name))
+        except SQLAlchemyError:  # the round itself reports the store; the refusal needs no cause
+            return CIRCUIT_OPEN_ERROR
 
     def _probe_all(self, checks: list[Check]) -> dict[str, Probe]:
         if not checks:
@@ -249,14 +267,14 @@ class HealthService:
         longest = max((c.timeout for c in checks), default=DEFAULT_TIMEOUT)
         return 3 * self.settings.health_check_interval + self.settings.lease_ttl + longest
 
-    def snapshot(self) -> HealthSnapshot:
-        """Every dependency's latest stored result (cheap: two small reads in one transaction)."""
+    def snapshot(self, now: float | None = None) -> HealthSnapshot:
+        """Every dependency's latest stored result (cheap: two small reads in one transaction), as at ``now``."""
         checks = self.checks()
         expected = [ExpectedService(c.name, c.critical, c.component_type, c.uses_breaker) for c in checks]
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         try:
             with self.store.read() as conn:
-                return read_snapshot(conn, expected, self.breakers.states_in(conn), now, self._stale_after(checks))
+                return read_snapshot(conn, expected, self.breakers.states_in(conn, now), now, self._stale_after(checks))
         except SQLAlchemyError:
             log.warning("health snapshot: the store did not answer", exc_info=True)
             return _store_unavailable_snapshot(expected, now)
@@ -284,8 +302,9 @@ class HealthService:
         return list_events(self.store, since, until, service=service)
 
     def report(self, window: TimeWindow) -> CategoryReport:
-        """The "health" category of the metrics export."""
-        return build_category_report(self.snapshot(), window_stats(self.store, window.start, window.end), window)
+        """The "health" category of the metrics export, as at the window's end (the answer's one moment)."""
+        return build_category_report(self.snapshot(min(window.end, self.clock.now())),
+                                     window_stats(self.store, window.start, window.end), window)
 
 
 def _as_check(custom: CustomCheck) -> Check:

@@ -9,6 +9,7 @@ gets the window's figures under the JSON names.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -16,14 +17,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from monitoring.clock import isoformat, parse_timestamp
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.metrics.histogram import PROMETHEUS_BUCKETS, RELATIVE_ACCURACY, LatencyHistogram
+from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestAggregate
 from monitoring.metrics.rollups import RequestFigures, RequestRollups, RouteFigures, RouteTotal
+from monitoring.metrics.scope import INCLUDE_INTERNAL, INTERNAL_NOTE, scope_name
 from monitoring.metrics.system import SystemFigures, SystemSample, system_figures
 from monitoring.store.database import Store
 
-INTERNAL_NOTE = (
-    "requests to the monitoring endpoints (/api/monitoring/*, /api/health/*, /api/openapi.json) are "
-    "left out of these figures; add include_internal=true to count them"
-)
 STATUS_LABELS = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -79,7 +78,7 @@ def performance_json(figures: RequestFigures) -> dict[str, Any]:
         "errors.share": round(errors / count, 6) if count else 0.0,
         "status": _status_json(figures.status),
         "scope": {
-            "internal": "included" if figures.include_internal else "excluded",
+            "internal": scope_name(figures.include_internal),
             "internalRequests": figures.internal_count,
             "note": None if figures.include_internal else INTERNAL_NOTE,
             "coveredFrom": isoformat(figures.covered_from),
@@ -91,7 +90,12 @@ def performance_json(figures: RequestFigures) -> dict[str, Any]:
 
 
 def performance_prometheus(totals: list[RouteTotal]) -> list[Metric]:
-    """A counter per method, route, status class and internal flag; a histogram (le in seconds) per route."""
+    """A counter per method, route, status class and internal flag; a histogram (le in seconds) per route.
+
+    Series exist before their first request, at 0, so that rate() and increase() see the first one
+    and dashboards do not show "No data" on a fresh service: every status class of every route, and
+    ``GET <unmatched>`` of the monitored app, the one route every app has (any unknown path).
+    """
     requests = CounterMetricFamily(
         "centinela_http_requests",
         "HTTP requests handled by the monitored app since the store began, all workers and hosts.",
@@ -103,10 +107,12 @@ def performance_prometheus(totals: list[RouteTotal]) -> list[Metric]:
         labels=["method", "route", "internal"],
         unit="seconds",
     )
+    if not any((t.method, t.route, t.internal) == ("GET", UNMATCHED_ROUTE, False) for t in totals):
+        totals = [*totals, RouteTotal("GET", UNMATCHED_ROUTE, False, RequestAggregate(), None)]
     for total in totals:
         internal = "true" if total.internal else "false"
         for cls, count in enumerate(total.aggregate.status):
-            if count:
+            if count or cls:  # "other" (a status outside 100..599) only once one was sent
                 requests.add_metric([total.method, total.route, STATUS_LABELS[cls], internal], count,
                                     created=total.created_at)
         histogram = total.aggregate.histogram
@@ -152,7 +158,7 @@ class PerformanceProvider:
         self.rollups = rollups
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
-        return self.report(window, include_internal=False)
+        return self.report(window, INCLUDE_INTERNAL)
 
     def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport:
         figures = self.rollups.figures(window, include_internal)
@@ -219,8 +225,11 @@ def _gauge(name: str, documentation: str, labels: list[str], rows: list[tuple[li
     return family
 
 
-def _host_rows(hosts: list[SystemSample], attr: str, scale: float = 1.0) -> list[tuple[list[str], float]]:
-    return [([h.hostname], getattr(h, attr) * scale) for h in hosts]
+def _host_rows(hosts: list[SystemSample], attr: str, scale: float = 1.0,
+               unsampled: tuple[str, ...] = ()) -> list[tuple[list[str], float]]:
+    """One row per host; a running host with no sample yet is NaN (known, not measured yet), never absent."""
+    rows = [([h.hostname], getattr(h, attr) * scale) for h in hosts]
+    return sorted(rows + [([host], math.nan) for host in unsampled])
 
 
 def _worker_rows(workers: list[SystemSample], attr: str, scale: float = 1.0) -> list[tuple[list[str], float]]:
@@ -229,17 +238,17 @@ def _worker_rows(workers: list[SystemSample], attr: str, scale: float = 1.0) -> 
 
 def system_prometheus(figures: SystemFigures, scheduler: dict[str, Any]) -> list[Metric]:
     """Gauges in base units (ratios, bytes); ``worker`` rather than ``instance``, which Prometheus sets itself."""
-    hosts, workers = figures.host_latest(), figures.workers
+    hosts, workers, unsampled = figures.host_latest(), figures.workers, figures.unsampled_hosts
     host, worker = ["host"], ["host", "worker"]
     metrics: list[Metric] = [
         _gauge("centinela_system_memory_usage_ratio", "Memory in use over the limit that applies (cgroup or host).",
-               host, _host_rows(hosts, "memory_percent", 0.01), unit="ratio"),
+               host, _host_rows(hosts, "memory_percent", 0.01, unsampled), unit="ratio"),
         _gauge("centinela_system_memory_used_bytes", "Memory in use (cgroup working set or host used).",
-               host, _host_rows(hosts, "memory_used_bytes"), unit="bytes"),
+               host, _host_rows(hosts, "memory_used_bytes", unsampled=unsampled), unit="bytes"),
         _gauge("centinela_system_memory_limit_bytes", "Memory limit that applies (cgroup limit or host total).",
-               host, _host_rows(hosts, "memory_limit_bytes"), unit="bytes"),
+               host, _host_rows(hosts, "memory_limit_bytes", unsampled=unsampled), unit="bytes"),
         _gauge("centinela_system_cpu_usage_ratio", "Host CPU busy share over all CPUs.",
-               host, _host_rows(hosts, "system_cpu_percent", 0.01), unit="ratio"),
+               host, _host_rows(hosts, "system_cpu_percent", 0.01, unsampled), unit="ratio"),
         _gauge("centinela_process_cpu_usage_ratio", "Worker CPU use as a share of one CPU.",
                worker, _worker_rows(workers, "process_cpu_percent", 0.01), unit="ratio"),
         _gauge("centinela_process_resident_memory_bytes", "Worker resident set size.",

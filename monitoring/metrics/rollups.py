@@ -30,13 +30,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sqlalchemy import and_, bindparam, delete, false, func, or_, select, text, update
+from sqlalchemy import Integer, and_, bindparam, cast, delete, false, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from monitoring.clock import Clock
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.histogram import FORMAT_VERSION, LatencyHistogram
 from monitoring.metrics.recorder import RequestAggregate, RequestRecorder, RollupKey
+from monitoring.metrics.scope import INCLUDE_INTERNAL
 from monitoring.store.database import Store
 from monitoring.store.metrics_tables import ROUTE_LENGTH, STATUS_COLUMNS, request_rollups, request_routes
 
@@ -261,7 +262,7 @@ class RouteTotal:
     route: str
     internal: bool
     aggregate: RequestAggregate
-    created_at: float
+    created_at: float | None  # None: a series exported at 0 before the route's first request
 
 
 @dataclass(frozen=True)
@@ -459,7 +460,7 @@ class RequestRollups:
                 covered_from, covered_to = min(covered_from, hour), max(covered_to, hour + HOUR)
         return ReadPlan(or_(*parts) if parts else false(), covered_from, covered_to)
 
-    def counts(self, window: TimeWindow, include_internal: bool = False) -> RequestCounts:
+    def counts(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL) -> RequestCounts:
         """Requests per status class over ``window``, summed in SQL (no histogram is read)."""
         t, r = request_rollups, request_routes
         plan = self.plan(window)
@@ -474,7 +475,35 @@ class RequestRollups:
             status = [int(n) for n in conn.execute(query).one()]
         return RequestCounts(window, plan.covered_from, plan.covered_to, status)
 
-    def figures(self, window: TimeWindow, include_internal: bool = False) -> RequestFigures:
+    def counts_per_bucket(self, first: float, step: int, buckets: int, include_internal: bool = INCLUDE_INTERNAL) -> list[int]:
+        """Requests per bucket of ``step`` seconds from ``first``, in one grouped SUM over the minute rows.
+
+        No histogram is read: this is what tells a caller which buckets changed since it last
+        computed them. The buckets must lie within the minute horizon (whole minutes, ``step`` a
+        multiple of a minute).
+        """
+        if step % MINUTE or first % MINUTE:
+            raise ValueError("buckets must be whole minutes")
+        t, r = request_rollups, request_routes
+        offset = (t.c.bucket_start - first) / step
+        # SQLite's CAST truncates, which is floor here (bucket_start >= first); PostgreSQL's rounds, so floor it.
+        index = (func.floor(offset) if self.store.dialect == "postgresql" else cast(offset, Integer)).label("bucket")
+        query = (
+            select(index, sum(func.coalesce(func.sum(t.c[name]), 0) for name in STATUS_COLUMNS))
+            .select_from(t.join(r, t.c.route_id == r.c.id))
+            .where(t.c.resolution == MINUTE, t.c.bucket_start >= first, t.c.bucket_start < first + step * buckets)
+            .group_by(index)
+        )
+        if not include_internal:
+            query = query.where(r.c.internal == 0)
+        counts = [0] * buckets
+        with self.store.read() as conn:
+            for bucket, count in conn.execute(query):
+                if 0 <= int(bucket) < buckets:
+                    counts[int(bucket)] = int(count)
+        return counts
+
+    def figures(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL) -> RequestFigures:
         """Counts, status classes and merged histograms, overall and per route, over ``window``."""
         t, r = request_rollups, request_routes
         plan = self.plan(window)

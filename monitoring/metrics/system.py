@@ -22,6 +22,7 @@ from monitoring.clock import Clock
 from monitoring.metrics.categories import TimeWindow
 from monitoring.store.database import Store
 from monitoring.store.metrics_tables import system_samples
+from monitoring.store.schema import instances
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -218,6 +219,8 @@ class SystemFigures:
     memory_percent_max: float | None
     system_cpu_percent_avg: float | None
     samples_in_window: int
+    # Hosts whose processes heartbeat but have not sampled yet (a fresh start): known, not measured.
+    unsampled_hosts: tuple[str, ...] = ()
 
     @property
     def latest(self) -> SystemSample | None:
@@ -255,6 +258,10 @@ def system_figures(store: Store, window: TimeWindow, live_within: float) -> Syst
                 func.avg(t.c.memory_percent), func.max(t.c.memory_percent), func.avg(t.c.system_cpu_percent), func.count()
             ).where(t.c.at >= window.start, t.c.at <= window.end)
         ).one()
+        i = instances.c
+        running_hosts = {row[0] for row in conn.execute(
+            select(i.hostname).where(i.last_seen >= live_since, i.last_seen <= window.end, i.stopped_at.is_(None))
+            .distinct())}
     seen: dict[str, SystemSample] = {}
     for row in rows:
         values = {k: v for k, v in row.items() if k != "id"}
@@ -267,4 +274,5 @@ def system_figures(store: Store, window: TimeWindow, live_within: float) -> Syst
         memory_percent_max=None if max_memory is None else round(float(max_memory), 2),
         system_cpu_percent_avg=None if avg_cpu is None else round(float(avg_cpu), 2),
         samples_in_window=int(count),
+        unsampled_hosts=tuple(sorted(running_hosts - {w.hostname for w in workers})),
     )

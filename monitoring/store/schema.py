@@ -52,6 +52,8 @@ instances = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+    # Set by a clean shutdown: the instance left on purpose and is no longer listed (migration 2).
+    Column("stopped_at", Double, nullable=True),
 )
 
 audit_log = Table(

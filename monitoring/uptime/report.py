@@ -1,6 +1,7 @@
 """The uptime report as JSON (GET /api/monitoring/uptime) and as the ``uptime`` metric category."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -33,12 +34,21 @@ BURN_RATE_DEFINITION = (
 )
 COVERAGE_DEFINITION = (
     "each health round vouches for the time until the next one, for at most 2.5 x HEALTH_CHECK_INTERVAL "
-    "(graceSeconds); time no round vouches for is unknown: the monitor itself was not running"
+    "(graceSeconds); time no round vouches for is unknown: the monitor itself was not running. Below "
+    "UPTIME_MIN_COVERAGE % of the window known (enough: false) no SLA verdict is given"
 )
+UP = "up"
+DOWN = "down"
+UNKNOWN = "unknown"
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _ratio(percent: float | None) -> float:
+    """A percentage as a Prometheus ratio; NaN without one."""
+    return math.nan if percent is None else percent / 100.0
 
 
 def _percent_of(part: float, whole: float) -> float | None:
@@ -66,9 +76,14 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
     up_for = None if report.up_since is None else max(0.0, report.now - report.up_since)
     eligible = availability.eligible_seconds
     recent = sorted(report.incidents, key=lambda i: (i.started_at, i.id), reverse=True)[:RECENT_INCIDENTS]
+    coverage = report.coverage.to_json()
     return {
         "status": report.status,
         "uptime": {
+            # up: "formatted" is how long it has been up; down: the round that vouches for now found it
+            # down (the open incident says since when); unknown: no round vouches for now. The page never
+            # says "Up for 0s" of a service that is down.
+            "state": current_state(report),
             "formatted": format_duration(up_for or 0.0),
             "seconds": _round(up_for, 3) if up_for is not None else 0.0,
             "since": isoformat(report.up_since),
@@ -76,10 +91,12 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             "upSeconds": round(availability.up_seconds, 3),
             "degradedSeconds": round(availability.degraded_seconds, 3),
             "downSeconds": round(availability.down_seconds, 3),
+            "coverage": coverage,
             "definition": PERCENTAGE_DEFINITION,
         },
         "sla": {
             "target": report.target,
+            "coverage": coverage,
             "compliance": {
                 "overall": report.compliant,
                 "uptime": report.uptime_compliant,
@@ -108,6 +125,7 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             },
             "burnRates": {
                 "windows": {label: _round(rate) for label, rate in report.burn_rates.items()},
+                "coverage": dict(report.burn_coverage),
                 "alerts": [
                     {
                         "severity": state.alert.severity,
@@ -138,6 +156,9 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             "unknownSeconds": round(availability.unknown_seconds, 3),
             "maintenanceSeconds": round(availability.maintenance_seconds, 3),
             "graceSeconds": report.grace,
+            "minimum": report.coverage.minimum,
+            "enough": report.coverage.enough,
+            "summary": report.coverage.summary,
             "gaps": [_span_json(gap) for gap in availability.unknown_spans[-LISTED_GAPS:]],
             "definition": COVERAGE_DEFINITION,
         },
@@ -156,6 +177,13 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
     }
 
 
+def current_state(report: "UptimeReport") -> str:
+    """``up`` or ``down`` as the round that vouches for now found it; ``unknown`` when none does."""
+    if report.up_since is not None:
+        return UP
+    return DOWN if report.measured_now else UNKNOWN
+
+
 def build_category_report(report: "UptimeReport") -> CategoryReport:
     """The same figures for the metrics export: dotted JSON names, Prometheus gauges, Datadog points."""
     availability = report.availability
@@ -172,6 +200,7 @@ def build_category_report(report: "UptimeReport") -> CategoryReport:
     figures: dict[str, Any] = {
         "uptime.percentage": _round(percentage),
         "uptime.coverage": coverage,
+        "uptime.coverage.enough": report.coverage.enough,
         "uptime.up_seconds": round(availability.up_seconds, 3),
         "uptime.down_seconds": round(availability.down_seconds, 3),
         "uptime.unknown_seconds": round(availability.unknown_seconds, 3),
@@ -224,34 +253,31 @@ def build_category_report(report: "UptimeReport") -> CategoryReport:
         if value is not None:
             points.append(DatadogPoint(name, float(value), tags=tags))
 
-    if percentage is not None:
-        uptime_ratio.add_metric([label], percentage / 100.0)
+    # Every series from the first scrape: NaN (Prometheus' "no value") until there is a figure, never
+    # absent and never a made-up 0. Datadog takes no NaN: ``point`` leaves those out.
+    uptime_ratio.add_metric([label], _ratio(percentage))
     point("uptime.percentage", percentage)
-    if coverage is not None:
-        coverage_ratio.add_metric([label], coverage / 100.0)
+    coverage_ratio.add_metric([label], _ratio(coverage))
     point("uptime.coverage", coverage)
     downtime.add_metric([label], availability.down_seconds)
     point("uptime.downtime", availability.down_seconds)
     target.add_metric([], round(report.target / 100.0, 9))
     point("sla.target", report.target, ())
     for sli, value in compliance.items():
+        compliant.add_metric([label, sli], math.nan if value is None else int(value))  # NaN: not enough data
         if value is not None:
-            compliant.add_metric([label, sli], int(value))
             point("sla.compliance", int(value), (*window_tag, f"sli:{sli}"))
-    if budget.remaining_percentage is not None:
-        remaining.add_metric([label], budget.remaining_percentage / 100.0)
+    remaining.add_metric([label], _ratio(budget.remaining_percentage))
     point("error_budget.remaining", budget.remaining_percentage)
     for window, rate in report.burn_rates.items():
-        if rate is not None:
-            burn.add_metric([window], rate)
+        burn.add_metric([window], math.nan if rate is None else rate)
         point("error_budget.burn_rate", rate, (f"window:{window}",))
     open_incidents.add_metric([], int(report.open_incident is not None))
     point("incidents.open", int(report.open_incident is not None), ())
     incident_count.add_metric([label], reliability.incidents)
     point("incidents.count", reliability.incidents)
-    if reliability.mtbf_seconds is not None and reliability.mttr_seconds is not None:
-        mtbf.add_metric([label], reliability.mtbf_seconds)
-        mttr.add_metric([label], reliability.mttr_seconds)
+    mtbf.add_metric([label], math.nan if reliability.mtbf_seconds is None else reliability.mtbf_seconds)
+    mttr.add_metric([label], math.nan if reliability.mttr_seconds is None else reliability.mttr_seconds)
     point("uptime.mtbf", reliability.mtbf_seconds)
     point("uptime.mttr", reliability.mttr_seconds)
     for zone in report.zones:

@@ -128,9 +128,9 @@ def overall_compliance(*parts: bool | None) -> bool | None:
 def request_error_rate(store: Store, clock: Clock, start: float, end: float, threshold: float) -> ErrorRate:
     """The one place uptime reads the request metrics: 5xx and all responses over ``[start, end)``.
 
-    Requests to the monitoring endpoints are left out. Counts are summed in SQL: no latency
+    Requests count as in every category (monitoring.metrics.scope). Counts are summed in SQL: no latency
     histogram is decoded, so a 30-day window costs one aggregate query.
     """
-    counts = RequestRollups(store, clock).counts(TimeWindow(start, end, "sla"), include_internal=False)
+    counts = RequestRollups(store, clock).counts(TimeWindow(start, end, "sla"))
     return ErrorRate(requests=counts.count, errors=counts.errors, threshold=threshold,
                      covered_from=counts.covered_from)

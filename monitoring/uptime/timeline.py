@@ -173,9 +173,9 @@ class AvailabilityTimeline:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def covered_spans(self, start: float, end: float) -> list[CoveredSpan]:
+    def covered_spans(self, start: float, end: float, now: float | None = None) -> list[CoveredSpan]:
         """What the rounds vouch for within ``[start, min(end, now))``, oldest first."""
-        end = min(end, self.clock.now())
+        end = min(end, self.clock.now() if now is None else now)
         if end <= start:
             return []
         t = uptime_segments.c
@@ -191,9 +191,9 @@ class AvailabilityTimeline:
                     spans.append(CoveredSpan(low, high, row["status"], down))
         return spans
 
-    def up_since(self) -> float | None:
-        """When the current up period began: None when the service is down, or nothing vouches for now."""
-        now = self.clock.now()
+    def up_since(self, now: float | None = None) -> float | None:
+        """When the current up period began: None when the service is down, or nothing vouches for ``now``."""
+        now = self.clock.now() if now is None else now
         t = uptime_segments.c
         since: float | None = None
         before: float | None = None

@@ -1,9 +1,11 @@
 """Availability zones: every process heartbeats into ``instances`` with its ZONE (every LEASE_TTL/3 s).
 
 An instance is up when its last heartbeat is at most ``alive_within`` seconds old (LEASE_TTL:
-three missed heartbeats); a zone is up when at least one of its instances is. Instances
-silent for longer than ``forget_after`` (a day) are no longer listed, so a zone whose hosts
-were all retired drops off the list a day later.
+three missed heartbeats); a zone is up when at least one of its instances is. An instance that
+stopped cleanly (its scheduler's shutdown marks it ``stopped_at``) is no longer listed at once:
+a restart or a scale-down is no outage. One that vanished without stopping (killed, its host
+lost) is down once its heartbeat times out, and listed as down for ``forget_after`` (a day), so
+a zone whose only instances were lost shows as down, not as absent.
 """
 from __future__ import annotations
 
@@ -61,15 +63,17 @@ class ZoneStatus:
 
 
 def zone_statuses(store: Store, now: float, alive_within: float, forget_after: float = FORGET_AFTER) -> list[ZoneStatus]:
-    """Every zone with an instance seen within ``forget_after``, by name; its instances newest first."""
+    """Every zone with an instance seen within ``forget_after`` and not stopped, by name; its instances newest
+    started first (an order heartbeats do not change)."""
     t = instances.c
-    query = select(t.instance_id, t.zone, t.started_at, t.last_seen).where(t.last_seen >= now - forget_after)
+    query = select(t.instance_id, t.zone, t.started_at, t.last_seen).where(
+        t.last_seen >= now - forget_after, t.stopped_at.is_(None))
     by_zone: dict[str, list[InstanceStatus]] = defaultdict(list)
     with store.read() as conn:
         for row in conn.execute(query):
             up = row.last_seen >= now - alive_within
             by_zone[row.zone].append(InstanceStatus(row.instance_id, row.zone, row.started_at, row.last_seen, up))
     return [
-        ZoneStatus(zone, tuple(sorted(found, key=lambda i: (-i.last_seen, i.instance_id))))
+        ZoneStatus(zone, tuple(sorted(found, key=lambda i: (-i.started_at, i.instance_id))))
         for zone, found in sorted(by_zone.items())
     ]

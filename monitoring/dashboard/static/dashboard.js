@@ -70,6 +70,14 @@
 
   function fmtNumber(value) { return value === null || value === undefined ? "—" : numberFormat.format(value); }
 
+  // "1 payment", "2 payments": the count and its noun in the number it needs.
+  function plural(count, one, many) {
+    return fmtNumber(count) + " " + (count === 1 ? one : (many || one + "s"));
+  }
+
+  // "14.4×", "1,000×": a burn rate as people read it.
+  function fmtRate(value) { return value === null || value === undefined ? "—" : numberFormat.format(value) + "×"; }
+
   function fmtMs(value) {
     if (value === null || value === undefined) return "—";
     if (value >= 1000) return numberFormat.format(value / 1000) + " s";
@@ -156,7 +164,7 @@
         ? h("span", { class: "breaker breaker-" + circuit.state },
             (BREAKER[circuit.state] || circuit.state) +
             (circuit.state === "open" && circuit.nextTrialIn !== null ? " · next trial in " + Math.round(circuit.nextTrialIn) + " s" : "") +
-            (circuit.consecutiveFailures ? " · " + circuit.consecutiveFailures + " failures" : ""))
+            (circuit.consecutiveFailures ? " · " + plural(circuit.consecutiveFailures, "failure") : ""))
         : h("span", { class: "muted" }, "none");
       return h("tr", { "data-service": service.name },
         h("th", { scope: "row" }, service.name, service.critical ? h("span", { class: "tag" }, "critical") : null),
@@ -165,7 +173,8 @@
         h("td", { "data-label": "Circuit breaker" }, breaker),
         h("td", { class: "num", "data-label": "Response" }, fmtMs(service.responseTime)),
         h("td", { class: "num", "data-label": "Available (24 h)" }, service.availability24h === null ||
-          service.availability24h === undefined ? "—" : fmtPercent(service.availability24h * 100, 2)),
+          service.availability24h === undefined ? "—" : [fmtPercent(service.availability24h * 100, 2),
+            h("span", { class: "muted checks" }, " of " + plural(service.checks24h || 0, "check"))]),
         h("td", { "data-label": "Checked" }, fmtTime(service.checkedAt)));
     });
     if (!rows.length) rows = [h("tr", null, h("td", { colspan: 6 }, "No dependency is checked yet."))];
@@ -179,9 +188,26 @@
       detail ? h("p", { class: "kpi-detail" }, detail) : null);
   }
 
-  function yesNo(value) { return value === null || value === undefined ? "not judged yet" : value ? "met" : "missed"; }
+  // null: the figures do not rest on enough of the window (UPTIME_MIN_COVERAGE) for a verdict.
+  function yesNo(value) { return value === null || value === undefined ? "not enough data" : value ? "met" : "missed"; }
 
-  function renderUptime(uptime) {
+  // What the uptime figure rests on, said beside it when it is too little to judge.
+  function coverageNote(coverage) {
+    if (!coverage || coverage.enough) return null;
+    return h("p", { class: "kpi-coverage" }, (coverage.summary || "not measured yet") +
+      " (a verdict needs " + fmtPercent(coverage.minimum, coverage.minimum < 1 ? 1 : 0) + " of the window)");
+  }
+
+  // "Up for" says only what is true now: up since when, or down since the incident began, or not measured.
+  function currentState(uptime, incidents) {
+    var state = uptime.uptime.state;
+    if (state === "up") return "Up for " + (uptime.uptime.formatted || "—");
+    var open = incidents && !unavailable(incidents) && incidents.open;
+    if (state === "down" && open) return "Down for " + open.duration + " (incident open)";
+    return "Not measured now";
+  }
+
+  function renderUptime(uptime, incidents) {
     if (!uptime || unavailable(uptime)) {
       fill("uptime-body", note((uptime && uptime.reason) || "Uptime figures are not available."));
       return;
@@ -197,14 +223,27 @@
     fillBar.style.width = (remaining === null || remaining === undefined ? 0 : Math.max(0, Math.min(100, remaining))) + "%";
     bar.appendChild(fillBar);
     var firing = (sla.burnRateAlertsFiring || []).map(function (alert) {
-      return h("li", null, "Budget burning " + alert.threshold + "× too fast (" + alert.longWindow + " and " + alert.shortWindow + ")");
+      // The rate it burns at now against the sustainable 1×, and the alert's own threshold.
+      return h("li", null, "Error budget burning at " + fmtRate(alert.longRate) + " the sustainable rate over " +
+        alert.longWindow + " (" + fmtRate(alert.shortRate) + " over " + alert.shortWindow + "; alert at " +
+        fmtRate(alert.threshold) + ")");
     });
+    var coverage = uptime.uptime.coverage || uptime.coverage || {};
+    var judged = coverage.enough !== false;
+    var figure = function (text) { return judged ? text : h("span", { class: "insufficient", title: coverage.summary }, text); };
+    var uptimeKpi = kpi("Uptime (" + period + ")", figure(fmtPercent(uptime.uptime.percentage, 3)),
+      currentState(uptime, incidents) + "; SLA target " + sla.target + " % " + yesNo((sla.compliance || {}).uptime), "kpi-uptime");
+    var budgetKpi = kpi("Error budget left", figure(fmtPercent(remaining, 1)),
+      (budget.exhausted ? "Exhausted: " : "") + fmtNumber(budget.consumedMinutes) + " of " + fmtNumber(budget.allowedMinutes) +
+        " min used", "kpi-budget");
+    if (!judged) {
+      uptimeKpi.classList.add("low-coverage");
+      uptimeKpi.appendChild(coverageNote(coverage));
+      budgetKpi.classList.add("low-coverage");
+    }
     fill("uptime-body", [
-      kpi("Uptime (" + period + ")", fmtPercent(uptime.uptime.percentage, 3),
-        "Up for " + (uptime.uptime.formatted || "—") + "; SLA target " + sla.target + " % " + yesNo((sla.compliance || {}).uptime), "kpi-uptime"),
-      kpi("Error budget left", fmtPercent(remaining, 1),
-        budget.exhausted ? "Exhausted: " + fmtNumber(budget.consumedMinutes) + " of " + fmtNumber(budget.allowedMinutes) + " min used"
-          : fmtNumber(budget.consumedMinutes) + " of " + fmtNumber(budget.allowedMinutes) + " min used", "kpi-budget"),
+      uptimeKpi,
+      budgetKpi,
       h("div", { class: "kpi wide-kpi" }, bar),
       kpi("Error-rate objective", fmtShare((sla.errorRate || {}).share),
         "at most " + fmtShare((sla.errorRate || {}).threshold) + ": " + yesNo((sla.compliance || {}).errorRate)),
@@ -291,7 +330,7 @@
         kpi("Payment success", fmtPercent(business["payments.success_rate"], 2),
           fmtNumber(business["payments.succeeded"]) + " succeeded, " + fmtNumber(business["payments.failed"]) + " failed", "kpi-payment-success"),
         kpi("Revenue", revenue.length ? revenue.map(function (r) { return fmtMoney(r.amount, r.currency); }).join(" · ") : "none yet",
-          revenue.length ? revenue.map(function (r) { return fmtNumber(r.payments) + " payments in " + r.currency; }).join(", ") : null, "kpi-revenue"),
+          revenue.length ? revenue.map(function (r) { return plural(r.payments, "payment") + " in " + r.currency; }).join(", ") : null, "kpi-revenue"),
         kpi("Active users", fmtNumber(users["1h"]), "5 min " + fmtNumber(users["5m"]) + " · 24 h " + fmtNumber(users["24h"]), "kpi-users")),
       ticketRows.length
         ? h("div", { class: "table-wrap" }, h("table", { id: "tickets-table", class: "stack" },
@@ -309,7 +348,7 @@
       return;
     }
     var groups = errors.groups || [];
-    var summary = h("p", null, fmtNumber(errors["errors.count"]) + " unhandled exceptions in 24 h (" +
+    var summary = h("p", null, plural(errors["errors.count"], "unhandled exception") + " in 24 h (" +
       fmtNumber(errors["errors.rate"]) + " per minute).");
     if (!groups.length) { fill("errors-body", [summary, note("No error group in 24 h.")]); return; }
     fill("errors-body", [summary, h("div", { class: "table-wrap" }, h("table", { class: "stack" },
@@ -336,12 +375,9 @@
     return 10 * power;
   }
 
-  function lastValue(values) {
-    for (var i = values.length - 1; i >= 0; i--) if (values[i] !== null && values[i] !== undefined) return values[i];
-    return null;
-  }
-
-  // cfg: {title, kind: "line" | "bar", points, series: [{name, cls, values}], format, emptyText}
+  // cfg: {title, kind: "line" | "bar", points, series: [{name, cls, values, latest}], format, emptyText, latestLabel}
+  // ``latest`` is each series' value in the last complete bucket (the server's ``latest``), which the legend
+  // and the description read and name (``latestLabel``): the current bucket is still filling.
   function chart(cfg) {
     // Drawn at the container's own width, so text keeps its size on a phone and on a wall screen.
     var W = Math.max(260, Math.round(cfg.width || 640)), H = 200, left = 64, right = 12, top = 12, bottom = 28;
@@ -366,15 +402,13 @@
     function x(index) { return left + slot * (index + 0.5); }
     function y(value) { return top + plotH - (value / max) * plotH; }
 
-    // Legends give the last complete bucket: the current one is still filling.
-    var settled = n > 1 ? n - 1 : n;
-    function latestOf(series) { return lastValue(series.values.slice(0, settled)); }
-    var latest = cfg.series.map(function (series) { return series.name + " " + cfg.format(latestOf(series)); }).join(", ");
+    var latest = cfg.series.map(function (series) { return series.name + " " + cfg.format(series.latest); }).join(", ");
     var titleId = "t-" + cfg.id, descId = "d-" + cfg.id;
     var svg = s("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-labelledby": titleId + " " + descId,
       width: W, height: H, class: "chart-svg" },
       s("title", { id: titleId, text: cfg.title }),
-      s("desc", { id: descId, text: empty ? cfg.emptyText : "Latest: " + latest + "." }));
+      s("desc", { id: descId, text: empty ? cfg.emptyText : cfg.latestLabel ? "Last complete " + cfg.latestLabel + ": " +
+        latest + "." : "No complete bucket yet." }));
     for (var g = 0; g <= 4; g++) {
       var value = (max / 4) * g, gy = y(value);
       svg.appendChild(s("line", { x1: left, x2: W - right, y1: gy, y2: gy, class: "grid-line" }));
@@ -392,8 +426,10 @@
           if (!v) return;
           var y0 = y(base[index]), y1 = y(base[index] + v);
           base[index] += v;
+          // The bucket still filling is drawn lighter: its bar grows until the bucket ends.
+          var partial = cfg.points[index] && cfg.points[index].complete === false;
           svg.appendChild(s("rect", { x: left + slot * index + slot * 0.1, y: y1, width: Math.max(slot * 0.8, 1), height: Math.max(y0 - y1, 0.5),
-            class: "bar " + series.cls }));
+            class: "bar " + series.cls + (partial ? " partial" : "") }));
         });
       });
     } else {
@@ -410,10 +446,12 @@
       });
     }
     if (empty) svg.appendChild(s("text", { x: left + plotW / 2, y: top + plotH / 2, class: "empty-label", "text-anchor": "middle", text: cfg.emptyText }));
-    var legend = h("ul", { class: "legend" }, cfg.series.map(function (series) {
-      return h("li", null, h("span", { class: "swatch " + series.cls, "aria-hidden": "true" }), series.name + " ",
-        h("strong", null, cfg.format(latestOf(series))));
-    }));
+    var legend = h("ul", { class: "legend" },
+      h("li", { class: "legend-when" }, cfg.latestLabel ? "Last complete " + cfg.latestLabel + ":" : "No complete bucket yet"),
+      cfg.series.map(function (series) {
+        return h("li", null, h("span", { class: "swatch " + series.cls, "aria-hidden": "true" }), series.name + " ",
+          h("strong", null, cfg.format(series.latest)));
+      }));
     return [svg, legend];
   }
 
@@ -432,8 +470,14 @@
     var stepLabel = series.stepSeconds >= 3600 ? "hour" : series.stepSeconds >= 60 ? (series.stepSeconds / 60) + " min" : series.stepSeconds + " s";
     function pick(key) { return points.map(function (p) { return p[key]; }); }
     var period = state.range === "1h" ? "the last hour" : "the last 24 hours";
+    // The legends' interval, named: "1 min (12:04–12:05)".
+    var last = series.latest;
+    var latestLabel = last ? stepLabel + " (" + fmtClock(last.from) + "–" + fmtClock(last.to) + ")" : null;
+    function latestOf(key) { return last ? last[key] : null; }
+    function latestPayments(outcome) { return last && last.payments ? last.payments[outcome] : null; }
     function draw(id, cfg) {
       cfg.id = id + "-" + state.range;
+      cfg.latestLabel = latestLabel;
       var node = document.querySelector("#" + id + " .chart-body");
       cfg.width = node.clientWidth;
       node.replaceChildren();
@@ -441,17 +485,22 @@
     }
     draw("chart-latency", { title: "Latency over " + period, kind: "line", points: points, format: fmtMs,
       emptyText: "No requests in " + period + ".",
-      series: [{ name: "p50", cls: "s-p50", values: pick("p50") }, { name: "p95", cls: "s-p95", values: pick("p95") },
-        { name: "p99", cls: "s-p99", values: pick("p99") }] });
+      series: [{ name: "p50", cls: "s-p50", values: pick("p50"), latest: latestOf("p50") },
+        { name: "p95", cls: "s-p95", values: pick("p95"), latest: latestOf("p95") },
+        { name: "p99", cls: "s-p99", values: pick("p99"), latest: latestOf("p99") }] });
     draw("chart-throughput", { title: "Requests per " + stepLabel + " over " + period, kind: "bar", points: points, format: fmtNumber,
-      emptyText: "No requests in " + period + ".", series: [{ name: "requests per " + stepLabel, cls: "s-requests", values: pick("requests") }] });
+      emptyText: "No requests in " + period + ".",
+      series: [{ name: "requests", cls: "s-requests", values: pick("requests"), latest: latestOf("requests") }] });
     draw("chart-errors", { title: "Share of 5xx responses over " + period, kind: "line", points: points, format: fmtShare,
-      emptyText: "No requests in " + period + ".", series: [{ name: "5xx share", cls: "s-errors", values: pick("errorShare") }] });
+      emptyText: "No requests in " + period + ".",
+      series: [{ name: "5xx share", cls: "s-errors", values: pick("errorShare"), latest: latestOf("errorShare") }] });
     var hasPayments = points.length && points[0].payments;
     draw("chart-payments", { title: "Payments per " + stepLabel + " over " + period, kind: "bar", points: points, format: fmtNumber,
       emptyText: hasPayments ? "No payments in " + period + "." : "Payment figures are not available.",
-      series: [{ name: "succeeded", cls: "s-succeeded", values: points.map(function (p) { return p.payments ? p.payments.succeeded : null; }) },
-        { name: "failed", cls: "s-failed", values: points.map(function (p) { return p.payments ? p.payments.failed : null; }) }] });
+      series: [{ name: "succeeded", cls: "s-succeeded", values: points.map(function (p) { return p.payments ? p.payments.succeeded : null; }),
+        latest: latestPayments("succeeded") },
+        { name: "failed", cls: "s-failed", values: points.map(function (p) { return p.payments ? p.payments.failed : null; }),
+          latest: latestPayments("failed") }] });
   }
 
   // --- the whole page --------------------------------------------------------------------------
@@ -468,7 +517,7 @@
     var full = doc.view === "full";
     renderBanner(doc);
     renderServices(doc.services);
-    renderUptime(doc.uptime);
+    renderUptime(doc.uptime, doc.incidents);
     renderIncidents(doc.incidents);
     showFull(full);
     if (full) {
