@@ -68,4 +68,10 @@ def parse_timestamp(text: str) -> float:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, OSError):  # year 1 at +05:00: before the calendar's first moment
+        raise ValueError(f"{text!r} is not a time between 1970 and 9999") from None
+    if not 0 <= seconds < _YEAR_10000:
+        raise ValueError(f"{text!r} is not a time between 1970 and 9999")
+    return seconds

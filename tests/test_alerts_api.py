@@ -16,7 +16,8 @@ from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
 from tests.test_alerts_support import ALERTS, Host, make_host, receiver  # noqa: F401
 from tests.test_notify_api import error_of
 
-DEFAULT_RULES = ["PaymentFailures", "HighErrorRate", "SlowApiResponse", "DatabaseUnavailable", "HighMemoryUsage"]
+DEFAULT_RULES = ["PaymentFailures", "HighErrorRate", "SlowApiResponse", "DatabaseUnavailable", "HighMemoryUsage",
+                 "RuleEvaluationFailing"]
 
 
 # --- rules -----------------------------------------------------------------------------------------
@@ -36,10 +37,11 @@ def test_the_default_rules_and_their_thresholds_from_the_environment(make_host: 
         "SlowApiResponse": ("api_p95_ms", ">", 1500.0, "5m", "3m", "0", "medium"),
         "DatabaseUnavailable": ("dependency_down", ">", 0.0, "5m", "0", "0", "critical"),
         "HighMemoryUsage": ("memory_usage_percent", ">", 90.0, "5m", "10m", "0", "medium"),
+        "RuleEvaluationFailing": ("rule_evaluation_failing", ">", 0.0, "1m", "0", "0", "high"),
     }
     assert all(r["origin"] == "default" and r["enabled"] for r in rules.values())
     assert set(body["figures"]) == {"error_rate", "api_p95_ms", "payment_failure_rate", "memory_usage_percent",
-                                    "dependency_down", "dependency_response_time"}
+                                    "dependency_down", "dependency_response_time", "rule_evaluation_failing"}
     host.evaluate()
     status = host.rules()["PaymentFailures"]["status"]
     assert status == {"state": "inactive", "firing": 0, "pending": 0, "evaluatedAt": "2026-01-01T00:00:00.000Z",

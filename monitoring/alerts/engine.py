@@ -232,7 +232,7 @@ class AlertEngine:
                 if outcome is None:  # disabled: its alerts end
                     resolved += self._end(conn, by_rule.pop(rule.name, []), now, run, "rule disabled")
                 elif not outcome.error:  # a figure we could not read says nothing: leave the alerts be
-                    resolved += self._apply(conn, rule, outcome, by_rule.pop(rule.name, []), now, run)
+                    resolved += self._apply_isolated(conn, rule, outcome, by_rule.pop(rule.name, []), now, run)
                 else:
                     by_rule.pop(rule.name, None)
             for name in [n for n in by_rule if n and n not in by_name]:  # the rule was deleted
@@ -272,12 +272,30 @@ class AlertEngine:
             except Exception:  # the next evaluation sends it anyway
                 log.exception("could not schedule the next alert dispatch")
 
-    def _evaluate_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
+    def _apply_isolated(self, conn: Connection, rule: Rule, outcome: RuleOutcome, current: list[Alert],
+                        now: float, run: EvaluationRun) -> list[Alert]:
+        """``_apply`` in a savepoint: a rule whose alert cannot be stored (or rendered) rolls back its
+        own changes only, is marked failing, and the other rules' changes still commit."""
+        fired, opened, notifications = list(run.fired), list(run.opened), list(run.notifications)
         try:
-            samples = [s for s in reader.samples(rule.figure, rule.window) if matches_all(rule.match, s.labels)]
-        except Exception as exc:  # one rule's figure failing must not stop the others
-            log.warning("alert rule %s: figure %s unavailable: %s", rule.name, rule.figure, exc)
+            with conn.begin_nested():
+                return self._apply(conn, rule, outcome, current, now, run)
+        except Exception as exc:
+            log.warning("alert rule %s could not be applied: %s", rule.name, type(exc).__name__)
+            outcome.error = sanitise_text(f"{type(exc).__name__}: {exc}")[:500]
+            run.fired[:], run.opened[:], run.notifications[:] = fired, opened, notifications
+            return []
+
+    def _evaluate_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
+        """Read the rule's figure and render its breaches; any failure is this rule's alone."""
+        try:
+            return self._read_rule(rule, reader)
+        except Exception as exc:  # one rule's figure or template failing must not stop the others
+            log.warning("alert rule %s: cannot be evaluated: %s", rule.name, type(exc).__name__)
             return RuleOutcome(error=sanitise_text(f"{type(exc).__name__}: {exc}")[:500])
+
+    def _read_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
+        samples = [s for s in reader.samples(rule.figure, rule.window) if matches_all(rule.match, s.labels)]
         outcome = RuleOutcome(samples=len(samples))
         for sample in samples:
             if not math.isfinite(sample.value):

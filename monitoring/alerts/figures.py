@@ -33,6 +33,7 @@ from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.rollups import RequestFigures, RequestRollups
 from monitoring.metrics.system import system_figures
 from monitoring.metrics.windows import format_window
+from monitoring.store.alerts_tables import alert_rule_status
 from monitoring.store.business_tables import payment_events
 from monitoring.store.health_tables import health_results
 from monitoring.store.database import Store
@@ -43,6 +44,7 @@ PAYMENT_FAILURE_RATE = "payment_failure_rate"
 MEMORY_USAGE = "memory_usage_percent"
 DEPENDENCY_DOWN = "dependency_down"
 DEPENDENCY_RESPONSE_TIME = "dependency_response_time"
+RULE_EVALUATION_FAILING = "rule_evaluation_failing"
 
 BUILTIN_FIGURES: dict[str, str] = {
     ERROR_RATE: "Share (0-1) of the monitored app's requests in the window answered with a 5xx; the monitoring "
@@ -58,7 +60,12 @@ BUILTIN_FIGURES: dict[str, str] = {
     DEPENDENCY_RESPONSE_TIME: "Per health-checked dependency (labels service, critical): the mean response time in "
                               "ms of its checks in the window that answered (healthy or degraded). No sample when "
                               "none answered.",
+    RULE_EVALUATION_FAILING: "Per alert rule (label rule): 1 when its latest evaluation failed (its figure could "
+                             "not be read, or its alert could not be rendered or stored), else 0; detail: the "
+                             "error. Read from the previous evaluation's status.",
 }
+# The rule that watches the others; it does not watch itself (its own failure is in the log).
+RULE_FAILURE_RULE = "RuleEvaluationFailing"
 INCLUDE_NOW = 0.001
 _EXPORTED_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 
@@ -116,7 +123,15 @@ class FigureReader:
             return self._dependencies()
         if figure == DEPENDENCY_RESPONSE_TIME:
             return self._dependency_response_times(self.window(window_seconds))
+        if figure == RULE_EVALUATION_FAILING:
+            return self._rule_failures()
         return self._exported(figure, window_seconds)
+
+    def _rule_failures(self) -> list[Sample]:
+        with self.store.read() as conn:
+            rows = conn.execute(select(alert_rule_status.c.name, alert_rule_status.c.error)).all()
+        return [Sample({"rule": row.name}, 1.0 if row.error else 0.0, row.error or "")
+                for row in rows if row.name != RULE_FAILURE_RULE]
 
     def _request_figures(self, window_seconds: float) -> RequestFigures:
         if window_seconds not in self._requests:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from monitoring.settings import Settings
 from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
-    ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, is_figure_name
+    ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
 from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
 from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
     parse_timing_value
@@ -184,7 +184,7 @@ def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, fl
             values["figure"] = figure
     comparison = data.get("comparison")
     if comparison is not None:
-        if comparison not in COMPARISONS:
+        if not isinstance(comparison, str) or comparison not in COMPARISONS:
             problem("comparison", f"must be one of: {', '.join(COMPARISONS)}")
         else:
             values["comparison"] = comparison
@@ -196,7 +196,7 @@ def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, fl
             values["threshold"] = float(threshold)
     severity = data.get("severity")
     if severity is not None:
-        if severity not in SEVERITIES:
+        if not isinstance(severity, str) or severity not in SEVERITIES:
             problem("severity", f"must be one of: {', '.join(SEVERITIES)}")
         else:
             values["severity"] = severity
@@ -283,7 +283,8 @@ def default_windows(settings: Settings) -> dict[str, float]:
 
 
 def default_rules(settings: Settings) -> list[Rule]:
-    """The five rules of the system description, thresholds and windows from the environment."""
+    """The five rules of the system description (thresholds and windows from the environment), and
+    RuleEvaluationFailing, which watches the others."""
     database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
     windows = default_windows(settings)
     return [
@@ -320,6 +321,14 @@ def default_rules(settings: Settings) -> list[Rule]:
             severity="medium", summary="Memory usage {value}% > {threshold}% on {host}",
             description="Memory in use over the limit that applies (the container's, else the host's).",
             window=windows[MEMORY_USAGE], for_seconds=600.0, labels={"service": "system", "category": "system"},
+            origin=DEFAULT,
+        ),
+        Rule(
+            name=RULE_FAILURE_RULE, figure=RULE_EVALUATION_FAILING, comparison=">", threshold=0.0,
+            severity="high", summary="Alert rule {rule} cannot be evaluated: {detail}",
+            description="A rule whose figure cannot be read, or whose alert cannot be rendered or stored, watches "
+                        "nothing: the other rules go on, and this says which one is blind.",
+            window=60.0, labels={"service": "centinela", "category": "alerting"}, group_by=("rule",),
             origin=DEFAULT,
         ),
     ]

@@ -18,18 +18,13 @@ pydantic, because spectree reads JSON with ``silent=True`` (a malformed body wou
 ``{}``) and answers its own 422 shape; spectree is given ``skip_validation`` and only
 documents.
 
-The request body is read strictly, the same way for every endpoint: 415 unless JSON, 413
-past MAX_BODY_BYTES (chunked bodies included: Werkzeug counts them as it reads), 400 for
-malformed JSON, JSON nested deeper than MAX_JSON_DEPTH, numbers beyond 64 bits or float
-range, and text holding a lone UTF-16 surrogate. Text fields that are stored or shown use
-``Text`` (below), which also refuses NUL and other control characters.
+The request body is read strictly, the same way for every endpoint (``monitoring.api.json_body``).
+Text fields that are stored or shown use ``Text`` (below).
 """
 from __future__ import annotations
 
 import copy
 import functools
-import json
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -39,17 +34,15 @@ from flask import Flask, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from spectree import SpecTree
 from spectree import Response as SpecResponse
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
+from monitoring.api.json_body import read_json
 from monitoring.clock import parse_timestamp
 from monitoring.security.keys import ADMIN, METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MAX_JSON_DEPTH = 32
-MAX_INT = 2**63 - 1
 PUBLIC = "public"  # no key
 PUBLIC_UNLESS_PRIVATE = "public-unless-private"  # DASHBOARD_PUBLIC decides
 
@@ -295,83 +288,6 @@ def parse_body(model: type[Model]) -> Model:
         return model.model_validate(data)
     except ValidationError as exc:
         raise problems_error(exc, "invalid_body", "body") from None
-
-
-def read_json() -> Any:
-    """The request's JSON value, read strictly (see the module docstring); any JSON value."""
-    if not request.is_json:
-        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
-    try:
-        raw = request.get_data(cache=True)  # counts chunked bodies too: 413 past the limit
-    except RequestEntityTooLarge:
-        raise
-    except BadRequest:
-        raise ApiError(400, "the body could not be read", "invalid_json") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "the body is not valid UTF-8", "invalid_json") from None
-    if not text.strip():
-        raise ApiError(400, "the body is empty: send a JSON object", "invalid_json")
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_bounded_float,
-                           parse_int=_bounded_int)
-    except RecursionError:
-        raise ApiError(400, f"the JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
-                       "invalid_json") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc.msg} at character {exc.pos}",
-                       "invalid_json") from None
-    except _Refused as exc:
-        raise ApiError(400, f"the body is not acceptable JSON: {exc}", "invalid_json") from None
-    _check_tree(value)
-    return value
-
-
-class _Refused(ValueError):
-    pass
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a number JSON allows")
-
-
-def _bounded_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Refused(f"the number {text[:40]} is beyond the range of a double")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 20:
-        raise _Refused(f"the integer {text[:24]}... does not fit in 64 bits")
-    value = int(text)
-    if not -MAX_INT - 1 <= value <= MAX_INT:
-        raise _Refused(f"the integer {text} does not fit in 64 bits")
-    return value
-
-
-def _check_tree(value: Any) -> None:
-    """Depth and text of the whole value, iteratively (no recursion to exhaust)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise ApiError(400, "the body holds text with a lone UTF-16 surrogate (half of a character); "
-                               "send whole characters", "invalid_json")
-            continue
-        if isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise ApiError(400, f"the JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
-                               "invalid_json")
-            children = item.items() if isinstance(item, dict) else enumerate(item)
-            for child_key, child in children:
-                if isinstance(child_key, str) and _SURROGATE.search(child_key):
-                    raise ApiError(400, "the body holds a field name with a lone UTF-16 surrogate",
-                                   "invalid_json")
-                stack.append((child, depth + 1))
 
 
 # --- errors ------------------------------------------------------------------------------

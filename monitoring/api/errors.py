@@ -96,18 +96,16 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def json_body() -> Any:
-    """The request's JSON body, or an ApiError: 415 when not JSON, 400 when malformed."""
-    if not request.is_json:
-        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "the body is not valid JSON", "invalid_json")
-    return data
+    """The request's JSON body, read strictly (monitoring.api.json_body): 415, 413 or 400."""
+    from monitoring.api.json_body import read_json
+
+    return read_json()
 
 
 def json_object() -> dict[str, Any]:
     """The request's JSON body, which must be an object."""
     data = json_body()
     if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object", "invalid_body")
+        kind = "null" if data is None else type(data).__name__.replace("dict", "object").replace("str", "string")
+        raise ApiError(400, f"the body must be a JSON object, not {kind}", "invalid_body")
     return data

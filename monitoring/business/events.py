@@ -244,7 +244,11 @@ class _ItemChecker:
         if moment.tzinfo is None:
             self.fail("timestamp", "must carry a UTC offset (Z or +hh:mm)")
             return None
-        at = moment.astimezone(timezone.utc).timestamp()
+        try:
+            at = moment.astimezone(timezone.utc).timestamp()
+        except (OverflowError, ValueError, OSError):  # year 1 at +05:00 or 9999 at -05:00: no such UTC moment
+            self.fail("timestamp", "must be a moment between the years 1970 and 9999")
+            return None
         if at > now + MAX_FUTURE_SECONDS:
             self.fail("timestamp", f"is more than {MAX_FUTURE_SECONDS:g} seconds in the future")
             return None

@@ -343,7 +343,11 @@ class Outbox:
             if claimed is False:
                 continue  # another process took the row between our SELECT and UPDATE
             attempted.add(claimed.id)
-            self._attempt(claimed, run)
+            try:
+                self._attempt(claimed, run)
+            except Exception:  # one row must not stop the others; its claim expires and it is due again
+                log.exception("delivery %s failed unexpectedly; it is retried when its claim expires",
+                              claimed.idempotency_key)
         return run
 
     def _due(self, now: float) -> Any:

@@ -381,7 +381,7 @@ def _timezone(raw: Any, problem: Any) -> str | None:
         try:
             ZoneInfo(raw)
             return raw
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a folder of zones: OSError
             pass
     problem("timezone", "must be an IANA time zone such as UTC, Europe/Madrid or America/New_York")
     return None
