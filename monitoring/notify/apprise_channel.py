@@ -2,9 +2,12 @@
 one service (Telegram, Teams, Discord, ntfy, e-mail, ... about a hundred), each with its own
 outbox rows, so one failing service holds back no other and retries on its own.
 
-The notice is Apprise's title (``[CRITICAL] Firing: <summary>``) and a markdown body with the
-facts of monitoring.notify.notice; Apprise turns the markdown into what the service takes
-(HTML, its own markdown, or text), and the body is cut to the service's own length limit.
+The notice is Apprise's title (``[CRITICAL] Firing: <summary>``) and a body with the facts of
+monitoring.notify.notice, in markdown where the service takes markdown (Telegram, Teams
+workflows, Discord, ntfy, JSON and form webhooks...), else in the HTML or text that the e-mail
+channel writes (Apprise's mailto://, SMS services): we never let Apprise turn markdown that
+holds alert text into HTML, where a label such as ``<img ...>`` would become markup. The body
+is cut to the service's own length limit.
 
 Apprise's notify() says only whether the service took it; what went wrong is in Apprise's log.
 That log is captured per send (its result's entries) and becomes the delivery's answer, and
@@ -29,6 +32,7 @@ import apprise
 
 from monitoring.notify.apprise_urls import AppriseTarget, mask_apprise_url, scrub_apprise_text
 from monitoring.notify.channel import APPRISE, APPRISE_PROTOCOL, Channel
+from monitoring.notify.email_channel import html_text, plain_text
 from monitoring.notify.model import RESOLVED, Notification
 from monitoring.notify.notice import AlertFacts, NoticeFacts, notice_facts
 from monitoring.notify.transport import MAX_ANSWER_BYTES, SendResult, Sender
@@ -36,7 +40,9 @@ from monitoring.notify.transport import MAX_ANSWER_BYTES, SendResult, Sender
 LOGGER_NAME = "apprise"
 MAX_BODY = 4000  # below the smallest limit of the chat services (Telegram 4096), when Apprise knows none
 MAX_TITLE = 250
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+# What Telegram's markdown (Apprise's default there), Discord and Python-Markdown all take escaped.
+_MARKDOWN_SPECIAL = re.compile(r"([`*_\[])")
+_MARKDOWN_LINE_START = ("#", ">", "+", "-", "=", "|")
 
 NOTIFY_TYPE = {"critical": apprise.NotifyType.FAILURE, "high": apprise.NotifyType.FAILURE,
                "medium": apprise.NotifyType.WARNING, "low": apprise.NotifyType.WARNING,
@@ -87,14 +93,17 @@ def check_apprise_url(target: AppriseTarget) -> None:
     instantiate(target, _asset())
 
 
-def markdown_escape(text: str) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+def markdown_escape(text: str, line_start: bool = False) -> str:
+    """Alert text as literal markdown: on one line, its emphasis, code and link marks escaped (and,
+    at the start of a line, a heading, quote or list mark)."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return "\\" + escaped if line_start and escaped.startswith(_MARKDOWN_LINE_START) else escaped
 
 
 def _alert_markdown(alert: AlertFacts) -> str:
     lines = [f"**{markdown_escape(alert.summary)}**"]
     if alert.description:
-        lines.append(markdown_escape(alert.description))
+        lines.append(markdown_escape(alert.description, line_start=True))
     facts = [f"Severity: {alert.severity.capitalize()}", f"Service: {markdown_escape(alert.service)}",
              f"Status: {alert.status}"]
     if alert.value:
@@ -115,14 +124,14 @@ def _alert_markdown(alert: AlertFacts) -> str:
 
 def markdown_body(facts: NoticeFacts, limit: int = MAX_BODY) -> str:
     """The body: as many alerts as fit in ``limit`` characters, then "…and N more alerts"."""
-    head = [markdown_escape(facts.acknowledgement)] if facts.acknowledgement else []
+    head = [markdown_escape(facts.acknowledgement, line_start=True)] if facts.acknowledgement else []
     tail: list[str] = []
     if facts.acknowledge_hint:
         hint = facts.acknowledge_hint
         tail.append(f"Acknowledge: `POST {hint.url}` with `{hint.body}` and the admin key (header X-Admin-Key)")
     if facts.dashboard_url:
         tail.append(f"[Dashboard]({facts.dashboard_url})")
-    tail.append(markdown_escape(facts.footer))
+    tail.append(markdown_escape(facts.footer, line_start=True))
     sections: list[str] = []
     for i, alert in enumerate(facts.alerts):
         section = _alert_markdown(alert)
@@ -139,6 +148,7 @@ def markdown_body(facts: NoticeFacts, limit: int = MAX_BODY) -> str:
 class AppriseNotice:
     title: str
     body: str
+    body_format: Any  # apprise.NotifyFormat
     notify_type: Any
 
 
@@ -154,6 +164,8 @@ class AppriseChannel(Channel):
         self._target = mask_apprise_url(plugin.url(privacy=True))
         self.title_limit = min(int(plugin.title_maxlen or 0), MAX_TITLE)  # 0: the service has no title
         self.body_limit = min(int(plugin.body_maxlen or MAX_BODY), MAX_BODY)
+        # What the service takes when handed markdown: markdown itself, or HTML, or text.
+        self.body_format = plugin.resolve_format(apprise.NotifyFormat.MARKDOWN)
         self.timeout = timeout
         self.external_url = external_url
         self._entry = target
@@ -167,9 +179,18 @@ class AppriseChannel(Channel):
         title = facts.subject
         if self.title_limit and len(title) > self.title_limit:
             title = title[: self.title_limit - 1] + "…"
-        body_limit = self.body_limit if self.title_limit else self.body_limit - len(title) - 2
+        body_limit = max(self.body_limit if self.title_limit else self.body_limit - len(title) - 2, 200)
         notify_type = apprise.NotifyType.SUCCESS if facts.event == RESOLVED else NOTIFY_TYPE[facts.severity]
-        return AppriseNotice(title=title, body=markdown_body(facts, max(body_limit, 200)), notify_type=notify_type)
+        body_format = self.body_format
+        if body_format == apprise.NotifyFormat.MARKDOWN:
+            body = markdown_body(facts, body_limit)
+        else:
+            body = html_text(facts) if body_format == apprise.NotifyFormat.HTML else ""
+            if not body or len(body) > body_limit:  # HTML cut short is broken markup: text instead
+                body_format = apprise.NotifyFormat.TEXT
+                text = plain_text(facts)
+                body = text if len(text) <= body_limit else text[: body_limit - 1] + "…"
+        return AppriseNotice(title=title, body=body, body_format=body_format, notify_type=notify_type)
 
     def transmit(self, notice: AppriseNotice, http: Sender) -> SendResult:
         started = time.perf_counter()
@@ -181,7 +202,7 @@ class AppriseChannel(Channel):
             sender = apprise.Apprise(asset=self._asset)
             sender.add(instantiate(self._entry, self._asset))
             with sender.notify(body=notice.body, title=notice.title, notify_type=notice.notify_type,
-                               body_format=apprise.NotifyFormat.MARKDOWN,
+                               body_format=notice.body_format,
                                # the outbox's claim lasts 2 × NOTIFY_TIMEOUT + 5 s: the whole call fits in it
                                timeout=2 * self.timeout, log_level=logging.DEBUG) as result:
                 ok = bool(result)
@@ -196,7 +217,7 @@ class AppriseChannel(Channel):
                           success=ok)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "service": self.service}
+        return {**super().describe(), "service": self.service, "format": str(self.body_format.value)}
 
 
 def _answer(entries: list[tuple[str, str]], ok: bool, status: str, service: str, timeout: float) -> tuple[str, str]:
