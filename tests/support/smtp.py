@@ -123,6 +123,7 @@ class RecordingSMTPServer:
         self._replies: collections.deque[str] = collections.deque()
         self._refusals: dict[str, str] = {}
         self.logins = dict(logins or {})
+        self.implicit_tls = tls == "implicit"
         kwargs: dict[str, Any] = {"server_hostname": "localhost", "ready_timeout": 10.0}
         if tls is not None:
             assert ca is not None, "TLS needs a TestCA"
@@ -134,7 +135,8 @@ class RecordingSMTPServer:
                 raise ValueError(tls)
         if logins is not None:
             kwargs["authenticator"] = self._authenticate
-            kwargs["auth_require_tls"] = not auth_without_tls
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; an implicit-TLS connection is TLS too.
+            kwargs["auth_require_tls"] = not auth_without_tls and not self.implicit_tls
         self._controller = _EphemeralController(_Handler(self), hostname=LOCALHOST, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------
@@ -210,7 +212,7 @@ class RecordingSMTPServer:
             self._received.append(ReceivedMail(
                 mail_from=envelope.mail_from, rcpt_tos=tuple(envelope.rcpt_tos),
                 data=bytes(envelope.original_content or envelope.content or b""), reply=reply,
-                tls=session.ssl is not None, login=login if isinstance(login, str) else None,
+                tls=self.implicit_tls or session.ssl is not None, login=login if isinstance(login, str) else None,
                 received_at=time.time(),
             ))
             self._lock.notify_all()
