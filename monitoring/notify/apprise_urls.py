@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from monitoring.errors.sanitiser import sanitise_text
-from monitoring.notify.channel import APPRISE_PREFIX, APPRISE_TARGET_NAME, mask_url
+from monitoring.notify.channel import APPRISE_PREFIX, APPRISE_TARGET_NAME
 
 MAX_TARGETS = 20
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://")
@@ -97,12 +97,11 @@ def _real_host(host: str) -> bool:
 
 def mask_apprise_url(url: str) -> str:
     """``scheme://host/***``: the scheme says the service, a real host is kept (ntfy.sh, a Teams
-    workflow host, 127.0.0.1), everything else is hidden: user, password, path, query, and a
+    workflow host, 127.0.0.1), everything else is hidden: user, password, the whole path (an
+    https URL's first segment too: Telegram's API puts the bot token there), the query, and a
     "host" that is really a token or a topic."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return mask_url(url)
     try:
         host = (parts.hostname or "").lower()
         port = f":{parts.port}" if parts.port else ""
