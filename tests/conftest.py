@@ -35,6 +35,16 @@ def _postgres_schema_url(base: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def responses_follow_the_openapi_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every JSON answer read through the test client is checked against the served document."""
+    from flask.testing import FlaskClient
+
+    from tests.support.contract import checking_open
+
+    monkeypatch.setattr(FlaskClient, "open", checking_open(FlaskClient.open))
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """Each store test runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set."""

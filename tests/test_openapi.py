@@ -46,3 +46,24 @@ def test_documented_key_requirements_match_the_views(app: Any, client: Any) -> N
                 assert "ApiKey" in schemes, path
             if role:
                 assert "401" in operation["responses"], path
+
+
+def test_an_answer_its_document_does_not_describe_fails_the_test_that_reads_it(app: Any) -> None:
+    """The suite-wide check (tests/support/contract.py) can fail: a declared endpoint that
+    answers something else than its model is caught on the first read."""
+    import pytest
+    from flask import Blueprint
+
+    from monitoring.api.contract import PUBLIC, endpoint
+    from monitoring.api.health import Liveness
+
+    drifting = Blueprint("centinela_drift", __name__)
+
+    @drifting.get("/api/drift")
+    @endpoint(key=PUBLIC, responses={200: Liveness})
+    def drift() -> Any:
+        return {"status": "sleeping", "instance": 7}
+
+    app.register_blueprint(drifting)
+    with pytest.raises(AssertionError, match="does not describe"):
+        app.test_client().get("/api/drift")

@@ -3,12 +3,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
+from typing import Literal
+
+from flask import Response, jsonify, request
+from pydantic import Field, RootModel
 
 from monitoring.api.auth import check_key, client_ip, require_key_unless_public
 from monitoring.api.blueprint import centinela_blueprint, client_address
+from monitoring.api.contract import (
+    PUBLIC,
+    Content,
+    Document,
+    ErrorBody,
+    Flag,
+    QueryModel,
+    Timestamp,
+    endpoint,
+)
 from monitoring.api.errors import ApiError
-from monitoring.api.params import flag_arg
 from monitoring.clock import isoformat
 from monitoring.extension import current_monitoring, current_services
 from monitoring.health.report import (
@@ -25,15 +37,112 @@ from monitoring.security.keys import ADMIN
 # Load balancers poll these: a budget of their own (RATELIMIT_HEALTH), instead of the default.
 bp = centinela_blueprint("centinela_health", __name__, "/api/health", budgets=[("health", client_address)])
 
+HealthStatus = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
-def _no_store(response: Any) -> Any:
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+class Liveness(Document):
+    status: Literal["alive"]
+    instance: str = Field(description="This worker: host:pid:random.")
+    zone: str
+    time: Timestamp
+
+
+class Readiness(Document):
+    status: Literal["ready"]
+    time: Timestamp
+
+
+class Circuit(Document):
+    """The dependency's circuit breaker."""
+
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int = Field(alias="consecutiveFailures")
+    next_trial_in: float | None = Field(alias="nextTrialIn", description="Seconds until the next trial call.")
+
+
+class DependencyHealth(Document):
+    status: HealthStatus
+    response_time: float | None = Field(alias="responseTime", description="Milliseconds; null when not called.")
+    checked_at: Timestamp | None = Field(alias="checkedAt")
+    critical: bool
+    error: str | None = Field(description="Generic and public: 'HTTP 500', 'connection refused', "
+                                          "'timed out after 5s'.")
+    circuit: Circuit | None = Field(description="Null for the database, whose breaker would live in it.")
+
+
+class HealthDocument(Document):
+    status: HealthStatus
+    health_score: int | None = Field(ge=0, le=100, description="Critical dependencies weigh 3, others 1; healthy "
+                                     "100%, degraded 50%, unhealthy 0%. Null before the first check.")
+    checked_at: Timestamp | None = Field(alias="checkedAt", description="When the latest result was taken.")
+    services: dict[str, DependencyHealth]
+
+
+class OneDependencyHealth(DependencyHealth):
+    service: str
+
+
+class HealthAnswer(RootModel[HealthDocument | OneDependencyHealth]):
+    """The whole health document, or one dependency's (``?service=``)."""
+
+
+class IetfCheck(Document):
+    component_id: str = Field(alias="componentId")
+    component_type: str = Field(alias="componentType")
+    observed_value: float | None = Field(None, alias="observedValue")
+    observed_unit: Literal["ms"] | None = Field(None, alias="observedUnit")
+    status: Literal["pass", "warn", "fail"]
+    time: Timestamp | None = None
+    output: str | None = None
+
+
+class IetfHealth(Document):
+    """draft-inadarei-api-health-check format."""
+
+    status: Literal["pass", "warn", "fail"]
+    description: str | None = None
+    output: str | None = None
+    checks: dict[str, list[IetfCheck]] = Field(description="Keyed component:measurement, e.g. database:responseTime.")
+
+
+class HealthCheckQuery(QueryModel):
+    service: str | None = Field(None, max_length=64,
+                                description="Answer for this one dependency (404 lists the known names).")
+    refresh: Flag = Field(False, description="Run the checks now (admin key; audited).")
+
+
+class AcceptHealth(QueryModel):
+    accept: Literal["application/json", "application/health+json"] | None = Field(
+        None, alias="Accept", description="application/health+json for the IETF health-check format.")
+
+
+_SCORE_HEADER = {
+    "X-Health-Score": {"schema": {"type": "integer"},
+                       "description": "The health score (or the one service's: 100, 50 or 0); absent before the "
+                                      "first check."}
+}
+_IETF = (Content(HEALTH_JSON, model=IetfHealth),)
+
+
+def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+# --- the endpoints ------------------------------------------------------------------------
+
+
 @bp.get("/live")
-def live():  # type: ignore[no-untyped-def]
-    """Liveness: the process answers. Calls no dependency, so a database outage never restarts us."""
+@endpoint(key=PUBLIC, responses={200: Liveness}, tags=["health"])
+def live() -> Response:
+    """Liveness probe
+
+    Answers 200 while the process serves requests; calls no dependency, so a database outage
+    never restarts it.
+    """
     services = current_services()
     return _no_store(jsonify(
         {
@@ -46,13 +155,36 @@ def live():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/check")
-def check():  # type: ignore[no-untyped-def]
-    """Dependency health from the store; ``refresh=true`` (admin) runs the checks first."""
+@endpoint(
+    key=None,
+    security=[{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
+    query=HealthCheckQuery,
+    headers_model=AcceptHealth,
+    responses={200: HealthAnswer, 404: ErrorBody, 503: HealthAnswer},
+    extra_content={200: _IETF, 503: _IETF},
+    headers={200: _SCORE_HEADER, 503: _SCORE_HEADER},
+    descriptions={
+        200: "Healthy or degraded.",
+        404: "Unknown service; `error.known` lists the names.",
+        503: "Unhealthy, or nothing checked yet: the same document.",
+    },
+    tags=["health"],
+)
+def check(query: HealthCheckQuery) -> Response:
+    """Dependency health
+
+    The latest stored result of every dependency check (database, Stripe, Brevo, HEALTH_CHECKS,
+    custom checks): cheap, safe to poll, and free of secrets and internal addresses. 200 when
+    healthy or degraded, 503 when unhealthy (a critical dependency is down) or unknown (nothing
+    checked yet); the 503 body is the health document itself. Public on the service; on an app
+    that embeds Centinela the read key is needed unless DASHBOARD_PUBLIC=true. `refresh=true`
+    runs the checks now and needs the admin key (audited). Send `Accept: application/health+json`
+    for the IETF health-check format.
+    """
     monitoring = current_monitoring()
     health = monitoring.health
-    refresh = flag_arg("refresh")
-    name = request.args.get("service")
-    if refresh:
+    name = query.service
+    if query.refresh:
         key = check_key(ADMIN)
         monitoring.audit.record(
             ADMIN_ACTION, key.key_id, "health.refresh", client_ip=client_ip(), path=request.path,
@@ -63,7 +195,7 @@ def check():  # type: ignore[no-untyped-def]
     known = health.service_names()
     if name is not None and name not in known:
         raise ApiError(404, f"no service {name!r}; known: {', '.join(known)}", "unknown_service", known=known)
-    snapshot = health.refresh() if refresh else health.snapshot()
+    snapshot = health.refresh() if query.refresh else health.snapshot()
     ietf = request.accept_mimetypes.best_match(["application/json", HEALTH_JSON]) == HEALTH_JSON
     if name is None:
         status, score = snapshot.status, snapshot.score
@@ -77,190 +209,22 @@ def check():  # type: ignore[no-untyped-def]
     response.status_code = 200 if is_serving(status) else 503
     if score is not None:
         response.headers["X-Health-Score"] = str(score)
+    response.vary.add("Accept")
     return _no_store(response)
 
 
 @bp.get("/ready")
-def ready():  # type: ignore[no-untyped-def]
-    """Readiness: the store answers a real query and no critical dependency is unhealthy."""
+@endpoint(key=PUBLIC, responses={200: Readiness, 503: ErrorBody}, tags=["health"],
+          descriptions={503: "Not ready: `error.reasons` lists what is down."})
+def ready() -> Response:
+    """Readiness probe
+
+    200 unless one of READINESS_DEPENDENCIES is down (default: the store and the database);
+    otherwise 503 with the reasons (`error.reasons`). A payment provider that is down lowers the
+    health score and alerts, but keeps instances in the load balancer's rotation.
+    """
     monitoring = current_monitoring()
     readiness = monitoring.health.readiness()
     if not readiness.ready:
         raise ApiError(503, "not ready: " + "; ".join(readiness.reasons), "not_ready", reasons=readiness.reasons)
     return _no_store(jsonify({"status": "ready", "time": isoformat(monitoring.clock.now())}))
-
-
-# --- OpenAPI ---------------------------------------------------------------------------------
-
-_STATUS = {"type": "string", "enum": ["healthy", "degraded", "unhealthy", "unknown"]}
-_SERVICE = {
-    "type": "object",
-    "required": ["status", "responseTime", "checkedAt", "critical", "error", "circuit"],
-    "properties": {
-        "status": _STATUS,
-        "responseTime": {"type": ["number", "null"], "description": "Milliseconds; null when not called."},
-        "checkedAt": {"type": ["string", "null"], "format": "date-time"},
-        "critical": {"type": "boolean"},
-        "error": {"type": ["string", "null"],
-                  "description": "Generic and public: 'HTTP 500', 'connection refused', 'timed out after 5s'."},
-        "circuit": {
-            "type": ["object", "null"],
-            "description": "The dependency's circuit breaker (null for the database, whose breaker would live in it).",
-            "properties": {
-                "state": {"type": "string", "enum": ["closed", "open", "half_open"]},
-                "consecutiveFailures": {"type": "integer"},
-                "nextTrialIn": {"type": ["number", "null"], "description": "Seconds until the next trial call."},
-            },
-        },
-    },
-}
-_HEALTH_DOCUMENT = {
-    "type": "object",
-    "required": ["status", "health_score", "checkedAt", "services"],
-    "properties": {
-        "status": _STATUS,
-        "health_score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
-                         "description": "Critical dependencies weigh 3, others 1; healthy 100%, degraded 50%, "
-                                        "unhealthy 0%. Null before the first check."},
-        "checkedAt": {"type": ["string", "null"], "format": "date-time",
-                      "description": "When the latest result was taken."},
-        "services": {"type": "object", "additionalProperties": _SERVICE},
-    },
-}
-_ONE_SERVICE = {
-    "type": "object",
-    "required": ["service", *_SERVICE["required"]],
-    "properties": {"service": {"type": "string"}, **_SERVICE["properties"]},
-}
-_IETF_DOCUMENT = {
-    "type": "object",
-    "description": "draft-inadarei-api-health-check format.",
-    "required": ["status", "checks"],
-    "properties": {
-        "status": {"type": "string", "enum": ["pass", "warn", "fail"]},
-        "description": {"type": "string"},
-        "output": {"type": "string"},
-        "checks": {
-            "type": "object",
-            "description": "Keyed component:measurement, e.g. database:responseTime.",
-            "additionalProperties": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "componentId": {"type": "string"},
-                        "componentType": {"type": "string"},
-                        "observedValue": {"type": "number"},
-                        "observedUnit": {"const": "ms"},
-                        "status": {"type": "string", "enum": ["pass", "warn", "fail"]},
-                        "time": {"type": "string", "format": "date-time"},
-                        "output": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-}
-_SCORE_HEADER = {
-    "X-Health-Score": {"schema": {"type": "integer"},
-                       "description": "The health score (or the one service's: 100, 50 or 0); absent before the first check."}
-}
-
-
-def _health_content(document: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "application/json": {"schema": {"oneOf": [document, _ONE_SERVICE]}},
-        HEALTH_JSON: {"schema": _IETF_DOCUMENT},
-    }
-
-
-OPENAPI_PATHS = {
-    "/api/health/live": {
-        "get": {
-            "summary": "Liveness probe",
-            "description": "Answers 200 while the process serves requests; calls no dependency.",
-            "tags": ["health"],
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The process is alive.",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["status", "instance", "zone", "time"],
-                                "properties": {
-                                    "status": {"const": "alive"},
-                                    "instance": {"type": "string"},
-                                    "zone": {"type": "string"},
-                                    "time": {"type": "string", "format": "date-time"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    },
-    "/api/health/check": {
-        "get": {
-            "summary": "Dependency health",
-            "description": "The latest stored result of every dependency check (database, Stripe, Brevo, "
-            "HEALTH_CHECKS, custom checks): cheap, safe to poll, public, and free of secrets and internal "
-            "addresses. 200 when healthy or degraded, 503 when unhealthy (a critical dependency is down) or "
-            "unknown (nothing checked yet); the 503 body is the health document itself. "
-            "`refresh=true` runs the checks now and needs the admin key (audited). "
-            "Send `Accept: application/health+json` for the IETF health-check format.",
-            "tags": ["health"],
-            "security": [{}, {"AdminKey": []}, {"ApiKeyQuery": []}],
-            "parameters": [
-                {"name": "service", "in": "query", "schema": {"type": "string"},
-                 "description": "Answer for this one dependency (404 lists the known names)."},
-                {"name": "refresh", "in": "query", "schema": {"type": "boolean"},
-                 "description": "Run the checks now (admin key)."},
-                {"name": "Accept", "in": "header", "schema": {"type": "string", "enum": ["application/json", HEALTH_JSON]}},
-            ],
-            "responses": {
-                "200": {"description": "Healthy or degraded.", "headers": _SCORE_HEADER,
-                        "content": _health_content(_HEALTH_DOCUMENT)},
-                "400": {"$ref": "#/components/responses/BadRequest"},
-                "401": {"$ref": "#/components/responses/Unauthorized"},
-                "403": {"$ref": "#/components/responses/Forbidden"},
-                "404": {"description": "Unknown service; `error.known` lists the names.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-                "503": {"description": "Unhealthy, or nothing checked yet: the same document.",
-                        "headers": _SCORE_HEADER, "content": _health_content(_HEALTH_DOCUMENT)},
-            },
-        }
-    },
-    "/api/health/ready": {
-        "get": {
-            "summary": "Readiness probe",
-            "description": "200 when the store answers a real query and no critical dependency is unhealthy; "
-            "otherwise 503 with the reasons (`error.reasons`).",
-            "tags": ["health"],
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "Ready.",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["status", "time"],
-                                "properties": {
-                                    "status": {"const": "ready"},
-                                    "time": {"type": "string", "format": "date-time"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "429": {"$ref": "#/components/responses/RateLimited"},
-                "503": {"$ref": "#/components/responses/Unavailable"},
-            },
-        }
-    },
-}

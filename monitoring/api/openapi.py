@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from flask import jsonify
+from flask import current_app, jsonify
 
 from monitoring.api.blueprint import centinela_blueprint
 from monitoring.extension import current_monitoring
@@ -77,35 +77,39 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
-def build_document(version: str = "0.1.0", url_prefix: str = "") -> dict[str, Any]:
+def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "") -> dict[str, Any]:
+    """The document: the endpoints declared with ``@endpoint`` (monitoring.api.contract) as spectree
+    generates them from their models, and the ones not converted yet from their OPENAPI_PATHS."""
+    from monitoring.api.contract import openapi_document
     from monitoring.extension import API_MODULES
 
-    paths: dict[str, Any] = {}
+    document = openapi_document(app, version)
     for name in API_MODULES:
-        paths.update({url_prefix + path: item for path, item in importlib.import_module(name).OPENAPI_PATHS.items()})
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Centinela",
-            "version": version,
-            "description": "Production monitoring and alerting: health, uptime, metrics, alerts, dashboard. "
-            "Every error answers with the Error schema.",
-        },
-        "servers": [{"url": "/"}],
-        "paths": paths,
-        "components": COMPONENTS,
-    }
+        paths = getattr(importlib.import_module(name), "OPENAPI_PATHS", {})
+        document["paths"].update({url_prefix + path: item for path, item in paths.items()})
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {}).update(COMPONENTS["securitySchemes"])
+    components.setdefault("schemas", {}).update(COMPONENTS["schemas"])
+    components.setdefault("responses", {}).update(COMPONENTS["responses"])
+    document["servers"] = [{"url": "/"}]
+    document.pop("security", None)  # each operation says its own
+    return document
 
 
 @bp.get("/openapi.json")
 def openapi_document():  # type: ignore[no-untyped-def]
+    return jsonify(document_of_current_app())
+
+
+def document_of_current_app() -> dict[str, Any]:
+    """The app's document, built on first use and kept on its extension (in an app context)."""
     monitoring = current_monitoring()
     if monitoring.openapi_document is None:
         from monitoring.extension import package_version
 
-        monitoring.openapi_document = build_document(package_version("centinela") or "dev",
+        monitoring.openapi_document = build_document(current_app, package_version("centinela") or "dev",
                                                      monitoring.settings.url_prefix)
-    return jsonify(monitoring.openapi_document)
+    return monitoring.openapi_document
 
 
 OPENAPI_PATHS = {
