@@ -47,7 +47,8 @@ from monitoring.notify.channel import APPRISE, APPRISE_PREFIX, HTTP, SMTP, clip,
 from monitoring.notify.channels import ChannelSet, build_channels
 from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
 from monitoring.notify.routing import Routes
-from monitoring.notify.transport import HttpSender, SendResult, Sender, is_retryable, retry_after_seconds
+from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
+from monitoring.notify.transport import is_retryable  # noqa: F401  (moved to transport; importable here still)
 from monitoring.store.database import Store
 from monitoring.store.notify_tables import notify_deliveries as deliveries
 
@@ -63,8 +64,6 @@ STATUSES: tuple[str, ...] = (PENDING, SENDING, DELIVERED, FAILED, GAVE_UP, CANCE
 
 MAX_KEY_LENGTH = 255
 MAX_ANSWER_CHARS = 500
-__all__ = ["Outbox", "Delivery", "DeliveryPolicy", "DeliveryRun", "STATUSES", "idempotency_key", "is_retryable"]
-
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
