@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import replace
 from typing import Any, Callable, Iterator
 
@@ -23,7 +24,7 @@ from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING, RESOLVED, A
 from monitoring.notify.outbox import DELIVERED, FAILED, PENDING, Delivery, Outbox
 from monitoring.settings import ConfigError, Settings
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
-from tests.support.receiver import RecordingHTTPServer, free_port
+from tests.support.receiver import RecordingHTTPServer, SwitchableTCPServer, free_port
 from tests.support.smtp import RecordingSMTPServer, TestCA
 from tests.test_notify_support import (  # noqa: F401  (fixtures)
     START,
@@ -269,6 +270,39 @@ def test_no_server_listening_is_retried(make_sqlite_outbox: Callable[..., Outbox
     assert delivery.status == PENDING and delivery.last_status_code is None
     assert delivery.last_error.startswith("connection failed: [Errno 111]")
     assert delivery.to_json()["lastStatus"]["smtpCode"] is None
+
+
+def test_a_server_that_never_greets_is_a_timeout_and_retried(make_sqlite_outbox: Callable[..., Outbox]) -> None:
+    with SwitchableTCPServer() as silent:
+        silent.hang()  # the connection is taken, no greeting ever comes
+        outbox = make_sqlite_outbox(email_env(f"smtp://127.0.0.1:{silent.port}?starttls=no", NOTIFY_TIMEOUT="0.3"))
+        (key,) = enqueue(outbox, make_notification())
+        assert outbox.deliver_due().retried == 1
+        delivery = only(outbox, key)
+        assert (delivery.status, delivery.last_error) == (PENDING, "timeout after 0.3s")
+        assert delivery.last_latency_ms is not None and delivery.last_latency_ms < 2000
+
+
+def test_concurrent_delivery_jobs_send_each_message_once(
+    smtp: RecordingSMTPServer, make_outbox: Callable[..., Outbox]
+) -> None:
+    processes = [make_outbox(relay(smtp)) for _ in range(4)]
+    keys = [k for i in range(20) for k in enqueue(processes[0], make_notification(f"fp-{i}:firing:1"))]
+    start = threading.Barrier(len(processes))
+
+    def job(outbox: Outbox) -> None:
+        start.wait()
+        outbox.deliver_due()
+
+    threads = [threading.Thread(target=job, args=(p,)) for p in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    mails = smtp.wait_for(20)
+    assert len(smtp.received) == 20  # the claim: no row sent by two processes
+    assert sorted(m.message["Message-ID"] for m in mails) == sorted(message_id(k, DOMAIN) for k in keys)
+    assert {only(processes[0], k).status for k in keys} == {DELIVERED}
 
 
 # --- TLS and the login -------------------------------------------------------------------------------

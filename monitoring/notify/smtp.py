@@ -128,7 +128,8 @@ class SmtpSender:
 
 def _no_reply(exc: BaseException, timeout: float) -> str:
     """Why no reply came, without the host's address book: the exception's own words."""
-    if isinstance(exc, TimeoutError):
+    # smtplib reports a read that timed out as a disconnection; the timeout is its context.
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
         return f"timeout after {timeout:g}s"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not accepted: {exc.verify_message}"
