@@ -187,6 +187,9 @@ def _parser_from(module: str, parser: str) -> Callable[[str], Any]:
 _alerts_policy = functools.partial(_parser_from, "monitoring.alerts.policy")
 _notify_routing = functools.partial(_parser_from, "monitoring.notify.routing")
 _currencies = functools.partial(_parser_from, "monitoring.business.currencies")
+_notify_email = functools.partial(_parser_from, "monitoring.notify.email_settings")
+# Imports Apprise (to check each URL) only when APPRISE_URLS is set.
+_notify_apprise = functools.partial(_parser_from, "monitoring.notify.apprise_urls")
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,17 @@ VARIABLES: tuple[Variable, ...] = (
              "Seconds: the longest wait between retries, unless Retry-After asks for more."),
     Variable("NOTIFY_EXTERNAL_URL", "notify_external_url", "", _optional_url,
              "This Centinela's public URL, for links in notifications (externalURL, PagerDuty client_url)."),
+    # secret: the password; the addresses are people's (never in a log line)
+    Variable("SMTP_URL", "smtp_url", "", _notify_email("parse_smtp_url"),
+             "SMTP server of channel email: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465 "
+             "(TLS), smtp://host:25?starttls=no (a relay beside Centinela).", secret=True),
+    Variable("ALERT_EMAIL_FROM", "alert_email_from", "", _notify_email("parse_email_address"),
+             "Sender of alert e-mails, e.g. Centinela <alerts@example.com>.", secret=True),
+    Variable("ALERT_EMAIL_TO", "alert_email_to", "", _notify_email("parse_email_addresses"),
+             "Comma-separated recipients of alert e-mails.", secret=True, empty=()),
+    Variable("APPRISE_URLS", "apprise_urls", "", _notify_apprise("parse_apprise_urls"),
+             "Apprise URLs separated by spaces or newlines, each optionally name=URL: one channel apprise-<name> "
+             "(else apprise-<position>) per URL.", secret=True, empty=()),
     # thresholds (names and defaults from the system description)
     Variable("PAYMENT_FAILURE_THRESHOLD", "payment_failure_threshold", "0.01", _float_between(0, 1),
              "Payment failure rate (0-1) above which the critical payment alert fires."),
@@ -435,6 +449,10 @@ class Settings:
     notify_backoff_base: float
     notify_backoff_max: float
     notify_external_url: str
+    smtp_url: str = field(repr=False)  # secret-bearing: never in a repr or log
+    alert_email_from: str = field(repr=False)  # an address: never in a repr or log
+    alert_email_to: tuple[str, ...] = field(repr=False)  # addresses: never in a repr or log
+    apprise_urls: tuple[Any, ...] = field(repr=False)  # AppriseTarget values, secret-bearing
     payment_failure_threshold: float
     db_response_threshold_ms: float
     api_response_threshold_ms: float

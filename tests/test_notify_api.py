@@ -90,7 +90,9 @@ def test_deliveries_filter_and_page(receiver: RecordingHTTPServer, make_app: Cal
     "query, message",
     [
         ("status=lost", "status must be one of: pending, sending, delivered, failed, gave_up"),
-        ("channel=email", "channel must be one of: webhook, escalation, slack, pagerduty, sentry"),
+        ("channel=sms", "channel must be one of: webhook, escalation, slack, pagerduty, sentry, email, apprise, "
+                        "apprise-<name>"),
+        ("channel=apprise-", "channel must be one of"),
         ("limit=0", "limit must be a whole number from 1 to 500"),
         ("limit=501", "limit must be a whole number from 1 to 500"),
         ("limit=ten", "limit must be a whole number from 1 to 500"),
@@ -231,9 +233,10 @@ def test_test_action_without_channel_tests_every_configured_channel(
 
 def test_test_action_unknown_and_unconfigured_channels(receiver: RecordingHTTPServer, make_app: Callable[..., Flask]) -> None:
     client = make_app({"ALERT_WEBHOOK_URL": receiver.url + "/hook"}).test_client()
-    message = error_of(client.post(ALERTS, json={"action": "test", "channel": "email"}, headers=ADMIN_HEADERS),
+    message = error_of(client.post(ALERTS, json={"action": "test", "channel": "sms"}, headers=ADMIN_HEADERS),
                        400, "invalid_body")
-    assert message == "channel must be one of: webhook, escalation, slack, pagerduty, sentry"
+    assert message == ("channel must be one of: webhook, escalation, slack, pagerduty, sentry, email, apprise, "
+                       "apprise-<name>")
     message = error_of(client.post(ALERTS, json={"action": "test", "channel": "slack"}, headers=ADMIN_HEADERS),
                        409, "channel_not_configured")
     assert message == "channel slack is not configured: set SLACK_WEBHOOK_URL"

@@ -41,7 +41,7 @@ from monitoring.api.errors import ApiError, json_object
 from monitoring.api.params import MAX_ID, choice_arg, int_arg, time_arg
 from monitoring.clock import isoformat
 from monitoring.extension import Monitoring, current_monitoring
-from monitoring.notify.channel import CHANNEL_NAMES
+from monitoring.notify.channel import CHANNEL_NAMES, CHANNEL_NAMES_SHOWN, is_channel_name
 from monitoring.notify.model import SEVERITIES
 from monitoring.notify.outbox import STATUSES, Outbox
 from monitoring.services import DAY
@@ -188,9 +188,12 @@ def deliveries(_: dict[str, Any]) -> Any:
     outbox = _outbox()
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     assert limit is not None
+    channel = request.args.get("channel") or None
+    if channel is not None and not is_channel_name(channel):
+        raise ApiError(400, f"channel must be one of: {CHANNEL_NAMES_SHOWN}", "invalid_parameter")
     page = outbox.page(
         status=choice_arg("status", STATUSES),
-        channel=choice_arg("channel", CHANNEL_NAMES),
+        channel=channel,
         before_id=int_arg("before", None, 1, MAX_ID),
         limit=limit,
     )
@@ -460,18 +463,17 @@ def test_channels(body: dict[str, Any]) -> Any:
     outbox = _outbox()
     name = body.get("channel")
     if name is not None:
-        if not isinstance(name, str) or name not in CHANNEL_NAMES:
-            raise ApiError(400, f"channel must be one of: {', '.join(CHANNEL_NAMES)}", "invalid_body")
-        channel = outbox.channels.get(name)
-        if channel is None:
-            raise ApiError(409, f"channel {name} is not configured: {outbox.channels.missing[name]}",
+        if not is_channel_name(name):
+            raise ApiError(400, f"channel must be one of: {CHANNEL_NAMES_SHOWN}", "invalid_body")
+        targets = outbox.channels.select(name)  # apprise: every Apprise channel
+        if not targets:
+            raise ApiError(409, f"channel {name} is not configured: {outbox.channels.why_missing(name)}",
                            "channel_not_configured")
-        targets = [channel]
     else:
         targets = list(outbox.channels.channels.values())
         if not targets:
             raise ApiError(409, "no notification channel is configured: set ALERT_WEBHOOK_URL, SLACK_WEBHOOK_URL, "
-                           "PAGERDUTY_ROUTING_KEY or SENTRY_DSN", "no_channel_configured")
+                           "PAGERDUTY_ROUTING_KEY, SENTRY_DSN, SMTP_URL or APPRISE_URLS", "no_channel_configured")
     results = probe_channels(targets, outbox.sender, monitoring.clock.now())
     monitoring.audit.record(
         ADMIN_ACTION,
@@ -552,13 +554,16 @@ _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
 _MATCHERS = {"type": "array", "maxItems": 20, "items": {"type": "string"},
              "description": 'Alertmanager-style matchers: service="api", route!="/x", alertname=~"A|B", host!~"c.*".'}
 
+# A fixed name, or one Apprise URL's channel (apprise-<name>).
+_CHANNEL_NAME = {"type": "string", "pattern": "^(" + "|".join(CHANNEL_NAMES) + "|apprise-[a-z0-9][a-z0-9_-]{0,23})$"}
+
 _DELIVERY_SCHEMA = {
     "type": "object",
     "properties": {
         "id": {"type": "integer"},
         "idempotencyKey": {"type": "string", "description": "Sent as the Idempotency-Key header on every attempt."},
         "notificationId": {"type": "string"},
-        "channel": {"type": "string", "enum": list(CHANNEL_NAMES)},
+        "channel": _CHANNEL_NAME,
         "event": {"type": "string", "enum": ["firing", "resolved", "acknowledged", "escalated"]},
         "severity": {"type": "string"},
         "summary": {"type": "string"},
@@ -569,7 +574,10 @@ _DELIVERY_SCHEMA = {
         "lastStatus": {
             "type": ["object", "null"],
             "properties": {
-                "httpStatus": {"type": ["integer", "null"], "description": "null: no HTTP answer (refused, timeout)."},
+                "httpStatus": {"type": ["integer", "null"], "description": "null: no HTTP answer (refused, timeout), "
+                               "or a channel that does not speak HTTP (email, apprise-*)."},
+                "smtpCode": {"type": ["integer", "null"], "description": "email only: the SMTP server's reply code "
+                             "(4xx retried, 5xx failed); null when no reply came."},
                 "error": {"type": "string"},
                 "answer": {"type": "string", "description": "The receiver's body, truncated and sanitised."},
                 "latencyMs": {"type": ["number", "null"]},
@@ -585,12 +593,15 @@ _PROBE_SCHEMA = {
     "type": "object",
     "properties": {
         "channel": {"type": "string"},
-        "kind": {"type": "string", "enum": ["webhook", "slack", "pagerduty", "sentry"]},
+        "kind": {"type": "string", "enum": ["webhook", "slack", "pagerduty", "sentry", "email", "apprise"]},
         "target": {"type": "string", "description": "The receiver's URL, masked."},
         "ok": {"type": "boolean"},
-        "status": {"type": ["integer", "null"]},
+        "status": {"type": ["integer", "null"], "description": "The HTTP status (null for email and apprise)."},
+        "smtpCode": {"type": ["integer", "null"], "description": "email only: the SMTP server's reply code."},
+        "service": {"type": "string", "description": "apprise only: the service its URL names."},
         "latencyMs": {"type": "number"},
-        "body": {"type": "string", "description": "The receiver's answer, truncated to 500 characters."},
+        "body": {"type": "string", "description": "The receiver's answer, truncated to 500 characters: the HTTP "
+                 "body, the SMTP server's reply, or what Apprise logged."},
         "error": {"type": "string"},
         "idempotencyKey": {"type": "string"},
         "resolve": {"type": "object", "description": "PagerDuty only: the resolve sent right after the test "
@@ -678,8 +689,8 @@ _GET_PARAMETERS = [
      "schema": {"type": "string", "format": "date-time"}},
     {"name": "status", "in": "query", "description": "deliveries: only this status.",
      "schema": {"type": "string", "enum": list(STATUSES)}},
-    {"name": "channel", "in": "query", "description": "deliveries: only this channel.",
-     "schema": {"type": "string", "enum": list(CHANNEL_NAMES)}},
+    {"name": "channel", "in": "query", "description": "deliveries: only this channel (apprise: every Apprise "
+     "channel).", "schema": _CHANNEL_NAME},
     {"name": "limit", "in": "query", "description": "deliveries, history: page size (default 50).",
      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
     {"name": "before", "in": "query", "description": "deliveries, history: the `next.before` of the previous page.",
@@ -767,8 +778,9 @@ OPENAPI_PATHS = {
                             "required": ["action"],
                             "properties": {
                                 "action": {"type": "string", "enum": sorted(POST_ACTIONS)},
-                                "channel": {"type": "string", "enum": list(CHANNEL_NAMES),
-                                            "description": "test: the channel to test; all configured when absent."},
+                                "channel": {**_CHANNEL_NAME,
+                                            "description": "test: the channel to test (apprise: every Apprise "
+                                            "channel); all configured when absent."},
                                 "severity": {"type": "string", "enum": list(SEVERITIES), "description": "trigger."},
                                 "description": {"type": "string", "maxLength": MAX_DESCRIPTION,
                                                 "description": "trigger: what is wrong."},

@@ -9,6 +9,9 @@
   accounts use events.eu.pagerduty.com), when neither URL above already is PagerDuty (one
   PagerDuty service, one channel).
 * ``sentry``: SENTRY_DSN.
+* ``email``: SMTP_URL with ALERT_EMAIL_FROM and ALERT_EMAIL_TO.
+* ``apprise-<name>``: one per APPRISE_URLS entry (monitoring.notify.apprise_urls); Apprise is
+  imported only when that variable is set.
 """
 from __future__ import annotations
 
@@ -17,14 +20,19 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from monitoring.notify.channel import (
+    APPRISE,
     CHANNEL_NAMES,
+    EMAIL,
     ESCALATION,
     PAGERDUTY,
     SENTRY,
     SLACK,
     WEBHOOK,
     Channel,
+    expand_names,
+    is_apprise_target,
 )
+from monitoring.notify.email_channel import EmailChannel
 from monitoring.notify.pagerduty import EVENTS_URL, PagerDutyChannel
 from monitoring.notify.sentry_channel import SentryChannel
 from monitoring.notify.slack import SlackChannel
@@ -45,6 +53,11 @@ class NotifySettings(Protocol):
     sentry_dsn: str
     sentry_environment: str
     notify_external_url: str
+    notify_timeout: float
+    smtp_url: str
+    alert_email_from: str
+    alert_email_to: tuple[str, ...]
+    apprise_urls: tuple[Any, ...]  # monitoring.notify.apprise_urls.AppriseTarget
 
 
 def detect_kind(url: str, override: str = "") -> str:
@@ -73,16 +86,45 @@ class ChannelSet:
     def get(self, name: str) -> Channel | None:
         return self.channels.get(name)
 
+    def select(self, name: str) -> list[Channel]:
+        """The configured channels a name means (``apprise``: every Apprise channel)."""
+        return [self.channels[n] for n in expand_names([name], self.names) if n in self.channels]
+
+    def why_missing(self, name: str) -> str:
+        """Why ``name`` reaches no configured channel."""
+        if name in self.missing:
+            return self.missing[name]
+        if name == APPRISE or is_apprise_target(name):
+            named = [n for n in self.names if is_apprise_target(n)]
+            if named:
+                return f"APPRISE_URLS names {', '.join(named)}"
+            unusable = [reason for n, reason in self.missing.items() if is_apprise_target(n)]
+            return "; ".join(unusable) or "set APPRISE_URLS"
+        return "not a channel"
+
     def describe(self) -> list[dict[str, Any]]:
-        """Every channel name in a fixed order, configured or not, secrets masked."""
+        """Every channel name in a fixed order, configured or not, secrets masked; ``apprise`` as
+        each Apprise channel (and each entry that could not be used), or why there is none."""
         shown = []
         for name in CHANNEL_NAMES:
+            if name == APPRISE:
+                targets = [n for n in list(self.channels) + list(self.missing) if is_apprise_target(n)]
+                for target in sorted(targets, key=self._position):
+                    channel = self.channels.get(target)
+                    shown.append(channel.describe() if channel is not None else
+                                 {"name": target, "configured": False, "reason": self.missing[target]})
+                if targets:
+                    continue
             channel = self.channels.get(name)
             if channel is not None:
                 shown.append(channel.describe())
             else:
                 shown.append({"name": name, "configured": False, "reason": self.missing[name]})
         return shown
+
+    def _position(self, name: str) -> int:
+        channel = self.channels.get(name)
+        return int(getattr(channel, "position", 0)) if channel is not None else 10_000
 
 
 def _url_channel(name: str, url: str, kind: str, source: str, settings: NotifySettings) -> Channel | str:
@@ -125,7 +167,38 @@ def build_channels(settings: NotifySettings) -> ChannelSet:
             found[SENTRY] = f"SENTRY_DSN is not usable: {exc}"
     else:
         found[SENTRY] = "set SENTRY_DSN"
+    found[EMAIL] = _email_channel(settings)
+    found.update(_apprise_channels(settings))
     return ChannelSet(
         channels={n: c for n, c in found.items() if isinstance(c, Channel)},
         missing={n: c for n, c in found.items() if isinstance(c, str)},
     )
+
+
+EMAIL_VARIABLES = ("SMTP_URL", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO")
+
+
+def _email_channel(settings: NotifySettings) -> Channel | str:
+    values = (settings.smtp_url, settings.alert_email_from, settings.alert_email_to)
+    lacking = [name for name, value in zip(EMAIL_VARIABLES, values) if not value]
+    if len(lacking) == len(EMAIL_VARIABLES):
+        return "set SMTP_URL, ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
+    if lacking:
+        return f"{', '.join(n for n in EMAIL_VARIABLES if n not in lacking)} set: also set {' and '.join(lacking)}"
+    return EmailChannel(EMAIL, settings.smtp_url, ", ".join(EMAIL_VARIABLES), settings.alert_email_from,
+                        settings.alert_email_to, settings.notify_timeout, settings.notify_external_url)
+
+
+def _apprise_channels(settings: NotifySettings) -> dict[str, Channel | str]:
+    if not settings.apprise_urls:
+        return {APPRISE: "set APPRISE_URLS"}
+    from monitoring.notify.apprise_channel import AppriseChannel  # Apprise is loaded only when used
+
+    found: dict[str, Channel | str] = {}
+    for target in settings.apprise_urls:
+        try:
+            found[target.channel] = AppriseChannel(target, "APPRISE_URLS", settings.notify_timeout,
+                                                   settings.notify_external_url)
+        except ValueError as exc:  # validated at start-up; a plugin Apprise disabled since says so here
+            found[target.channel] = f"APPRISE_URLS {exc}"
+    return found

@@ -18,7 +18,10 @@ given up on, visibly.
   Idempotency-Key, which is the same on every attempt).
 * Outcomes: 2xx delivered; no answer (refused, timeout), 5xx, 408 and 429 retried with
   exponential backoff and full jitter, never sooner than Retry-After; any other status failed
-  with the receiver's answer. A row still failing at its give-up time (created +
+  with the receiver's answer. E-mail speaks SMTP, where the classes mean the opposite: a 4xx
+  reply ("try again later") is retried, a 5xx reply failed with the server's answer. An
+  Apprise service that did not take the notice is retried (Apprise gives no code to tell a
+  lasting refusal from a passing one), with what Apprise logged as the answer. A row still failing at its give-up time (created +
   NOTIFY_GIVE_UP_AFTER) is given up on. Failed and given-up deliveries are reported to the
   fallback channel, if one is configured.
 * ``cancel_unsent(conn, fingerprints)``: when alerts resolve, a firing or escalation delivery
@@ -40,11 +43,12 @@ from sqlalchemy.engine import Connection
 
 from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
-from monitoring.notify.channel import clip
+from monitoring.notify.channel import APPRISE, APPRISE_PREFIX, HTTP, SMTP, clip, expand_names, protocol_of
 from monitoring.notify.channels import ChannelSet, build_channels
 from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
 from monitoring.notify.routing import Routes
 from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
+from monitoring.notify.transport import is_retryable  # noqa: F401  (moved to transport; importable here still)
 from monitoring.store.database import Store
 from monitoring.store.notify_tables import notify_deliveries as deliveries
 
@@ -60,12 +64,6 @@ STATUSES: tuple[str, ...] = (PENDING, SENDING, DELIVERED, FAILED, GAVE_UP, CANCE
 
 MAX_KEY_LENGTH = 255
 MAX_ANSWER_CHARS = 500
-
-
-def is_retryable(status: int | None) -> bool:
-    """No answer, 5xx, 408 and 429 are worth another try; other statuses will not change."""
-    return status is None or status >= 500 or status in (408, 429)
-
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
@@ -90,6 +88,8 @@ class DeliveryPolicy:
             "giveUpAfterSeconds": self.give_up_after,
             "backoff": {"baseSeconds": self.backoff_base, "maxSeconds": self.backoff_max, "jitter": "full"},
             "retryOn": ["network error", "timeout", "5xx", "408", "429"],
+            "retryOnSmtp": ["network error", "timeout", "4xx"],
+            "retryOnApprise": ["any failure"],
             "claimSeconds": self.claim_ttl,
         }
 
@@ -121,6 +121,19 @@ class Delivery:
     def from_row(cls, row: Mapping[str, Any]) -> "Delivery":
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
+    def _last_status(self) -> dict[str, Any]:
+        smtp = protocol_of(self.channel) == SMTP
+        shown: dict[str, Any] = {
+            # An HTTP status only: e-mail's reply code has a field of its own, Apprise gives none.
+            "httpStatus": self.last_status_code if protocol_of(self.channel) == HTTP else None,
+            "error": self.last_error,
+            "answer": self.last_answer,
+            "latencyMs": self.last_latency_ms,
+        }
+        if smtp:
+            shown["smtpCode"] = self.last_status_code
+        return shown
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -134,14 +147,7 @@ class Delivery:
             "attempts": self.attempts,
             "createdAt": isoformat(self.created_at),
             "lastAttemptAt": isoformat(self.last_attempt_at),
-            "lastStatus": {
-                "httpStatus": self.last_status_code,
-                "error": self.last_error,
-                "answer": self.last_answer,
-                "latencyMs": self.last_latency_ms,
-            }
-            if self.last_attempt_at is not None
-            else None,
+            "lastStatus": self._last_status() if self.last_attempt_at is not None else None,
             "nextAttemptAt": isoformat(self.next_attempt_at) if self.status in (PENDING, SENDING) else None,
             "giveUpAt": isoformat(self.give_up_at),
             "finishedAt": isoformat(self.finished_at),
@@ -404,16 +410,16 @@ class Outbox:
             return
         try:
             notification = Notification.from_json(json.loads(claimed.payload))
-            request = channel.render(notification, claimed.idempotency_key, self.clock.now())
+            message = channel.render(notification, claimed.idempotency_key, self.clock.now())
         except Exception as exc:  # a row we cannot render will not render next time either
             log.exception("cannot render delivery %s", claimed.idempotency_key)
             self._record(claimed, FAILED, SendResult(None, 0.0, error=f"cannot render: {exc}"), None, run)
             return
-        result = self.sender.send(request)
+        result = channel.transmit(message, self.sender)
         now = self.clock.now()
         if result.ok:
             self._record(claimed, DELIVERED, result, None, run)
-        elif not is_retryable(result.status):
+        elif not result.retryable:
             self._record(claimed, FAILED, result, None, run)
         else:
             retry_at = self._retry_at(claimed, result, now)
@@ -433,7 +439,7 @@ class Outbox:
         self, claimed: _Claimed, status: str, result: SendResult, retry_at: float | None, run: DeliveryRun
     ) -> None:
         now = self.clock.now()
-        error = result.error or ("" if result.ok else f"HTTP {result.status}")
+        error = result.problem
         finished = status in (DELIVERED, FAILED, GAVE_UP)
         with self.store.write() as conn:
             updated = conn.execute(
@@ -471,15 +477,14 @@ class Outbox:
                       claimed.idempotency_key, claimed.channel, claimed.attempts, error)
 
     def _report_failure(self, conn: Connection, claimed: _Claimed, status: str, error: str) -> list[str]:
-        """Tell the fallback channel, in the same transaction that records the failure; the notice's keys."""
+        """Tell the fallback channel, in the same transaction that records the failure; the notice's keys.
+
+        A fallback of ``apprise`` means every Apprise channel but the one that failed."""
         fallback = self.routes.fallback
         original = Notification.from_json(json.loads(claimed.payload))
-        if (
-            not fallback
-            or fallback == claimed.channel
-            or original.kind == DELIVERY_FAILURE  # a failed failure report is not reported again
-            or self.channels.get(fallback) is None
-        ):
+        told = [n for n in expand_names([fallback] if fallback else [], self.channels.names)
+                if n != claimed.channel and self.channels.get(n) is not None]
+        if not told or original.kind == DELIVERY_FAILURE:  # a failed failure report is not reported again
             return []
         digest = hashlib.sha256(claimed.idempotency_key.encode()).hexdigest()[:40]
         word = "given up" if status == GAVE_UP else "failed"
@@ -500,7 +505,7 @@ class Outbox:
             starts_at=self.clock.now(),
         )
         return self.enqueue(conn, Notification(
-            id=f"undeliverable-{digest}", event=FIRING, alerts=(notice,), channels=(fallback,), kind=DELIVERY_FAILURE,
+            id=f"undeliverable-{digest}", event=FIRING, alerts=(notice,), channels=tuple(told), kind=DELIVERY_FAILURE,
         ))
 
     # --- reading ------------------------------------------------------------------------------
@@ -521,11 +526,14 @@ class Outbox:
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Delivery]:
-        """Newest first; page on with ``before_id`` = the last id of the previous page."""
+        """Newest first; page on with ``before_id`` = the last id of the previous page. ``channel``
+        ``apprise`` selects the rows of every Apprise channel."""
         query = select(deliveries)
         if status is not None:
             query = query.where(deliveries.c.status == status)
-        if channel is not None:
+        if channel == APPRISE:
+            query = query.where(deliveries.c.channel.startswith(APPRISE_PREFIX, autoescape=True))
+        elif channel is not None:
             query = query.where(deliveries.c.channel == channel)
         if before_id is not None:
             query = query.where(deliveries.c.id < before_id)

@@ -1,6 +1,7 @@
 """The test action: send a test notification to channels now, bypassing the outbox, and
-report what each receiver answered. Channels are tried in parallel so that a hanging
-receiver costs one NOTIFY_TIMEOUT, not one per channel.
+report what each receiver answered (an HTTP status and body, an SMTP server's reply code and
+words, what Apprise logged). Channels are tried in parallel so that a hanging receiver costs
+one NOTIFY_TIMEOUT, not one per channel.
 
 A PagerDuty channel opens an incident for a trigger: each test uses its own ``dedup_key``
 and is followed at once by a ``resolve`` on it, so a test leaves no incident open.
@@ -14,7 +15,7 @@ from typing import Any
 
 from dataclasses import replace
 
-from monitoring.notify.channel import PAGERDUTY, Channel
+from monitoring.notify.channel import EMAIL, PAGERDUTY, SMTP, Channel
 from monitoring.notify.model import FIRING, RESOLVED, TEST, AlertSnapshot, Notification
 from monitoring.notify.transport import Sender
 
@@ -34,6 +35,8 @@ class ProbeResult:
     error: str
     idempotency_key: str
     resolve: "ProbeResult | None" = None  # PagerDuty: the resolve that closes the test incident
+    smtp_code: int | None = None  # e-mail: the server's reply code (``status`` is HTTP's only)
+    service: str = ""  # Apprise: the service its URL names ("Telegram")
 
     def to_json(self) -> dict[str, Any]:
         shown: dict[str, Any] = {
@@ -47,6 +50,10 @@ class ProbeResult:
             "error": self.error,
             "idempotencyKey": self.idempotency_key,
         }
+        if self.kind == EMAIL:
+            shown["smtpCode"] = self.smtp_code
+        if self.service:
+            shown["service"] = self.service
         if self.resolve is not None:
             shown["resolve"] = {k: v for k, v in self.resolve.to_json().items()
                                 if k in ("ok", "status", "latencyMs", "error", "idempotencyKey")}
@@ -81,17 +88,20 @@ def probe_channels(channels: list[Channel], sender: Sender, now: float, answer_c
 
     def send(channel: Channel, sent: Notification) -> ProbeResult:
         key = f"{sent.id}/{channel.name}"
-        result = sender.send(channel.render(sent, key, now))
+        result = channel.transmit(channel.render(sent, key, now), sender)
+        smtp = result.protocol == SMTP
         return ProbeResult(
             channel=channel.name,
             kind=channel.kind,
             target=channel.target,
             ok=result.ok,
-            status=result.status,
+            status=None if smtp else result.status,
             latency_ms=result.latency_ms,
             body=result.body[:answer_chars],
-            error=result.error or ("" if result.ok else f"HTTP {result.status}"),
+            error=result.problem,
             idempotency_key=key,
+            smtp_code=result.status if smtp else None,
+            service=str(getattr(channel, "service", "")),
         )
 
     def probe(channel: Channel) -> ProbeResult:

@@ -11,8 +11,9 @@ Channels that are not configured are skipped, and not shown: the configuration v
 only the channels a notification can really reach. A delivery that fails or is given up on is
 reported to the fallback channel (``NOTIFY_FALLBACK_CHANNEL``), if one is set.
 
-``route`` is the one routing decision; a new channel kind (e-mail, Apprise) only has to be a
-configured name in ``by_severity``.
+``route`` is the one routing decision; a new channel kind only has to be a configured name in
+``by_severity``. ``apprise`` is a routing name for every Apprise channel (``apprise-<name>``,
+one per URL): wherever it is routed, each of them gets its own delivery.
 
 The parsers at the bottom are used by config.py, so a bad value stops start-up.
 """
@@ -23,15 +24,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from monitoring.notify.channel import CHANNEL_NAMES, ESCALATION, PAGERDUTY, SENTRY, SLACK, URL_KINDS, WEBHOOK
+from monitoring.notify.channel import (
+    APPRISE,
+    CHANNEL_NAMES_SHOWN,
+    EMAIL,
+    ESCALATION,
+    PAGERDUTY,
+    SENTRY,
+    SLACK,
+    URL_KINDS,
+    WEBHOOK,
+    expand_names,
+    is_channel_name,
+)
 from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, RESOLVED, SEVERITIES, Notification
 
+# E-mail and Apprise go where Slack goes: configuring them says they are wanted, as for Slack.
 DEFAULT_ROUTES: dict[str, tuple[str, ...]] = {
-    "critical": (WEBHOOK, SLACK, PAGERDUTY, SENTRY),
-    "high": (WEBHOOK, SLACK, PAGERDUTY, SENTRY),
-    "medium": (WEBHOOK, SLACK, SENTRY),
-    "low": (WEBHOOK, SLACK),
-    "info": (WEBHOOK, SLACK),
+    "critical": (WEBHOOK, SLACK, EMAIL, APPRISE, PAGERDUTY, SENTRY),
+    "high": (WEBHOOK, SLACK, EMAIL, APPRISE, PAGERDUTY, SENTRY),
+    "medium": (WEBHOOK, SLACK, EMAIL, APPRISE, SENTRY),
+    "low": (WEBHOOK, SLACK, EMAIL, APPRISE),
+    "info": (WEBHOOK, SLACK, EMAIL, APPRISE),
 }
 NONE = "none"  # NOTIFY_ESCALATION_CHANNEL=none turns escalation delivery off
 
@@ -66,12 +80,20 @@ class Routes:
         return route(notification, self, configured)
 
     def _shown(self, names: Iterable[str]) -> list[str]:
-        return [n for n in names if self.configured is None or n in self.configured]
+        if self.configured is None:
+            return list(names)
+        return [n for n in expand_names(names, self.configured) if n in self.configured]
+
+    def _reaching(self, name: str | None) -> list[str]:
+        """``[name]`` when it reaches a configured channel (``apprise``: any Apprise channel), else []."""
+        return [name] if name and self._shown([name]) else []
 
     def to_json(self) -> dict[str, Any]:
-        """The routing in force: only configured channels (a routed but unconfigured one reaches nobody)."""
-        escalation = self._shown([self.escalation] if self.escalation else [])
-        fallback = self._shown([self.fallback] if self.fallback else [])
+        """The routing in force: only configured channels (a routed but unconfigured one reaches nobody).
+        Per severity ``apprise`` is shown as the Apprise channels it reaches; the escalation and
+        fallback channels as named."""
+        escalation = self._reaching(self.escalation)
+        fallback = self._reaching(self.fallback)
         return {
             "bySeverity": {s: self._shown(self.by_severity.get(s, ())) for s in SEVERITIES},
             "escalation": escalation[0] if escalation else None,
@@ -96,8 +118,8 @@ def route(notification: Notification, routes: Routes, configured: Iterable[str])
         wanted = list(routes.by_severity.get(notification.severity, ()))
         if notification.event in (ACKNOWLEDGED, RESOLVED) and notification.escalated and routes.escalation:
             wanted.append(routes.escalation)
-    present = set(configured)
-    return [name for i, name in enumerate(wanted) if name in present and name not in wanted[:i]]
+    present = list(configured)
+    return [name for name in expand_names(wanted, present) if name in present]
 
 
 # --- parsers for config.py: each raises ValueError saying what is expected ---------------------
@@ -122,13 +144,13 @@ def parse_routes(raw: str) -> dict[str, tuple[str, ...]]:
     ``{"critical": ["pagerduty", "slack"], "info": []}``; severities left out keep their defaults."""
     expected = (
         'expected a JSON object such as {"critical": ["pagerduty", "slack"]} '
-        f"(severities: {', '.join(SEVERITIES)}; channels: {', '.join(CHANNEL_NAMES)})"
+        f"(severities: {', '.join(SEVERITIES)}; channels: {CHANNEL_NAMES_SHOWN})"
     )
     routes: dict[str, tuple[str, ...]] = {}
     for severity, channels in parse_severity_object(raw, expected).items():
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise ValueError(f"{severity}: expected a list of channel names; {expected}")
-        unknown = [c for c in channels if c not in CHANNEL_NAMES]
+        unknown = [c for c in channels if not is_channel_name(c)]
         if unknown:
             raise ValueError(f"{severity}: unknown channel {unknown[0]!r}; {expected}")
         routes[severity] = tuple(channels)
@@ -136,10 +158,11 @@ def parse_routes(raw: str) -> dict[str, tuple[str, ...]]:
 
 
 def parse_channel_name(raw: str) -> str:
-    """NOTIFY_ESCALATION_CHANNEL / NOTIFY_FALLBACK_CHANNEL: one channel name, or none."""
+    """NOTIFY_ESCALATION_CHANNEL / NOTIFY_FALLBACK_CHANNEL: one channel name (``apprise``: every
+    Apprise channel), or none."""
     name = raw.strip().lower()
-    if name not in CHANNEL_NAMES + (NONE,):
-        raise ValueError(f"expected one of: {', '.join(CHANNEL_NAMES + (NONE,))}")
+    if name != NONE and not is_channel_name(name):
+        raise ValueError(f"expected one of: {CHANNEL_NAMES_SHOWN}, {NONE}")
     return name
 
 

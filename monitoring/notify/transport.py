@@ -2,6 +2,8 @@
 
 The answer is reduced to a ``SendResult`` (status, latency, a truncated body, Retry-After)
 that the outbox classifies; a network error or timeout is a result too, never an exception.
+The e-mail and Apprise channels send otherwise (monitoring.notify.smtp, .apprise_channel)
+and give the same ``SendResult``, whose ``protocol`` says what its status code means.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import requests
 import urllib3
 
 from monitoring.errors.sanitiser import sanitise_text
+from monitoring.notify.channel import HTTP, SMTP
 from monitoring.notify.model import OutboundRequest
 
 # Enough of a receiver's answer to say why it refused; never the whole of a huge page.
@@ -21,19 +24,51 @@ MAX_ANSWER_BYTES = 2048
 USER_AGENT = "Centinela-Notify/1.0"
 
 
+def is_retryable(status: int | None) -> bool:
+    """HTTP: no answer, 5xx, 408 and 429 are worth another try; other statuses will not change."""
+    return status is None or status >= 500 or status in (408, 429)
+
+
 @dataclass(frozen=True)
 class SendResult:
-    """What came back: an HTTP status, or ``error`` when no answer arrived (refused, timeout)."""
+    """What came back: a status code, or ``error`` when no answer arrived (refused, timeout).
+
+    ``protocol`` says what ``status`` is: an HTTP status, or an SMTP reply code (2xx sent, 4xx
+    "try again later", 5xx refused for good). Apprise gives no code: ``success`` carries what
+    its notify() returned, and every failure is worth another try.
+    """
 
     status: int | None
     latency_ms: float
     body: str = ""  # truncated and sanitised
     retry_after: str | None = None  # the raw header; parse with retry_after_seconds()
     error: str = ""
+    protocol: str = HTTP
+    success: bool | None = None  # set when there is no status code to decide by (Apprise)
 
     @property
     def ok(self) -> bool:
+        if self.success is not None:
+            return self.success
         return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed where this one did not."""
+        if self.ok:
+            return False
+        if self.status is None:  # no answer, or Apprise's failure
+            return True
+        if self.protocol == SMTP:
+            return 400 <= self.status < 500
+        return is_retryable(self.status)
+
+    @property
+    def problem(self) -> str:
+        """Why it failed, in a few words ("HTTP 503", "SMTP 550", the error); "" when it did not."""
+        if self.ok:
+            return ""
+        return self.error or f"{'SMTP' if self.protocol == SMTP else 'HTTP'} {self.status}"
 
 
 class Sender(Protocol):
