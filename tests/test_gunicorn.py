@@ -1,6 +1,7 @@
 """With a real gunicorn: redacted access logs, and global jobs that run once across workers."""
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import sqlite3
@@ -28,6 +29,27 @@ def test_access_log_never_contains_a_key(gunicorn_server: Callable[..., Any]) ->
     log = server.log()
     assert "/api/monitoring/metrics?api_key=[redacted]" in log  # the request was logged, redacted
     assert METRICS_KEY not in log and ADMIN_KEY not in log and "wrong-guess-123" not in log
+
+
+def test_nobody_can_forge_an_access_log_line(gunicorn_server: Callable[..., Any]) -> None:
+    """The request line is written as the client sent it (percent-encoded), and a key in it is
+    masked in place: %0a stays %0a, so no second, genuine-looking line appears."""
+    server = gunicorn_server(env={**KEYS, "SCHEDULER_ENABLED": "false"}, workers=1)
+    forged = ("/api/health/live?api_key=x&y=%0a10.9.8.7%20%22POST%20/api/monitoring/alerts%20HTTP/1.1%22"
+              "%20200%2012%201ms%20%22forged%22")
+    encoded_key = f"/api/monitoring/metrics?api%5Fkey={METRICS_KEY}&x=%0d%0a"
+    for path in (forged, encoded_key):  # exactly these bytes (requests would normalise the escapes)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("GET", path)
+        assert connection.getresponse().status == 200
+        connection.close()
+    server.stop()
+    lines = server.log().splitlines()
+    assert not [line for line in lines if line.startswith("10.9.8.7")]  # no forged line
+    (logged,) = [line for line in lines if "/api/health/live?api_key=" in line]
+    assert "api_key=[redacted]&y=%0a10.9.8.7%20%22post" in logged.lower()  # as received, still encoded
+    (metrics,) = [line for line in lines if "/api/monitoring/metrics?" in line]
+    assert "api%5fkey=[redacted]&x=%0d%0a" in metrics.lower() and METRICS_KEY not in server.log()
 
 
 def _job_runs(db: Path, job: str) -> list[tuple[str, float]]:

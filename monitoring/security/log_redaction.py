@@ -15,24 +15,47 @@ Where it is attached:
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from typing import Any
 from urllib.parse import unquote
 
-from monitoring.errors.sanitiser import sanitise_text
+from monitoring.errors.sanitiser import is_sensitive_key, sanitise_text
 
 PACKAGE_LOGGER = "monitoring"
 
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;\s\"#]{1,100})=([^&;\s\"#]*)")
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\x85]")
 
-def _sanitise_with_decoding(message: str) -> str:
-    """Sanitise, also seeing through percent-encoding: Werkzeug decodes ``?api%5Fkey=...`` into
-    ``api_key`` and accepts it, so the raw request line in the access log must not keep it."""
-    if "%" in message:
-        decoded = unquote(message)
-        if decoded != message and sanitise_text(decoded) != decoded:
-            return sanitise_text(decoded)
-    return sanitise_text(message)
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}" if ord(char) < 256
+                                                           else f"\\u{ord(char):04x}")
+
+
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    """Control characters written as escapes: one record is one line, and nobody can forge another."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _LINE_BREAKING).sub(_escape, text)
+
+
+def _redact_query_values(message: str) -> str:
+    """``?api%5Fkey=SECRET`` -> ``?api%5Fkey=[redacted]``, in place and still percent-encoded:
+    Werkzeug decodes the name and accepts the key, but the line must stay as the client sent it
+    (decoding it would turn ``%0a`` into a real line break)."""
+
+    def redact(match: re.Match[str]) -> str:
+        separator, name, _value = match.groups()
+        return f"{separator}{name}=[redacted]" if is_sensitive_key(unquote(name)) else match.group(0)
+
+    return _QUERY_PARAMETER.sub(redact, message)
+
+
+def redact_message(message: str) -> str:
+    """A log message as written: secrets in query strings and text masked, controls escaped."""
+    return escape_controls(sanitise_text(_redact_query_values(message)))
 
 
 class RedactingFilter(logging.Filter):
@@ -42,11 +65,13 @@ class RedactingFilter(logging.Filter):
         if getattr(record, "_centinela_redacted", False):
             return True  # one record may pass several filtered handlers
         try:
-            record.msg = _sanitise_with_decoding(record.getMessage())
+            record.msg = redact_message(record.getMessage())
             record.args = None
             if record.exc_info and record.exc_info[0] is not None:
-                # Format the traceback now so the formatter prints our sanitised copy.
-                record.exc_text = sanitise_text("".join(traceback.format_exception(*record.exc_info)).rstrip())
+                # Format the traceback now so the formatter prints our sanitised copy; a traceback
+                # has line breaks of its own, any other control character is escaped.
+                text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+                record.exc_text = escape_controls(sanitise_text(text), keep_newlines=True)
                 record.exc_info = None
         except Exception:  # a log call must never fail because of redaction
             record.msg, record.args = "(log message withheld: redaction failed)", None
