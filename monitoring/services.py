@@ -53,7 +53,7 @@ from monitoring.store.health_tables import health_events, health_results
 from monitoring.store.metrics_tables import system_samples
 from monitoring.store.notify_tables import notify_deliveries
 from monitoring.store.retention import RetentionRule, purge_expired
-from monitoring.store.schema import audit_log, instances, job_runs
+from monitoring.store.schema import audit_log, dashboard_sessions, instances, job_runs
 from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
 from monitoring.uptime.service import UptimeService
 
@@ -158,6 +158,7 @@ def build_services(
         RetentionRule(audit_log, audit_log.c.at, settings.audit_retention_days * DAY),
         RetentionRule(job_runs, job_runs.c.started_at, settings.metrics_retention_days * DAY),
         RetentionRule(instances, instances.c.last_seen, INSTANCE_RETENTION_SECONDS),
+        RetentionRule(dashboard_sessions, dashboard_sessions.c.expires_at, DAY),
     ]
     shutdown_hooks: list[Callable[[], object]] = []
 
@@ -280,7 +281,7 @@ def build_services(
         alerting=alerting,
         dashboard=sources_of(store, clock, categories, metrics.rollups, uptime, alerting,
                              settings.dashboard_refresh_seconds),
-        sessions=DashboardSessions(keyring, clock),
+        sessions=DashboardSessions(keyring, clock, store),
         categories=categories,
         retention=retention,
         shutdown_hooks=shutdown_hooks,

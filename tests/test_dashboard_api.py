@@ -526,3 +526,26 @@ def test_a_failed_section_says_so_and_the_next_refresh_answers(monitoring: Any, 
     assert build_dashboard(flaky_sources, "public")["uptime"]["available"] is False
     assert "sla" in build_dashboard(flaky_sources, "public")["uptime"]
     assert "sla" in build_dashboard(flaky_sources, "public")["uptime"] and len(calls) == 3
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(make_app: Callable[..., Any]) -> None:
+    """A copied cookie stopped working only at a key change before; now at sign-out, on every
+    worker (the session is a row in the store, read here by a second app on the same store)."""
+    app = make_app()
+    browser = app.test_client()
+    signed_in = sign_in(browser)
+    assert signed_in.status_code == 303
+    cookie = session_cookie(signed_in).split(";", 1)[0].split("=", 1)[1]
+    thief = make_app().test_client()  # another worker of the same service, same store and keys
+    thief.set_cookie(COOKIE_NAME, cookie, path="/api/monitoring/dashboard")
+    assert thief.get(FEED).get_json()["view"] == "full"
+    assert browser.post("/api/monitoring/dashboard/logout", headers=SAME_ORIGIN).status_code == 303
+    copied = thief.get(FEED).get_json()
+    assert copied["view"] == "public" and copied["viewer"]["signedIn"] is False
+
+
+def test_signing_in_works_with_rate_limiting_off(make_app: Callable[..., Any]) -> None:
+    """RATELIMIT_ENABLED=false made every sign-in answer 500 (an assertion in the limiter)."""
+    client = make_app({"RATELIMIT_ENABLED": "false"}).test_client()
+    assert sign_in(client, "wrong-key-0000").status_code == 401
+    assert sign_in(client).status_code == 303

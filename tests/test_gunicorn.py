@@ -52,6 +52,39 @@ def test_nobody_can_forge_an_access_log_line(gunicorn_server: Callable[..., Any]
     assert "api%5fkey=[redacted]&x=%0d%0a" in metrics.lower() and METRICS_KEY not in server.log()
 
 
+def _post_chunked(port: int, path: str, content_type: str, body: bytes) -> tuple[int, bytes]:
+    """A POST with Transfer-Encoding: chunked and no Content-Length, as real SDKs send it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.putrequest("POST", path)
+    for name, value in (("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                        ("X-API-Key", METRICS_KEY), ("Origin", f"http://127.0.0.1:{port}")):
+        connection.putheader(name, value)
+    connection.endheaders()
+    for start in range(0, len(body), 4096):
+        chunk = body[start:start + 4096]
+        connection.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+    connection.send(b"0\r\n\r\n")
+    response = connection.getresponse()
+    status, data = response.status, response.read()
+    connection.close()
+    return status, data
+
+
+def test_chunked_bodies_past_the_limit_are_413_everywhere(gunicorn_server: Callable[..., Any]) -> None:
+    server = gunicorn_server(env={**KEYS, "SCHEDULER_ENABLED": "false", "MAX_BODY_BYTES": "2048"}, workers=1)
+    event = b'{"type": "ticket", "operation": "purchased", "ticket_type": "%s"}'
+    status, body = _post_chunked(server.port, "/api/monitoring/events", "application/json", event % (b"x" * 100_000))
+    assert status == 413 and b'"payload_too_large"' in body
+    assert _post_chunked(server.port, "/api/monitoring/events", "application/json", event % b"day")[0] == 201
+    exactly = b'{"type": "ticket", "operation": "purchased", "ticket_type": "a", "id": "%s"}'
+    fits = exactly % (b"k" * (2048 - len(exactly % b"")))
+    assert len(fits) == 2048 and _post_chunked(server.port, "/api/monitoring/events", "application/json",
+                                                fits)[0] == 400  # read whole: the id is too long, not too large
+    status, _ = _post_chunked(server.port, "/api/monitoring/dashboard/login", "application/x-www-form-urlencoded",
+                              b"key=" + b"x" * 100_000)
+    assert status == 413  # not a sign-in with the form silently emptied (401)
+
+
 def _job_runs(db: Path, job: str) -> list[tuple[str, float]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(

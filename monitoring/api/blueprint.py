@@ -62,7 +62,9 @@ def centinela_blueprint(
     def _guard() -> None:
         monitoring = current_monitoring()
         limit = monitoring.settings.max_body_bytes
-        request.max_content_length = limit
+        # One byte more than the limit may be read: Werkzeug stops a chunked body at the limit
+        # without a word, so reading limit + 1 is how read_body() tells "too large" from "just fits".
+        request.max_content_length = limit + 1
         if request.content_length is not None and request.content_length > limit:
             raise RequestEntityTooLarge()
         _rate_limit(monitoring, limits)

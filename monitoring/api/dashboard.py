@@ -19,6 +19,7 @@ from flask import Response, jsonify, redirect, render_template, request, url_for
 from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.errors import ApiError
+from monitoring.api.json_body import read_body
 from monitoring.clock import isoformat
 from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard
 from monitoring.dashboard.series import BucketMemo
@@ -190,6 +191,7 @@ def login():  # type: ignore[no-untyped-def]
     _require_same_origin()
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise ApiError(415, "send the sign-in form as application/x-www-form-urlencoded")
+    read_body()  # 413 past MAX_BODY_BYTES, chunked too; the form is parsed from these bytes
     monitoring = current_monitoring()
     # RATELIMIT_LOGIN counts failed sign-ins per address, in the rate limits' own storage.
     limits = monitoring.services.limits
@@ -221,6 +223,7 @@ def login():  # type: ignore[no-untyped-def]
 @bp.post("/dashboard/logout")
 def logout():  # type: ignore[no-untyped-def]
     _require_same_origin()
+    _sessions().revoke(request.cookies.get(COOKIE_NAME))  # a copy of the cookie ends with it
     response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
     response.delete_cookie(COOKIE_NAME, path=_cookie_path(), secure=request.is_secure, httponly=True, samesite="Strict")
     return _no_store(response)

@@ -31,12 +31,7 @@ def read_json() -> Any:
     """The request's JSON value, read strictly (see the module docstring); any JSON value."""
     if not request.is_json:
         raise ApiError(415, "send the body as JSON with Content-Type: application/json")
-    try:
-        raw = request.get_data(cache=True)  # counts chunked bodies too: 413 past the limit
-    except RequestEntityTooLarge:
-        raise
-    except BadRequest:
-        raise ApiError(400, "the body could not be read", "invalid_json") from None
+    raw = read_body()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -101,6 +96,21 @@ def _check_tree(value: Any) -> None:
                 stack.append((child, depth + 1))
 
 
+
+
+def read_body() -> bytes:
+    """The raw body, at most MAX_BODY_BYTES: 413 past it, chunked bodies included (a form is then
+    parsed from these cached bytes, so a sign-in form too is refused rather than cut short)."""
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise
+    except BadRequest:
+        raise ApiError(400, "the body could not be read", "invalid_body") from None
+    limit = request.max_content_length
+    if limit is not None and len(raw) >= limit:  # the guard set limit + 1: one byte past MAX_BODY_BYTES
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def _check_text(text: str, what: str) -> None:

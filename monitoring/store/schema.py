@@ -70,3 +70,16 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_kind_at", "kind", "at"),
 )
+
+# Dashboard sign-ins: a session lives as a row, so signing out (or a revocation) ends it on
+# every worker and host, whatever copy of the cookie someone kept.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),  # random; the cookie carries it, signed
+    Column("key_id", String(64), nullable=False),  # "metrics:3f2a9c1e", never the key
+    Column("issued_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Index("ix_dashboard_sessions_expires", "expires_at"),
+)
