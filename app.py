@@ -13,6 +13,7 @@ from flask import Flask, redirect, url_for
 from werkzeug.wrappers import Response
 
 from config import service_settings
+from monitoring.api.contract import PUBLIC, endpoint
 from monitoring.api.errors import register_error_handlers
 from monitoring.clock import Clock
 from monitoring.extension import Monitoring
@@ -35,7 +36,12 @@ def create_app(config: Settings | dict[str, Any] | None = None, clock: Clock | N
     Monitoring(app, settings=settings, clock=clock, standalone=True)
 
     @app.get("/")
+    @endpoint(key=PUBLIC, responses={302: None}, tags=["dashboard"],
+              descriptions={302: "To the dashboard page (the service only; an app that embeds Centinela keeps its own /)."})
     def dashboard_root() -> Response:
-        return redirect(url_for("centinela_dashboard.dashboard", format="html"), 302)
+        """The service's front door"""
+        response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 302)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     return app

@@ -71,6 +71,11 @@ def centinela_blueprint(
 
     @bp.after_request
     def _headers(response: Response) -> Response:
+        if not (request.endpoint or "").endswith(".static"):
+            # Figures, keyed answers and the health document must never be kept by a shared cache
+            # (served stale, or to someone without the key); what a key or a cookie changes, says so.
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.vary.update(("X-API-Key", "X-Admin-Key"))
         verdict: Verdict | None = g.pop(_VERDICT, None)
         if verdict is not None:
             response.headers["X-RateLimit-Limit"] = str(verdict.limit)
