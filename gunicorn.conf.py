@@ -31,6 +31,34 @@ proc_name = "centinela"
 control_socket_disable = True
 
 
+def _port_free() -> bool:
+    """Whether HOST:PORT can be bound: asked before anything else, so a second `make run` on one
+    port says so in one line, before it touches the store."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in _settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((_settings.host, _settings.port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+if not _port_free():
+    print(
+        f"centinela: port {_settings.port} on {_settings.host} is already in use (another Centinela?): "
+        f"stop it, or set PORT to a free port, e.g. PORT={_settings.port + 1} make run",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(2)
+
+
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Once, in the master: create the schema and any missing keys (announced once) before forking."""
     from monitoring.security.keys import KeyRing
