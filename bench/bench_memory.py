@@ -93,6 +93,13 @@ def main() -> None:
         "METRICS_API_KEY": "bench-metrics-key-0123456789", "ADMIN_API_KEY": "bench-admin-key-0123456789",
         "RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false",
     })
+    # The store exists before a worker starts (gunicorn's master, or the first worker, made it):
+    # a worker at head loads no migration code.
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", "import sys; from monitoring.store.database import Store; "
+                    "Store(sys.argv[1]).migrate()", settings.database_url], check=True,
+                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
     clock = ManualClock()
     app = host_app()
     monitoring = Monitoring(app, settings=settings, clock=clock)
@@ -123,7 +130,7 @@ def main() -> None:
     for checkpoint in checkpoints:
         serve(app, checkpoint - done, rng, lambda n, base=done: tick(base + n))
         done = checkpoint
-        recorder = app.extensions["centinela.request_recorder"]
+        recorder = monitoring.services.metrics.recorder
         print(f"after {done:>9,} recorded requests:        RSS {rss_mb():7.1f} MB  "
               f"(recording: {rss_mb() - rss_loaded:+.1f} MB; Python objects: {sys.getallocatedblocks():,} blocks; "
               f"{recorder.pending_keys} keys pending; {time.perf_counter() - started:.0f} s)")

@@ -161,10 +161,10 @@ class SentryReporter:
 
     def start(self) -> bool:
         """Start Sentry for this process if configured and nobody else has; True when it runs ours."""
+        if self.options is None:
+            return False  # sentry-sdk is not even imported (nearly 3 MB a worker)
         import sentry_sdk
 
-        if self.options is None:
-            return False
         with self._lock:
             client = sentry_sdk.get_client()
             if client.is_active() and _running_options(client) is None:

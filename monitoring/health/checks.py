@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import requests
-import urllib3
 
 from monitoring.settings import Settings
 from monitoring.health.definitions import MAX_TIMEOUT, CheckDefinition, HttpCheckDefinition, TcpCheckDefinition
@@ -96,6 +94,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def describe_network_error(exc: BaseException, timeout: float) -> str:
     """A public, generic description of why a connection failed: no host, address or URL."""
+    import requests
+    import urllib3
+
     causes = list(_causes(exc))
     for cause in causes:  # the socket-level cause, when there is one, says it best
         if isinstance(cause, ConnectionRefusedError):
@@ -130,6 +131,8 @@ def http_probe(
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
 
     def probe() -> Probe:
+        import requests  # on the first HTTP check, not when the app starts (~5 MB a worker)
+
         started = time.perf_counter()
         try:
             # stream=True: the time to the status line is the response time; the body is not read.

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-import requests
-import urllib3
-
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import HTTP, SMTP
 from monitoring.notify.model import OutboundRequest
@@ -82,6 +79,10 @@ class HttpSender:
         self.timeout = timeout
 
     def send(self, request: OutboundRequest) -> SendResult:
+        # Imported on first send: a worker that never sends a notification never loads them (~5 MB).
+        import requests
+        import urllib3
+
         headers = {"User-Agent": USER_AGENT, **request.headers}
         started = time.perf_counter()
         try:
