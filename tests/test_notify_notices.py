@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Callable
 
 from flask import Flask
+from alembic import command
 from sqlalchemy import inspect, text
 
 from monitoring.errors.sentry import sentry_active
 from monitoring.notify.prompt import PromptDelivery
-from monitoring.store.database import Store
+from monitoring.store.database import Store, alembic_config
 from monitoring.store.migrations import HEAD
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
 from tests.support.receiver import RecordingHTTPServer
@@ -135,10 +136,9 @@ def test_the_dashboard_banner_names_a_firing_alert_worse_than_the_health_status(
 def test_an_older_store_gains_the_cleared_at_column(store_url: str) -> None:
     store = Store(store_url)
     store.migrate()
-    with store.write() as conn:  # the store as the previous release (revision 0002) left it
-        conn.execute(text('ALTER TABLE alerts DROP COLUMN cleared_at'))
-        conn.execute(text('ALTER TABLE instances DROP COLUMN stopped_at'))  # revision 0004's, after it
-        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    with store.write() as conn:  # the store as the release at revision 0002 left it
+        command.downgrade(alembic_config(conn), "0002")
+        assert "cleared_at" not in {c["name"] for c in inspect(conn).get_columns("alerts")}
     assert store.migrate() == HEAD
     with store.read() as conn:
         assert "cleared_at" in {c["name"] for c in inspect(conn).get_columns("alerts")}
