@@ -241,9 +241,9 @@ class Scheduler:
         self.call_at(STORE_OUTAGE_JOB, lambda: self._run_global_jobs_now(during_outage_only=True), self.clock.now())
 
     def _store_came_back(self, _outage: Outage) -> None:
-        self.call_at(STORE_RECOVERY_JOB, self._recover, self.clock.now())
+        self.call_at(STORE_RECOVERY_JOB, self.after_store_recovery, self.clock.now())
 
-    def _recover(self) -> None:
+    def after_store_recovery(self) -> None:
         """The store answers again: write what was kept meanwhile, settle the lease, run every global job now."""
         for hook in self._recovery_hooks:
             try:

@@ -89,6 +89,7 @@ class HealthService:
         store: Store,
         clock: Clock,
         settings: Settings,
+        max_pending_rounds: int = MAX_PENDING_ROUNDS,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -110,7 +111,7 @@ class HealthService:
         # Called with each round's results once they are stored (the uptime timeline folds them).
         self.round_listeners: list[Callable[[list[CheckResult]], object]] = []
         # Rounds not stored yet (the store was out), oldest first; written by save_pending().
-        self._pending: deque[list[CheckResult]] = deque(maxlen=MAX_PENDING_ROUNDS)
+        self._pending: deque[list[CheckResult]] = deque(maxlen=max_pending_rounds)
         self._pending_lock = threading.Lock()
         self._dropped_warned = False
         self._unreleased_lock: LeaderLease | None = None
@@ -236,7 +237,7 @@ class HealthService:
         with self._pending_lock:
             if len(self._pending) == self._pending.maxlen and not self._dropped_warned:
                 self._dropped_warned = True
-                log.warning("store still unavailable: keeping only the latest %d health rounds", MAX_PENDING_ROUNDS)
+                log.warning("store still unavailable: keeping only the latest %d health rounds", self._pending.maxlen)
             self._pending.append(kept)
 
     def save_pending(self) -> int:
