@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,9 +47,12 @@ PROCESS = "process"
 TAKEOVER_JOB = "lease_takeover"
 TAKEOVER_MARGIN = 0.05  # seconds after the holder's expiry: its lease is surely over by then
 STORE_WATCH_JOB = "store_watch"
-STORE_WATCH_INTERVAL = 0.5  # seconds between attempts to reach a store that does not answer
+STORE_WATCH_INTERVAL = 0.25  # seconds between attempts to reach a store that does not answer (one write)
 STORE_OUTAGE_JOB = "store_outage"
 STORE_RECOVERY_JOB = "store_recovery"
+# After an outage, a process that did not lead leaves the lease this long to the one that did,
+# so that the rounds it kept meanwhile are written before anyone runs a newer one.
+RECOVERY_LEASE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Scheduler:
         self._lease = LeaderLease(store, self._instance.instance_id, clock, lease_ttl)
         self._leading = False
         self._recovery_hooks: list[Callable[[], object]] = []
+        self._recovered_at: float | None = None  # time.monotonic() of the store's last return
         store.availability.on_outage.append(self._store_went_away)
         store.availability.on_recovery.append(self._store_came_back)
 
@@ -196,7 +201,10 @@ class Scheduler:
         """Renew or take the lease, and say in the store that this instance is alive."""
         held = False
         try:
-            held = self.lease.try_acquire()
+            if self._leaves_lease_to_outage_leader():
+                held = False
+            else:
+                held = self.lease.try_acquire()
         except Exception as exc:
             if self.store.availability.failed(exc):
                 # Nobody can renew meanwhile: whoever led keeps observing (run_global), and the
@@ -231,6 +239,15 @@ class Scheduler:
 
     # --- the store's outages ---------------------------------------------------------------------
 
+    def _leaves_lease_to_outage_leader(self) -> bool:
+        """A follower does not take the lease while the store is out, nor just after it returns."""
+        if self._leading:
+            return False
+        if self.store.availability.down:
+            return True
+        recovered = self._recovered_at
+        return recovered is not None and time.monotonic() - recovered < RECOVERY_LEASE_GRACE
+
     def _watch_store(self) -> None:
         """While the store is out: try it (a real write, the heartbeat) so that its return is seen at once."""
         if self.store.availability.down:
@@ -241,34 +258,44 @@ class Scheduler:
         self.call_at(STORE_OUTAGE_JOB, lambda: self._run_global_jobs_now(during_outage_only=True), self.clock.now())
 
     def _store_came_back(self, _outage: Outage) -> None:
+        self._recovered_at = time.monotonic()
         self.call_at(STORE_RECOVERY_JOB, self.after_store_recovery, self.clock.now())
 
     def after_store_recovery(self) -> None:
-        """The store answers again: write what was kept meanwhile, settle the lease, run every global job now."""
+        """The store answers again: write what was kept meanwhile, settle the lease, then run the
+        ``during_outage`` jobs here and now (a health round: health is right at once) and every
+        other global job at once on its own thread."""
         for hook in self._recovery_hooks:
             try:
                 hook()
             except Exception as exc:
                 if not self.store.availability.failed(exc):
                     log.exception("store recovery hook failed")
-        self.heartbeat()
-        if self._leading:
-            self._run_global_jobs_now()
+        was_leading = self._leading
+        self.heartbeat()  # a process that takes the lease now runs every global job at once by itself
+        if not (was_leading and self._leading):
+            return
+        for job in list(self.jobs.values()):
+            if job.scope == GLOBAL and job.during_outage:
+                self.run_global(job.name)
+        self._run_global_jobs_now(skip_during_outage=True)
 
     # --- taking over, one-shot runs ------------------------------------------------------------
 
-    def _run_global_jobs_now(self, during_outage_only: bool = False) -> None:
+    def _run_global_jobs_now(self, during_outage_only: bool = False, skip_during_outage: bool = False) -> None:
         """A new leader does at once what the old one may have left: evaluate, deliver, check."""
         scheduler = self._scheduler
         if scheduler is None or self._pid != os.getpid():
             return  # start() runs them at once anyway
         now = datetime.now(timezone.utc)
         for job in self.jobs.values():
-            if job.scope == GLOBAL and (job.during_outage or not during_outage_only):
-                try:
-                    scheduler.modify_job(job.name, next_run_time=now)
-                except Exception:  # the job's own interval still runs it
-                    log.exception("could not run %s at once", job.name)
+            if job.scope != GLOBAL or (during_outage_only and not job.during_outage) \
+                    or (skip_during_outage and job.during_outage):
+                continue
+            try:
+                scheduler.modify_job(job.name, next_run_time=now)
+            except Exception:  # the job's own interval still runs it
+                log.exception("could not run %s at once", job.name)
 
     def _watch_lease(self) -> None:
         """Try again the moment the holder's lease expires, rather than up to a heartbeat later."""
@@ -282,6 +309,9 @@ class Scheduler:
         if holder is None or holder.holder == self.instance.instance_id:
             return
         expires = max(holder.expires_at, now) + TAKEOVER_MARGIN
+        recovered = self._recovered_at
+        if recovered is not None:  # not before the grace left to the outage's leader is over
+            expires = max(expires, now + RECOVERY_LEASE_GRACE - (time.monotonic() - recovered) + TAKEOVER_MARGIN)
         if expires - now < self.lease_ttl / 3:  # sooner than the next heartbeat
             self.call_at(TAKEOVER_JOB, self.heartbeat, expires)
 

@@ -12,8 +12,9 @@ Shown: no 500 during the outage (events, alerts, uptime, health), 503 ``store_un
 with Retry-After in the one error shape, one log line when it goes and one when it returns
 (no traceback), the rounds kept meanwhile written afterwards, so that uptime shows the outage
 as down time and as an incident with its cause. Time is a ManualClock; the scheduler's jobs are
-called as its threads would call them. tests/test_store_outage_gunicorn shows the same on a
-real gunicorn, with the health round run at once on recovery.
+called as its threads would call them. The last test shows the same on a real gunicorn
+(slow): its own threads notice the return and run a health round at once, so /check is right
+within one second of it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +32,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import requests
+
 from app import create_app
 from monitoring.clock import ManualClock
 from monitoring.services import HEALTH_JOB
 from monitoring.settings import Settings
-from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
+from monitoring.clock import parse_timestamp
+from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS, METRICS_KEY
+from tests.support.gunicorn import GunicornServer
 
 INTERVAL = 30.0
 EVENTS = "/api/monitoring/events"
@@ -339,3 +345,84 @@ def test_the_kept_rounds_are_bounded(
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("store still unavailable: keeping only the latest 3 health rounds") == 1
     store.dispose()
+
+
+# --- a real gunicorn -----------------------------------------------------------------------------------
+
+
+GUNICORN_INTERVAL = 2.0
+OUTAGE_SECONDS = 8.0
+
+
+def _served(server: GunicornServer) -> dict[str, requests.Response]:
+    headers = {"X-API-Key": METRICS_KEY}
+    base = server.url
+    return {
+        "POST events": requests.post(base + EVENTS, json=PAYMENT, headers=headers, timeout=10),
+        "GET alerts": requests.get(base + "/api/monitoring/alerts?action=active", headers=headers, timeout=10),
+        "GET uptime": requests.get(base + "/api/monitoring/uptime", timeout=10),
+        "GET incidents": requests.get(base + "/api/monitoring/uptime/incidents", timeout=10),
+        "GET check": requests.get(base + "/api/health/check", timeout=10),
+    }
+
+
+def _right_since(server: GunicornServer, moment: float) -> bool:
+    """/check says healthy from a round taken after ``moment``, without the store listed as failing."""
+    body = requests.get(server.url + "/api/health/check", timeout=5).json()
+    database = body["services"]["database"]
+    return (body["status"] == "healthy" and "store" not in body["services"]
+            and database["checkedAt"] is not None and parse_timestamp(database["checkedAt"]) >= moment)
+
+
+@pytest.mark.slow
+def test_a_postgresql_outage_under_gunicorn_is_down_time_and_health_is_right_within_a_second_of_its_end(
+    postgres_outage: PostgresRoleOutage, gunicorn_server: Callable[..., GunicornServer],
+) -> None:
+    server = gunicorn_server({
+        "DATABASE_URL": postgres_outage.url, "METRICS_API_KEY": METRICS_KEY, "ADMIN_API_KEY": "admin-" + METRICS_KEY,
+        "HEALTH_CHECK_INTERVAL": str(GUNICORN_INTERVAL), "LEASE_TTL": "3", "METRICS_FLUSH_INTERVAL": "1",
+    }, workers=2)
+    deadline = time.monotonic() + 20
+    while not _right_since(server, 0):  # polling a real server until its first round is stored
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    time.sleep(GUNICORN_INTERVAL)  # one more healthy round before the outage
+    log_before = len(server.log().splitlines())
+
+    postgres_outage.cut()
+    cut_at = time.time()
+    answers: list[tuple[str, requests.Response]] = []
+    while time.time() - cut_at < OUTAGE_SECONDS:
+        answers += list(_served(server).items())
+        time.sleep(0.25)
+    postgres_outage.restore()
+    restored_at = time.time()
+    while not _right_since(server, restored_at):
+        time.sleep(0.02)
+    right_after = time.time() - restored_at
+    # Every worker answers from the store again (each has its own watch).
+    for _ in range(6):
+        assert _right_since(server, restored_at)
+
+    assert right_after <= 1.0, f"health was right {right_after:.2f}s after the store returned"
+    assert not [(name, r.status_code) for name, r in answers if r.status_code >= 500 and r.status_code != 503]
+    refused = [(name, r) for name, r in answers if name != "GET check" and r.status_code == 503]
+    assert len(refused) >= len(answers) * 0.6  # after the first moments, every one of them
+    for name, response in refused:
+        assert response.headers["Retry-After"] == "5", name
+        assert response.json()["error"]["code"] == "store_unavailable", name
+    assert all(r.status_code == 503 for name, r in answers[-5:] if name == "GET check")
+
+    uptime = requests.get(server.url + "/api/monitoring/uptime?window=24h", timeout=5).json()
+    assert OUTAGE_SECONDS - 2 * GUNICORN_INTERVAL <= uptime["uptime"]["downSeconds"] <= OUTAGE_SECONDS + GUNICORN_INTERVAL
+    incidents = requests.get(server.url + "/api/monitoring/uptime/incidents", timeout=5).json()["incidents"]
+    assert len(incidents) == 1 and incidents[0]["status"] == "resolved"
+    assert incidents[0]["cause"].startswith("critical dependency down: database (")
+
+    # The log: a line per worker when it went and when it came back, never a traceback.
+    lines = server.log().splitlines()[log_before:]
+    own = [line for line in lines if not line.startswith("127.0.0.1 ")]  # access lines are one per request
+    assert not [line for line in lines if "Traceback" in line]
+    assert 1 <= sum("store unavailable (" in line for line in own) <= 2
+    assert 1 <= sum("store answers again" in line for line in own) <= 2
+    assert len(own) <= 8, "\n".join(own)
