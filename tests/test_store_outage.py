@@ -199,6 +199,9 @@ def outage_requests(service: Service) -> dict[str, Any]:
         "GET check": client.get("/api/health/check"),
         "GET ready": client.get("/api/health/ready"),
         "GET live": client.get("/api/health/live"),
+        "GET metrics": client.get("/api/monitoring/metrics", headers=METRICS_HEADERS),
+        "GET prometheus": client.get("/api/monitoring/metrics?format=prometheus", headers=METRICS_HEADERS),
+        "GET dashboard": client.get("/api/monitoring/dashboard", headers=METRICS_HEADERS),
     }
 
 
@@ -234,7 +237,8 @@ def test_a_postgresql_outage_answers_503_logs_once_and_is_recorded_as_down_time(
 
     assert not [name for name, response in answers.items() if response.status_code >= 500
                 and response.status_code != 503], "no 500 during the outage"
-    for name in ("POST events", "GET alerts", "POST alerts", "GET uptime", "GET incidents"):
+    for name in ("POST events", "GET alerts", "POST alerts", "GET uptime", "GET incidents", "GET metrics",
+                 "GET prometheus", "GET dashboard"):
         assert_store_unavailable(answers[name])
         assert_store_unavailable(answers[f"{name} again"])
     check = answers["GET check again"]
