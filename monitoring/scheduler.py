@@ -16,9 +16,11 @@ evaluation after it).
 While the store does not answer (``Store.availability``): no job logs a traceback for it (the
 store logs the outage once); global jobs are skipped, except those added with
 ``during_outage=True`` (the health round), which the process that led when the outage began
-keeps running, since only it can observe and keep what happened meanwhile; a watch renews the
-heartbeat twice a second, so the store's return is noticed at once; and on its return the
-recovery hooks run (the health rounds kept in memory are written), then every global job.
+keeps running, since only it can observe and keep what happened meanwhile (the others leave
+it the lease until a moment after the return); a watch renews the heartbeat four times a
+second, so the store's return is noticed at once; and on its return the recovery hooks run
+(the health rounds kept in memory are written), then a health round here and now, then every
+other global job.
 """
 from __future__ import annotations
 
