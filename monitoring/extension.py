@@ -21,7 +21,7 @@ import threading
 import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app
 from flask.signals import got_request_exception
@@ -123,12 +123,19 @@ class Monitoring:
             # (and flushes) in the process that started it. A weak reference: an app that is
             # gone needs no shutdown.
             reference = weakref.ref(self)
-            atexit.register(lambda: (monitoring := reference()) is not None and monitoring.shutdown())
+
+            def shutdown_if_alive() -> None:
+                monitoring = reference()
+                if monitoring is not None:
+                    monitoring.shutdown()
+
+            atexit.register(shutdown_if_alive)
 
     @staticmethod
     def of(app: Flask) -> "Monitoring":
         """The extension of ``app`` (KeyError if it has none)."""
-        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+        # Flask types app.extensions as dict[str, Any]; init_app puts this class there.
+        return cast(Monitoring, app.extensions[EXTENSION_KEY])
 
     # --- what a host app uses ------------------------------------------------------------
 
@@ -233,7 +240,7 @@ def _capture_exception(sender: Flask, exception: BaseException, **extra: Any) ->
 
 def current_monitoring() -> Monitoring:
     """The extension of the app handling the current request."""
-    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Monitoring, current_app.extensions[EXTENSION_KEY])  # see Monitoring.of
 
 
 def current_services() -> "Services":

@@ -286,7 +286,7 @@ def _parse_one(
         if failure_code and outcome == SUCCEEDED:
             check.fail("failure_code", "only a failed payment has a failure code")
         if not check.errors:
-            assert outcome is not None and amount is not None and at is not None
+            assert outcome is not None and amount is not None and at is not None and currency is not None
             event = PaymentEvent(at, outcome, amount, currency.upper(), provider or "", failure_code or "", event_id)
     elif kind == TICKET:
         operation = check.choice("operation", TICKET_OPERATIONS)
@@ -306,7 +306,7 @@ def _parse_one(
                                   "or an integer")
         action = check.label("action", required=True)
         if not check.errors:
-            assert at is not None and action is not None
+            assert at is not None and action is not None and isinstance(user_id, str)
             event = UserActivityEvent(at, hasher.hash(user_id), action, event_id)
     return event, check.errors
 

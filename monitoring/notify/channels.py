@@ -40,24 +40,40 @@ from monitoring.notify.webhook import WebhookChannel
 
 
 class NotifySettings(Protocol):
-    """The part of config.Settings the channels read."""
+    """The part of config.Settings the channels read (read-only: Settings is frozen)."""
 
-    alert_webhook_url: str
-    alert_webhook_kind: str
-    alert_webhook_secret: str
-    escalation_webhook_url: str
-    escalation_webhook_kind: str
-    slack_webhook_url: str
-    pagerduty_routing_key: str
-    pagerduty_events_url: str
-    sentry_dsn: str
-    sentry_environment: str
-    notify_external_url: str
-    notify_timeout: float
-    smtp_url: str
-    alert_email_from: str
-    alert_email_to: tuple[str, ...]
-    apprise_urls: tuple[Any, ...]  # monitoring.notify.apprise_urls.AppriseTarget
+    @property
+    def alert_webhook_url(self) -> str: ...
+    @property
+    def alert_webhook_kind(self) -> str: ...
+    @property
+    def alert_webhook_secret(self) -> str: ...
+    @property
+    def escalation_webhook_url(self) -> str: ...
+    @property
+    def escalation_webhook_kind(self) -> str: ...
+    @property
+    def slack_webhook_url(self) -> str: ...
+    @property
+    def pagerduty_routing_key(self) -> str: ...
+    @property
+    def pagerduty_events_url(self) -> str: ...
+    @property
+    def sentry_dsn(self) -> str: ...
+    @property
+    def sentry_environment(self) -> str: ...
+    @property
+    def notify_external_url(self) -> str: ...
+    @property
+    def notify_timeout(self) -> float: ...
+    @property
+    def smtp_url(self) -> str: ...
+    @property
+    def alert_email_from(self) -> str: ...
+    @property
+    def alert_email_to(self) -> tuple[str, ...]: ...
+    @property
+    def apprise_urls(self) -> tuple[Any, ...]: ...  # monitoring.notify.apprise_urls.AppriseTarget
 
 
 def detect_kind(url: str, override: str = "") -> str:

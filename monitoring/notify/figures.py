@@ -17,7 +17,7 @@ from monitoring.store.notify_tables import notify_deliveries as deliveries
 def delivery_report(outbox: Outbox, window: TimeWindow) -> CategoryReport:
     by_status = outbox.counts_by_status()
     with outbox.store.read() as conn:
-        finished = dict(
+        finished: dict[str, int] = dict(
             conn.execute(
                 select(deliveries.c.status, func.count())
                 .where(deliveries.c.finished_at >= window.start, deliveries.c.finished_at < window.end)

@@ -36,10 +36,10 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
@@ -79,7 +79,7 @@ class DeliveryPolicy:
 
     def backoff(self, attempts: int, rng: Callable[[], float]) -> float:
         """Full jitter: uniform in [0, min(max, base · 2^(attempts-1)))."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(attempts - 1, 60))
+        ceiling: float = min(self.backoff_max, self.backoff_base * 2 ** min(attempts - 1, 60))
         return rng() * ceiling
 
     def to_json(self) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class Delivery:
     finished_at: float | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Delivery":
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> "Delivery":
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
     def _last_status(self) -> dict[str, Any]:
@@ -362,11 +362,11 @@ class Outbox:
             and_(deliveries.c.status == SENDING, deliveries.c.claim_expires_at < now),
         )
 
-    def _claim_next(self, skip: set[int]) -> _Claimed | None | bool:
+    def _claim_next(self, skip: set[int]) -> _Claimed | None | Literal[False]:
         """Claim the most overdue row not in ``skip``: None when nothing is due, False when we lost a race."""
         return self._claim(deliveries.c.id.notin_(skip) if skip else None)
 
-    def _claim(self, which: Any) -> _Claimed | None | bool:
+    def _claim(self, which: Any) -> _Claimed | None | Literal[False]:
         """Claim the most overdue due row that ``which`` selects (None: any)."""
         now = self.clock.now()
         token = uuid.uuid4().hex

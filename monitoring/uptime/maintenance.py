@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat, parse_timestamp
 from monitoring.errors.sanitiser import sanitise_text
@@ -210,7 +210,9 @@ class MaintenanceCalendar:
             "created_at": self.clock.now(),
         }
         with self.store.write() as conn:
-            new_id = conn.execute(insert(maintenance_windows).values(**values)).inserted_primary_key[0]
+            key = conn.execute(insert(maintenance_windows).values(**values)).inserted_primary_key
+            assert key is not None  # SQLAlchemy's Optional: None only for an executemany
+            new_id = key[0]
             window = _window({"id": new_id, **values})
             if audit is not None:
                 audit(conn, window)
@@ -456,7 +458,7 @@ def _local_firings(expression: str, zone: ZoneInfo, from_epoch: float) -> Iterat
         fire = trigger.get_next_fire_time(fire, fire)
 
 
-def _window(row: Mapping[str, Any]) -> MaintenanceWindow:
+def _window(row: Mapping[str, Any] | RowMapping) -> MaintenanceWindow:
     return MaintenanceWindow(
         id=int(row["id"]),
         kind=row["kind"],
