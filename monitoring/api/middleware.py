@@ -29,7 +29,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from flask import Flask, Request, Response, request
 from werkzeug.local import LocalProxy

@@ -164,7 +164,7 @@ class SentryReporter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, default_release: str = "") -> "SentryReporter":
+    def from_settings(cls, settings: Any, default_release: str = "") -> SentryReporter:
         return cls(sentry_options(settings, default_release))
 
     def start(self) -> bool:

@@ -196,7 +196,7 @@ EMAIL_VARIABLES = ("SMTP_URL", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO")
 
 def _email_channel(settings: NotifySettings) -> Channel | str:
     values = (settings.smtp_url, settings.alert_email_from, settings.alert_email_to)
-    lacking = [name for name, value in zip(EMAIL_VARIABLES, values) if not value]
+    lacking = [name for name, value in zip(EMAIL_VARIABLES, values, strict=True) if not value]
     if len(lacking) == len(EMAIL_VARIABLES):
         return "set SMTP_URL, ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
     if lacking:

@@ -6,8 +6,8 @@ notification that could not be delivered shows as a metric, not only in the list
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from prometheus_client.metrics_core import GaugeMetricFamily
+from sqlalchemy import func, select
 
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.notify.outbox import DELIVERED, FAILED, GAVE_UP, PENDING, SENDING, STATUSES, Outbox

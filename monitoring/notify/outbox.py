@@ -35,20 +35,26 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
 from monitoring.notify.channel import APPRISE, APPRISE_PREFIX, HTTP, SMTP, clip, expand_names, protocol_of
 from monitoring.notify.channels import ChannelSet, build_channels
 from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
 from monitoring.notify.routing import Routes
-from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
-from monitoring.notify.transport import is_retryable  # noqa: F401  (moved to transport; importable here still)
+from monitoring.notify.transport import (
+    HttpSender,
+    Sender,
+    SendResult,
+    is_retryable,  # noqa: F401  (moved to transport; importable here still)
+    retry_after_seconds,
+)
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from monitoring.store.notify_tables import notify_deliveries as deliveries
 
@@ -118,7 +124,7 @@ class Delivery:
     finished_at: float | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> "Delivery":
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Delivery:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
     def _last_status(self) -> dict[str, Any]:
@@ -215,7 +221,7 @@ class Outbox:
         self.prompt: Callable[[Sequence[str]], None] | None = None
 
     @classmethod
-    def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> "Outbox":
+    def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> Outbox:
         """Channels, routes and policy from the configuration; ``kwargs`` inject a sender or random."""
         channels = build_channels(settings)
         routes = Routes.from_settings(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import SMTP
