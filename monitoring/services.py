@@ -149,7 +149,8 @@ def build_services(
     clock = clock or SystemClock()
     store = Store(settings.database_url, clock)
     store.migrate()
-    keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key)
+    keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key,
+                           ingest_key=settings.ingest_api_key)
     audit = AuditLog(store, clock)
     scheduler = Scheduler(store, clock, settings.lease_ttl, settings.zone)
     limits = RateLimits.from_settings(settings)

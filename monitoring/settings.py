@@ -237,6 +237,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ADMIN_API_KEY", "admin_api_key", "", _text,
              "Admin key for configuration changes and alert actions (also grants read). Generated when unset.",
              secret=True),
+    Variable("INGEST_API_KEY", "ingest_api_key", "", _text,
+             "Ingest-only key: sends telemetry (OTLP, Sentry protocol, events) and reads nothing. Generated when unset.",
+             secret=True),
     # rate limits
     Variable("RATELIMIT_STORAGE_URI", "ratelimit_storage_uri", "memory://", _storage_uri,
              "Where rate-limit counters live. memory:// is per process; use redis:// with several workers or hosts."),
@@ -248,11 +251,23 @@ VARIABLES: tuple[Variable, ...] = (
              "Limit per API key on the metrics export."),
     Variable("RATELIMIT_EVENTS", "ratelimit_events", "1200/minute", _rate_limit,
              "Limit per API key on POST /api/monitoring/events."),
+    Variable("RATELIMIT_INGEST", "ratelimit_ingest", "6000/minute", _rate_limit,
+             "Limit per ingest key on the OTLP and Sentry-protocol endpoints (every browser of an app shares one key)."),
+    Variable("RATELIMIT_INGEST_ADDRESS", "ratelimit_ingest_address", "600/minute", _rate_limit,
+             "Limit per client address on the OTLP and Sentry-protocol endpoints."),
     Variable("RATELIMIT_LOGIN", "ratelimit_login", "10/minute", _rate_limit,
              "Limit per client address on failed sign-ins to the HTML dashboard."),
     Variable("RATELIMIT_ENABLED", "ratelimit_enabled", "true", _bool, "Turn rate limiting off entirely (tests)."),
     Variable("RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix", "centinela", _zone,
              "Prefix of the rate-limit counters in their storage (one per Centinela sharing a Redis)."),
+    # ingest (OTLP and the Sentry protocol; see docs/any-language.md)
+    Variable("SENTRY_PROJECTS", "sentry_projects", "", _parser_from("monitoring.ingest.projects", "parse_sentry_projects"),
+             'JSON object mapping a Sentry project (the DSN\'s last part) to a service, e.g. {"1": "shop"}. '
+             "Other projects get 404.", empty={}),
+    Variable("INGEST_MAX_SERVICES", "ingest_max_services", "20", _int_between(1, 1000),
+             "Distinct services ingest records; later ones are counted as <other>."),
+    Variable("INGEST_MAX_ROUTES", "ingest_max_routes", "250", _int_between(1, 10000),
+             "Distinct routes per ingested service; later ones are counted as <other>."),
     # integrations
     Variable("SENTRY_DSN", "sentry_dsn", "", _sentry_dsn, "Sentry DSN; Sentry is off when unset.", secret=True),
     Variable("SENTRY_ENVIRONMENT", "sentry_environment", "production", _text, "Sentry environment name."),
@@ -419,14 +434,20 @@ class Settings:
     max_body_bytes: int
     metrics_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
     admin_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    ingest_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
     ratelimit_storage_uri: str = field(repr=False)  # secret-bearing: never in a repr or log
     ratelimit_default: str
     ratelimit_health: str
     ratelimit_export: str
     ratelimit_events: str
+    ratelimit_ingest: str
+    ratelimit_ingest_address: str
     ratelimit_login: str
     ratelimit_enabled: bool
     ratelimit_key_prefix: str
+    sentry_projects: dict[str, str]
+    ingest_max_services: int
+    ingest_max_routes: int
     sentry_dsn: str = field(repr=False)  # secret-bearing: never in a repr or log
     sentry_environment: str
     sentry_release: str
