@@ -33,6 +33,9 @@ from monitoring.dashboard.session import DashboardSessions
 from monitoring.errors.sentry import SentryReporter
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
 from monitoring.health.service import HealthService
+from monitoring.ingest.cardinality import CardinalityBounds, CardinalityGuard
+from monitoring.ingest.otlp_metrics import CumulativeTracker
+from monitoring.ingest.sink import IngestSink, ShedGate
 from monitoring.metrics.categories import CategoryProvider
 from monitoring.metrics.performance import PerformanceProvider, SystemProvider
 from monitoring.metrics.recorder import RequestRecorder
@@ -91,6 +94,17 @@ class Metrics:
 
 
 @dataclass
+class Ingest:
+    """Telemetry from apps in any language (OTLP, Sentry protocol): one guard, one tracker, one sink per app."""
+
+    projects: dict[str, str]  # SENTRY_PROJECTS: project -> service
+    guard: CardinalityGuard
+    cumulative: CumulativeTracker
+    sink: IngestSink
+    gate: ShedGate
+
+
+@dataclass
 class Services:
     """One Centinela: its parts and features, built by ``build_services``."""
 
@@ -111,6 +125,7 @@ class Services:
     alerting: AlertEngine
     dashboard: DashboardSources
     sessions: DashboardSessions
+    ingest: Ingest
     # Category name -> provider: what the metrics export, the alert figures and the dashboard read.
     categories: dict[str, CategoryProvider] = field(default_factory=dict)
     retention: list[RetentionRule] = field(default_factory=list)
@@ -212,6 +227,17 @@ def build_services(
     categories["errors"] = ErrorsProvider(store, clock)
     sentry = SentryReporter.from_settings(settings, default_release)
 
+    # --- ingest: OTLP and Sentry-protocol telemetry into the same recorder and error groups --
+    guard = CardinalityGuard(CardinalityBounds(settings.ingest_max_services, settings.ingest_max_routes))
+    ingest = Ingest(
+        projects=dict(settings.sentry_projects),
+        guard=guard,
+        # Cumulative OTLP points become deltas here, per process (see its docstring).
+        cumulative=CumulativeTracker(clock),
+        sink=IngestSink(metrics.recorder, errors, guard, clock),
+        gate=ShedGate(),
+    )
+
     # --- business events --------------------------------------------------------------------
     business = BusinessEvents(
         BusinessRecorder(
@@ -283,6 +309,7 @@ def build_services(
         dashboard=sources_of(store, clock, categories, metrics.rollups, uptime, alerting,
                              settings.dashboard_refresh_seconds),
         sessions=DashboardSessions(keyring, clock, store),
+        ingest=ingest,
         categories=categories,
         retention=retention,
         shutdown_hooks=shutdown_hooks,
