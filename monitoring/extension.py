@@ -57,6 +57,8 @@ API_MODULES = (
     "monitoring.api.events",
     "monitoring.api.error_tracking",
     "monitoring.api.dashboard",
+    "monitoring.api.otlp",
+    "monitoring.api.sentry_ingest",
     "monitoring.api.openapi",
 )
 
