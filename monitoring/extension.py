@@ -98,6 +98,8 @@ class Monitoring:
         settings = self._settings or Settings.from_env(default_var_dir=Path(app.instance_path) / "centinela")
         if self._url_prefix is not None:
             settings = settings.replace(url_prefix=self._url_prefix.rstrip("/"))
+        if not settings.service_name:
+            settings = settings.replace(service_name=app.import_name[:100])
         default_release = centinela_release() if self.standalone else host_release(app)
         services = self._services = build_services(settings, self._clock, default_release=default_release)
         app.extensions[EXTENSION_KEY] = self
@@ -117,7 +119,8 @@ class Monitoring:
                 "max_age": 600,
             })
 
-        install_request_hooks(app, services.metrics.recorder, self.start if settings.scheduler_enabled else None)
+        install_request_hooks(app, services.metrics.recorder, self.start if settings.scheduler_enabled else None,
+                              service=services.service_name)
         got_request_exception.connect(_capture_exception, app, weak=False)
         services.sentry.start()
         if settings.scheduler_enabled:
@@ -228,7 +231,8 @@ def _capture_exception(sender: Flask, exception: BaseException, **extra: Any) ->
     try:
         rule = request.url_rule
         route = f"{request.method} {route_template(rule.rule) if rule is not None else '<unmatched>'}"
-        Monitoring.of(sender).services.errors.capture(exception, route)
+        services = Monitoring.of(sender).services
+        services.errors.capture(exception, route, services.service_name)
     except Exception:  # capture must never turn one error into two
         log.warning("error tracking could not capture an exception", exc_info=True)
 

@@ -52,6 +52,7 @@ from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
 from monitoring.store.business_tables import payment_events, ticket_events, user_activity_events
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups
+from monitoring.store.metrics_tables import DEFAULT_SERVICE
 from monitoring.store.health_tables import health_events, health_results
 from monitoring.store.metrics_tables import system_samples
 from monitoring.store.notify_tables import notify_deliveries
@@ -132,6 +133,11 @@ class Services:
     # Run at shutdown after the scheduler stops (final flushes), in order.
     shutdown_hooks: list[Callable[[], object]] = field(default_factory=list)
 
+    @property
+    def service_name(self) -> str:
+        """The service the embedded app's requests and errors count under (SERVICE_NAME)."""
+        return self.settings.service_name or DEFAULT_SERVICE
+
     def purge_expired(self) -> dict[str, int]:
         """The retention job: delete what each kind of data has outlived."""
         return purge_expired(self.store, self.retention, self.clock.now())
@@ -194,7 +200,8 @@ def build_services(
     scheduler.on_start(metrics.sampler.prime)  # psutil's first cpu_percent() is 0.0: prime it per process
     retention.append(RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS))
     categories["system"] = SystemProvider(store, scheduler.describe, settings.system_sample_interval)
-    categories["performance"] = PerformanceProvider(metrics.rollups)
+    service_name = settings.service_name or DEFAULT_SERVICE
+    categories["performance"] = PerformanceProvider(metrics.rollups, service_name)
 
     # --- health checks and circuit breakers ------------------------------------------------
     health = HealthService(store, clock, settings)
@@ -224,7 +231,7 @@ def build_services(
         RetentionRule(error_groups, error_groups.c.last_seen, metrics_retention),
         RetentionRule(error_counts, error_counts.c.bucket_start, metrics_retention),
     ]
-    categories["errors"] = ErrorsProvider(store, clock)
+    categories["errors"] = ErrorsProvider(store, clock, service_name)
     sentry = SentryReporter.from_settings(settings, default_release)
 
     # --- ingest: OTLP and Sentry-protocol telemetry into the same recorder and error groups --

@@ -146,6 +146,13 @@ def _url_prefix(raw: str) -> str:
     return prefix
 
 
+def _service_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > 100 or not name.isprintable():
+        raise ValueError("expected a service name of at most 100 printable characters")
+    return name
+
+
 def _optional_bool(raw: str) -> bool | None:
     return _bool(raw) if raw.strip() else None
 
@@ -215,6 +222,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VAR_DIR", "var_dir", "", _text, "Directory for the SQLite store and generated keys. Default: var/ in the checkout (service), "
              "the app's instance folder + /centinela (embedded)."),
     Variable("ZONE", "zone", "default", _zone, "Availability zone this instance reports in."),
+    Variable("SERVICE_NAME", "service_name", "", _service_name,
+             "Service the embedded app's requests and errors count under (see docs/services.md). "
+             "Default: the Flask app's import name (app for the Centinela service)."),
     Variable("TRUSTED_PROXIES", "trusted_proxies", "0", _int_between(0, 10),
              "Number of proxy hops whose X-Forwarded-For is trusted for the client address."),
     Variable("CORS_ORIGINS", "cors_origins", "", _origins,
@@ -426,6 +436,7 @@ class Settings:
     database_url: str = field(repr=False)  # secret-bearing: never in a repr or log
     var_dir: str
     zone: str
+    service_name: str  # "": the Flask app's import name, filled in by Monitoring.init_app
     trusted_proxies: int
     cors_origins: tuple[str, ...]
     url_prefix: str

@@ -11,7 +11,8 @@ Every category that reports a request count reads it in this scope: ``performanc
 (``requests.count``), ``errors`` (``requests.count`` and ``errors.share``), the uptime
 report's error-rate SLI, the dashboard's series and the alert figures. The metrics export's
 ``include_internal=true`` widens the scope of every such category of that answer at once;
-a provider takes part by offering ``report(window, include_internal)``.
+a provider takes part by offering ``report(window, include_internal, service=None)``;
+``service`` narrows its figures to one service's requests and errors (None: all services).
 """
 from __future__ import annotations
 
@@ -36,4 +37,4 @@ def scope_name(include_internal: bool) -> str:
 class ScopedProvider(Protocol):
     """A category provider whose figures count requests, and so follow the caller's scope."""
 
-    def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport: ...
+    def report(self, window: TimeWindow, include_internal: bool, service: str | None = None) -> CategoryReport: ...
