@@ -175,8 +175,10 @@ def test_sdk_spans_give_exact_counts_p95_within_one_percent_and_scrubbed_errors(
         assert abs(figures[f"api.response_time.{name}"] - exact_ms) <= RELATIVE_ACCURACY * exact_ms, name
     routes = {(r["method"], r["route"]): r["count"] for r in figures["routes"]}
     assert routes[("GET", "/tickets/:id")] == 1_500 and routes[("GET", "<unmatched>")] == 1
+    assert {r["service"] for r in figures["routes"]} == {"shop"}
+    assert {s["service"]: s["requests.count"] for s in figures["services"]}.get("shop") == 1_513
     (group,) = centinela.error_groups()
-    assert group["count"] == 12 and "PaymentDeclined" in group["type"]
+    assert group["count"] == 12 and "PaymentDeclined" in group["type"] and group["service"] == "shop"
     assert group["route"] == "POST /checkout"
     text = json.dumps(centinela.read("/api/monitoring/errors"))
     assert not any(secret in text for secret in SECRETS), text
@@ -212,6 +214,7 @@ def test_sdk_duration_histogram_counts_a_service_without_spans(centinela: Runnin
     centinela.flush()
     figures = centinela.performance()
     assert figures["requests.count"] == 404 and figures["status"]["5xx"] == 4
+    assert {s["service"]: s["requests.count"] for s in figures["services"]}.get("billing") == 404
     exact_ms = nearest_rank(values + [0.2] * 4, 0.95) * 1000
     # the default exponential scale (20, refined as values come) is far finer than the store's 1 %
     assert abs(figures["api.response_time.p95"] - exact_ms) <= 0.02 * exact_ms
@@ -377,7 +380,8 @@ def test_sentry_sdk_with_a_dsn_reports_a_scrubbed_error_group(centinela: Running
     centinela.flush()
     groups = centinela.error_groups()
     (group,) = [g for g in groups if "PaymentDeclined" in g["type"]]
-    assert group["count"] == 3
+    assert group["count"] == 3 and group["service"] == "shop"
+    assert group["where"].endswith("test_sentry_sdk_with_a_dsn_reports_a_scrubbed_error_group")
     text = json.dumps(centinela.read("/api/monitoring/errors"))
     assert not any(secret in text for secret in SECRETS), text
     assert "[email]" in group["message"] and "****4242" in group["message"]
@@ -412,6 +416,7 @@ def test_a_browser_style_envelope_chunked_without_content_type_with_the_key_in_t
     centinela.flush()
     (group,) = centinela.error_groups()
     assert group["type"] == "TypeError" and EMAIL not in group["message"]
+    assert group["service"] == "shop-web"  # SENTRY_PROJECTS: project 2
 
 
 def test_sentry_refusals(centinela: Running) -> None:
@@ -447,3 +452,17 @@ def test_the_sentry_key_is_redacted_from_access_log_lines() -> None:
     line = f'127.0.0.1 "POST /api/1/envelope/?sentry_key={INGEST_KEY}&sentry_version=7 HTTP/1.1" 200'
     redacted = redact_message(line)
     assert INGEST_KEY not in redacted and "sentry_key=[redacted]" in redacted
+
+
+def test_distinct_services_are_capped_too(centinela: Running) -> None:
+    now_ns = int(centinela.clock.now() * NANOS)
+    for i in range(30):
+        recorder = SpanRecorder(f"service-{i:02d}")
+        recorder.request("GET", "/", 200, now_ns - NANOS, 1_000_000)
+        assert post_otlp(centinela, "/v1/traces", recorder.otlp_bytes()).status_code == 200
+    centinela.flush()
+    services: dict[str, int] = {}
+    for total in centinela.services.metrics.rollups.totals():
+        if not total.internal:
+            services[total.service] = services.get(total.service, 0) + total.aggregate.count
+    assert len(services) == 21 and services["<other>"] == 10 and sum(services.values()) == 30

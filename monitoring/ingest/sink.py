@@ -7,18 +7,21 @@ app's:
 
 * IngestedRequest (an OTLP server span, a Sentry http.server transaction): one sample into a
   RequestAggregate keyed like the recorder's (the minute the request ended, method, route,
-  not internal), merged into the process's RequestRecorder in one step per batch; the
-  recorder's flush job writes it to the store with everything else.
-* RequestContribution (an OTLP duration histogram point): its whole histogram merged into
-  the aggregate of the interval's minute, its count in its status class. A service whose
+  not internal, its service), merged into the process's RequestRecorder in one step per
+  batch (one lock, not one per span); the recorder's flush job writes it to the store with
+  everything else.
+* RequestContribution (an OTLP duration histogram point): its whole histogram merged by the
+  recorder's ``record_histogram`` into the minute of the interval's middle, its count in its
+  status class. A service whose
   spans (or transactions) this process saw within ``spans_win_seconds`` sends its requests
   twice, once as spans and once as metrics: its contributions are dropped, spans win (they
   are exact; an SDK's default explicit buckets cannot give a p95 within 1 %). Per process:
   under several workers a service's first metrics export may reach a worker that has not
   seen its spans yet (the README says so; send one of the two, or delta metrics only for
   services without traces).
-* IngestedError: into the ErrorTracker's pending groups under its own fingerprint (the
-  decoders' key already hashes the service), flushed by the tracker's job.
+* IngestedError: into the ErrorTracker's pending groups with ``record_error``, under its own
+  fingerprint (the decoders' key already hashes the service) and service, flushed by the
+  tracker's job.
 
 Every record passes the app's one CardinalityGuard first (services and routes per service
 bounded, the rest folded into ``<other>``). Methods outside the recorder's set become its
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from monitoring.clock import Clock
-from monitoring.errors.tracking import ErrorTracker, Fingerprint, _PendingGroup
+from monitoring.errors.tracking import ErrorTracker
 from monitoring.ingest.cardinality import CardinalityGuard
 from monitoring.ingest.otlp_metrics import MetricBatch
 from monitoring.ingest.otlp_traces import TraceBatch
@@ -143,7 +146,7 @@ class IngestSink:
                 bounded = admitted[pair] = self.guard.admit(*pair)
             service, route = bounded
             span_services.add(service)
-            key = _rollup_key(request.end_time, request.method, route)
+            key = _rollup_key(request.end_time, request.method, route, service)
             aggregate = entries.get(key)
             if aggregate is None:
                 aggregate = entries[key] = RequestAggregate()
@@ -161,12 +164,8 @@ class IngestSink:
                 superseded += 1
                 continue
             middle = (contribution.interval_start + contribution.interval_end) / 2
-            key = _rollup_key(middle, contribution.method, route)
-            aggregate = entries.get(key)
-            if aggregate is None:
-                aggregate = entries[key] = RequestAggregate()
-            aggregate.histogram.merge(contribution.histogram)
-            aggregate.status[status_class(contribution.status)] += contribution.count
+            self.recorder.record_histogram(service, contribution.method, route, contribution.status,
+                                           contribution.histogram, middle)
             recorded += contribution.count
         if entries:
             # The recorder's merge of a whole aggregate (what a failed flush gives back): the
@@ -188,30 +187,26 @@ class IngestSink:
 
     def _capture(self, error: IngestedError) -> bool:
         """One error into the tracker's pending groups (False when they are full)."""
-        tracker = self.errors
         if error.source == "sentry" and ":" in error.location:
             module, _, function = error.location.partition(":")
-        else:  # OTLP groups on the route: show "shop:GET /tickets/<id>"
-            module, function = error.service, error.location or error.route
-        found = Fingerprint(error.fingerprint, error.exception_type[:200], module[:200], function[:200], 0)
-        at = error.timestamp
-        with tracker._lock:  # noqa: SLF001  # see the report: ErrorTracker has no API for a pre-fingerprinted error yet
-            group = tracker._pending.get(found.key)  # noqa: SLF001
-            if group is not None:
-                group.add(at)
-                return True
-            if len(tracker._pending) >= tracker.max_pending_groups:  # noqa: SLF001
-                tracker.dropped += 1
-                return False
-            fresh = _PendingGroup(found, error.message, error.stack, error.route[:300], at, at)
-            fresh.add(at)
-            tracker._pending[found.key] = fresh  # noqa: SLF001
-        return True
+        else:  # OTLP groups on the route: "where" shows "GET /tickets/<id>"
+            module, function = error.location or error.route, ""
+        return self.errors.record_error(
+            service=error.service,
+            fingerprint=error.fingerprint,
+            exception_type=error.exception_type,
+            message=error.message,
+            stack_trace=error.stack,
+            at=error.timestamp,
+            route=error.route,
+            module=module,
+            function=function,
+        )
 
 
-def _rollup_key(moment: float, method: str, route: str) -> RollupKey:
+def _rollup_key(moment: float, method: str, route: str, service: str) -> RollupKey:
     if method not in STANDARD_METHODS:
         method = OTHER_METHOD  # ingest's "_OTHER" is the recorder's "OTHER"
     if len(route) > MAX_ROUTE_LENGTH:
         route = route[:MAX_ROUTE_LENGTH]
-    return RollupKey(moment - moment % MINUTE, method, route, False)
+    return RollupKey(moment - moment % MINUTE, method, route, False, service)
