@@ -68,6 +68,7 @@ def test_two_services_read_back_per_service_and_combined(store: Store, clock: Ma
     assert rollups.figures(window, service="nobody").count == 0  # unknown: simply empty
     assert rollups.counts(window, service="nobody").count == 0
     assert sorted(rollups.services()) == sorted(["shop", "search", DEFAULT_SERVICE])
+    assert rollups.routes_by_service() == {"shop": {"/tickets/<id>"}, "search": {"/tickets/<id>"}, DEFAULT_SERVICE: {"/"}}
     totals = {(t.service, t.route): t.aggregate.count for t in rollups.totals()}
     assert totals == {("shop", "/tickets/<id>"): 400, ("search", "/tickets/<id>"): 250, (DEFAULT_SERVICE, "/"): 1}
     assert [t.service for t in rollups.totals("search")] == ["search"]

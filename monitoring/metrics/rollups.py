@@ -614,6 +614,15 @@ class RequestRollups:
         with self.store.read() as conn:
             return [row[0] for row in conn.execute(select(t.c.service).distinct().order_by(t.c.service))]
 
+    def routes_by_service(self) -> dict[str, set[str]]:
+        """Every service's route templates in the store: what a cardinality guard can be seeded with at start."""
+        t = request_routes
+        found: dict[str, set[str]] = {}
+        with self.store.read() as conn:
+            for service, route in conn.execute(select(t.c.service, t.c.route).distinct()):
+                found.setdefault(service, set()).add(route)
+        return found
+
     def row_counts(self) -> dict[int, int]:
         """Rows per resolution (60, 3600): for the storage bench and the tests."""
         t = request_rollups
