@@ -155,6 +155,23 @@ def announce_generated_key(role: str, key_id: str, path: str) -> None:
     print(f"centinela: generated the {role} API key {key_id} (in {path}, mode 0600)", file=sys.stderr, flush=True)
 
 
+def seed_cardinality_guard(guard: CardinalityGuard, rollups: RequestRollups, own_service: str) -> None:
+    """Admit the services and routes the store already holds, in one order, before any new one:
+    every worker (and host) then keeps the same names at the bound, and a restart keeps them."""
+    try:
+        known = rollups.routes_by_service()
+    except Exception:  # a store down at start-up: the guard fills as telemetry arrives
+        import logging
+
+        logging.getLogger(__name__).warning("could not read known services to seed the ingest bounds", exc_info=True)
+        return
+    for service in sorted(known):
+        if service == own_service:
+            continue  # the embedded app's own requests are not ingested: they take no slot
+        for route in sorted(known[service]):
+            guard.admit(service, route)
+
+
 def build_services(
     settings: Settings,
     clock: Clock | None = None,
@@ -236,6 +253,7 @@ def build_services(
 
     # --- ingest: OTLP and Sentry-protocol telemetry into the same recorder and error groups --
     guard = CardinalityGuard(CardinalityBounds(settings.ingest_max_services, settings.ingest_max_routes))
+    seed_cardinality_guard(guard, metrics.rollups, service_name)
     ingest = Ingest(
         projects=dict(settings.sentry_projects),
         guard=guard,

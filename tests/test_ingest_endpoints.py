@@ -466,3 +466,49 @@ def test_distinct_services_are_capped_too(centinela: Running) -> None:
         if not total.internal:
             services[total.service] = services.get(total.service, 0) + total.aggregate.count
     assert len(services) == 21 and services["<other>"] == 10 and sum(services.values()) == 30
+
+
+def test_the_service_filter_and_a_rule_for_one_service_fire_from_ingested_spans(centinela: Running) -> None:
+    now_ns = int(centinela.clock.now() * NANOS)
+    for service, failing in (("shop", 6), ("billing", 0)):
+        recorder = SpanRecorder(service)
+        for i in range(20):
+            status = 500 if i < failing else 200
+            recorder.request("GET", "/pay", status, now_ns - 30 * NANOS + i * NANOS, 10_000_000)
+        assert post_otlp(centinela, "/v1/traces", recorder.otlp_bytes()).status_code == 200
+    centinela.flush()
+    shop = centinela.read("/api/monitoring/metrics?category=performance&window=5m&service=shop")["performance"]
+    assert shop["requests.count"] == 20 and shop["status"]["5xx"] == 6
+    billing = centinela.read("/api/monitoring/metrics?category=performance&window=5m&service=billing")["performance"]
+    assert billing["requests.count"] == 20 and billing["status"]["5xx"] == 0
+    rule = {"figure": "error_rate", "comparison": ">", "threshold": 0.1, "severity": "high",
+            "summary": "{service} error rate {value_percent} over {window}"}
+    for name, service in (("ShopErrors", "shop"), ("BillingErrors", "billing")):
+        response = requests.post(centinela.url + "/api/monitoring/alerts", headers={"X-Admin-Key": ADMIN_KEY},
+                                 json={"action": "add_rule", "rule": {**rule, "name": name, "service": service}},
+                                 timeout=10)
+        assert response.status_code == 200, response.text
+    centinela.services.alerting.evaluate()
+    firing = {a["name"]: a for a in centinela.read("/api/monitoring/alerts?action=active&state=firing")["alerts"]}
+    assert "ShopErrors" in firing and "BillingErrors" not in firing
+    assert firing["ShopErrors"]["labels"]["service"] == "shop"
+
+
+def test_a_restarted_centinela_keeps_the_routes_it_had_at_the_bound(
+    start_centinela: Callable[..., Running],
+) -> None:
+    first = start_centinela({"INGEST_MAX_ROUTES": "3"})
+    now_ns = int(first.clock.now() * NANOS)
+
+    def send(centinela: Running, routes: list[str]) -> None:
+        recorder = SpanRecorder("shop")
+        for route in routes:
+            recorder.request("GET", route, 200, now_ns - NANOS, 1_000_000)
+        assert post_otlp(centinela, "/v1/traces", recorder.otlp_bytes()).status_code == 200
+        centinela.flush()
+
+    send(first, ["/c", "/b", "/a"])
+    second = start_centinela({"INGEST_MAX_ROUTES": "3"})  # another worker, or a restart: same store
+    send(second, ["/new", "/a"])
+    routes = {t.route: t.aggregate.count for t in second.services.metrics.rollups.totals() if not t.internal}
+    assert routes == {"/a": 2, "/b": 1, "/c": 1, "<other>": 1}
