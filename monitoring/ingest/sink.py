@@ -30,7 +30,7 @@ bounded, the rest folded into ``<other>``). Methods outside the recorder's set b
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from monitoring.clock import Clock
@@ -91,7 +91,6 @@ class IngestCounters:
     errors: int = 0
     superseded_contributions: int = 0
     dropped_errors: int = 0
-    by_service: dict[str, int] = field(default_factory=dict)
 
 
 class IngestSink:
