@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from monitoring.api.auth import check_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
-from monitoring.api.errors import ApiError, unhandled_response
+from monitoring.api.errors import ApiError, store_outage_errors, store_unavailable_response, unhandled_response
 from monitoring.api.ingest_http import SHED_RETRY_AFTER_SECONDS, read_raw_body, remember_presented_key
 from monitoring.extension import current_services
 from monitoring.ingest.body import OTLP_BODY_LIMITS, decode_body
@@ -101,6 +101,17 @@ def _http_error(error: HTTPException) -> Response:
     if status == 405 and getattr(error, "valid_methods", None):
         response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
     return response
+
+
+def _store_unavailable(error: Exception) -> Response:
+    """The store's outage (a refusal's audit entry needs it) as a Status: 503, Retry-After, which SDKs retry."""
+    answer = store_unavailable_response(error)  # the outage noted once, or a 500 for other SQL errors
+    return _failure(answer.status_code, answer.get_json()["error"]["message"],
+                    {"Retry-After": answer.headers["Retry-After"]} if "Retry-After" in answer.headers else None)
+
+
+for _outage in store_outage_errors():
+    bp.register_error_handler(_outage, _store_unavailable)
 
 
 @bp.errorhandler(Exception)
