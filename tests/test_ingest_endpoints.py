@@ -512,3 +512,44 @@ def test_a_restarted_centinela_keeps_the_routes_it_had_at_the_bound(
     send(second, ["/new", "/a"])
     routes = {t.route: t.aggregate.count for t in second.services.metrics.rollups.totals() if not t.internal}
     assert routes == {"/a": 2, "/b": 1, "/c": 1, "<other>": 1}
+
+
+def test_a_process_decoding_all_it_will_sheds_load_with_503_and_retry_after(centinela: Running) -> None:
+    gate = centinela.services.ingest.gate
+    held = 0
+    while gate.try_enter():  # what four slow exports in flight on threaded workers look like
+        held += 1
+    try:
+        response = post_otlp(centinela, "/v1/traces", b"")
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+        assert status_of(response).code == 14  # UNAVAILABLE
+        sentry = requests.post(centinela.url + f"/api/1/envelope/?sentry_key={INGEST_KEY}", data=b"{}\n", timeout=10)
+        assert sentry.status_code == 503 and "Retry-After" in sentry.headers
+    finally:
+        for _ in range(held):
+            gate.leave()
+    assert held == 4 and post_otlp(centinela, "/v1/traces", b"").status_code == 200
+
+
+def test_only_post_is_an_export(centinela: Running) -> None:
+    response = requests.get(centinela.url + "/v1/traces", headers={"X-API-Key": INGEST_KEY}, timeout=10)
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]  # routing's answer: the app's
+
+
+def test_a_sentry_http_server_transaction_counts_as_a_request_of_its_service(centinela: Running) -> None:
+    now = centinela.clock.now()
+    transaction = {"type": "transaction", "event_id": "ab" * 16, "transaction": "/orders/{id}",
+                   "transaction_info": {"source": "route"}, "start_timestamp": now - 1.25, "timestamp": now - 1.0,
+                   "contexts": {"trace": {"op": "http.server", "trace_id": "cd" * 16, "span_id": "ef" * 8},
+                                "response": {"status_code": 201}},
+                   "request": {"method": "POST", "url": f"https://shop.example/orders/8812?email={EMAIL}"}}
+    envelope = b"\n".join([b'{"event_id":"' + b"ab" * 16 + b'"}', b'{"type":"transaction"}',
+                           json.dumps(transaction).encode()])
+    response = requests.post(
+        centinela.url + "/api/1/envelope/", data=gzip.compress(envelope), timeout=10,
+        headers={"X-Sentry-Auth": f"Sentry sentry_key={INGEST_KEY}, sentry_version=7", "Content-Encoding": "gzip"})
+    assert response.status_code == 200 and response.json() == {"id": "ab" * 16}
+    centinela.flush()
+    (total,) = [t for t in centinela.services.metrics.rollups.totals() if not t.internal]
+    assert (total.service, total.method, total.aggregate.count, total.aggregate.status[2]) == ("shop", "POST", 1, 1)
+    assert EMAIL not in total.route and "8812" not in total.route

@@ -95,12 +95,8 @@ def _api_error(error: ApiError) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    messages = {413: f"request body too large (at most {OTLP_BODY_LIMITS.max_raw_bytes} bytes)",
-                405: f"{request.method} is not allowed here: OTLP/HTTP exports are POST"}
-    response = _failure(status, messages.get(status) or error.description or error.name)
-    if status == 405 and getattr(error, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-    return response
+    messages = {413: f"request body too large (at most {OTLP_BODY_LIMITS.max_raw_bytes} bytes)"}
+    return _failure(status, messages.get(status) or error.description or error.name)
 
 
 def _store_unavailable(error: Exception) -> Response:
