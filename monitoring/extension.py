@@ -61,6 +61,9 @@ API_MODULES = (
     "monitoring.api.sentry_ingest",
     "monitoring.api.openapi",
 )
+# Served by the Centinela service, and by an embedding app only with INGEST_ENDPOINTS=true:
+# /v1/traces or /api/<id>/store/ may be the host's own routes.
+INGEST_MODULES = ("monitoring.api.otlp", "monitoring.api.sentry_ingest")
 
 
 class Monitoring:
@@ -104,7 +107,7 @@ class Monitoring:
         services = self._services = build_services(settings, self._clock, default_release=default_release)
         app.extensions[EXTENSION_KEY] = self
 
-        for name in API_MODULES:
+        for name in self.api_modules:
             bp = importlib.import_module(name).bp
             app.register_blueprint(bp, url_prefix=settings.url_prefix + (bp.url_prefix or ""))
         if settings.cors_origins:
@@ -192,6 +195,14 @@ class Monitoring:
     @property
     def alerting(self) -> "AlertEngine":
         return self.services.alerting
+
+    @property
+    def api_modules(self) -> tuple[str, ...]:
+        """The blueprint modules this app serves (the ingest ones per INGEST_ENDPOINTS)."""
+        configured = self.settings.ingest_endpoints
+        if self.standalone if configured is None else configured:
+            return API_MODULES
+        return tuple(name for name in API_MODULES if name not in INGEST_MODULES)
 
     @property
     def public(self) -> bool:

@@ -274,6 +274,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix", "centinela", _zone,
              "Prefix of the rate-limit counters in their storage (one per Centinela sharing a Redis)."),
     # ingest (OTLP and the Sentry protocol; see docs/any-language.md)
+    Variable("INGEST_ENDPOINTS", "ingest_endpoints", "", _optional_bool,
+             "Serve the OTLP (/v1/traces, /v1/metrics) and Sentry (/api/<project>/envelope/) endpoints. Default: on "
+             "for the Centinela service, off in an embedding app (whose own routes may use those paths).", empty=None),
     Variable("SENTRY_PROJECTS", "sentry_projects", "", _parser_from("monitoring.ingest.projects", "parse_sentry_projects"),
              'JSON object mapping a Sentry project (the DSN\'s last part) to a service, e.g. {"1": "shop"}. '
              "Other projects get 404.", empty={}),
@@ -460,6 +463,7 @@ class Settings:
     ratelimit_enabled: bool
     ratelimit_fail_open: bool
     ratelimit_key_prefix: str
+    ingest_endpoints: bool | None
     sentry_projects: dict[str, str]
     ingest_max_services: int
     ingest_max_routes: int

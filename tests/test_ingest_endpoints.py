@@ -553,3 +553,38 @@ def test_a_sentry_http_server_transaction_counts_as_a_request_of_its_service(cen
     (total,) = [t for t in centinela.services.metrics.rollups.totals() if not t.internal]
     assert (total.service, total.method, total.aggregate.count, total.aggregate.status[2]) == ("shop", "POST", 1, 1)
     assert EMAIL not in total.route and "8812" not in total.route
+
+
+def test_an_embedding_app_serves_the_ingest_endpoints_only_when_asked(make_settings: Callable[..., Any]) -> None:
+    from flask import Flask
+
+    from monitoring.extension import Monitoring
+
+    for configured, served in (({}, False), ({"INGEST_ENDPOINTS": "true"}, True)):
+        host = Flask("shop")
+
+        @host.post("/v1/traces")
+        def own_traces():  # type: ignore[no-untyped-def]  # the host's own route keeps its path
+            return {"host": True}
+
+        Monitoring(host, settings=make_settings({"SENTRY_PROJECTS": PROJECTS, **configured}))
+        try:
+            client = host.test_client()
+            paths = client.get("/api/openapi.json").get_json()["paths"]
+            assert ("/api/{project}/envelope/" in paths) is served
+            envelope = client.post(f"/api/1/envelope/?sentry_key={INGEST_KEY}", data=b"{}\n")
+            assert envelope.status_code == (200 if served else 404)
+            if not served:
+                assert client.post("/v1/traces").get_json() == {"host": True}
+        finally:
+            host.extensions["centinela"].shutdown()
+            host.extensions["centinela"].store.dispose()
+
+
+def test_a_browser_preflight_is_answered(centinela: Running) -> None:
+    response = requests.options(centinela.url + "/api/2/envelope/", timeout=10, headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]

@@ -68,6 +68,10 @@ bp = centinela_blueprint(
 def _cross_origin(response: Response) -> Response:
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Access-Control-Expose-Headers"] = "X-Sentry-Rate-Limits, Retry-After"
+    if request.method == "OPTIONS":  # a preflight, when an SDK sets a header of its own
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Content-Encoding, X-Sentry-Auth"
+        response.headers["Access-Control-Max-Age"] = "600"
     return response
 
 
@@ -100,10 +104,10 @@ def _service_of(project: str) -> str:
 def _ingest(project: str, limits: BodyLimits, check_content_type: Any, decode: Any) -> Response:
     services = current_services()
     service = _service_of(project)
+    presented = g.get("centinela_ingest_presented") or presented_sentry_key()
     conflict: IngestError | None = g.get(_SENTRY_AUTH)
     if conflict is not None:
         raise ApiError(conflict.status, conflict.message, conflict.code)
-    presented = g.get("centinela_ingest_presented") or presented_sentry_key()
     if presented:
         check_key(INGEST, presented=presented)  # before any decoding: nobody else's bytes are read
     gate = services.ingest.gate
