@@ -35,8 +35,7 @@ from flask import Flask, Response, request
 from werkzeug.routing import Rule
 
 from monitoring.errors.sanitiser import sanitise_text
-from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestRecorder
-from monitoring.store.metrics_tables import DEFAULT_SERVICE
+from monitoring.metrics.recorder import DEFAULT_SERVICE, UNMATCHED_ROUTE, RequestRecorder
 
 log = logging.getLogger(__name__)
 

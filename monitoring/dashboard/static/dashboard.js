@@ -519,10 +519,14 @@
     section.hidden = known.length < 2;
     if (section.hidden) return;
     var picker = document.getElementById("service-picker");
-    var options = [h("option", { value: "", text: "every service" })].concat(known.map(function (name) {
-      return h("option", { value: name, text: name });
-    }));
-    picker.replaceChildren.apply(picker, options);
+    var names = known.join("\n");
+    if (picker.getAttribute("data-names") !== names) {  // rebuilt only when the set changes: an open list stays open
+      var options = [h("option", { value: "", text: "every service" })].concat(known.map(function (name) {
+        return h("option", { value: name, text: name });
+      }));
+      picker.replaceChildren.apply(picker, options);
+      picker.setAttribute("data-names", names);
+    }
     picker.value = appServices.selected || "";
   }
 
