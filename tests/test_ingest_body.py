@@ -5,12 +5,11 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 import zlib
-
 from typing import Any
 
 import pytest
 
-from monitoring.ingest.body import BodyLimits, OTLP_BODY_LIMITS, content_encodings, decode_body
+from monitoring.ingest.body import OTLP_BODY_LIMITS, BodyLimits, content_encodings, decode_body
 from monitoring.ingest.errors import (
     BodyTooLarge,
     InflatedBodyTooLarge,

@@ -4,10 +4,10 @@ a browser-style envelope with the key in the query string (redacted from the acc
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests

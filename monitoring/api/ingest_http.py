@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask import g, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
@@ -30,8 +30,8 @@ def read_raw_body(limit: int) -> bytes:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise
-    except BadRequest:
-        raise RequestEntityTooLarge() if request.content_length is None else BadRequest()
+    except BadRequest:  # the client stopped sending before the body's end
+        raise BadRequest("the body could not be read: the client stopped sending it") from None
     if len(raw) > limit:
         raise RequestEntityTooLarge()
     return raw

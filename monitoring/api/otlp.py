@@ -71,7 +71,7 @@ def _answer(answer: OtlpResponse, status: int = 200, headers: dict[str, str] | N
 
 def _encoding() -> OtlpEncoding:
     """The request's encoding for the answer; JSON when the request's content type is not OTLP's."""
-    found = g.get(_ENCODING)
+    found: OtlpEncoding | None = g.get(_ENCODING)
     if found is None:
         try:
             found = encoding_of(request.headers.get("Content-Type"))
@@ -157,7 +157,7 @@ def export_metrics():  # type: ignore[no-untyped-def]
 
 def _otlp_operation(summary: str, description: str, request_message: str, response_message: str,
                     partial: str) -> dict[str, Any]:
-    status = {"description": "A google.rpc.Status (code, message), in the request's encoding.",
+    status: dict[str, Any] = {"description": "A google.rpc.Status (code, message), in the request's encoding.",
               "content": {"application/x-protobuf": {}, "application/json": {"schema": {"type": "object"}}}}
     retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
     return {

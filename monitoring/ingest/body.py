@@ -110,7 +110,7 @@ def decode_body(body: bytes, content_encoding: str | None, limits: BodyLimits) -
 def brotli_supported() -> bool:
     """Whether ``br`` bodies can be decoded: the brotli package, with bounded output (1.2+)."""
     try:
-        import brotli
+        import brotli  # type: ignore[import-untyped]  # optional, ships no types
     except ImportError:
         return False
     return hasattr(brotli.Decompressor(), "can_accept_more_data")

@@ -30,8 +30,8 @@ bounded, the rest folded into ``<other>``). Methods outside the recorder's set b
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from monitoring.clock import Clock
 from monitoring.errors.tracking import ErrorTracker
