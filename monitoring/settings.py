@@ -146,6 +146,13 @@ def _url_prefix(raw: str) -> str:
     return prefix
 
 
+def _service_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > 100 or not name.isprintable():
+        raise ValueError("expected a service name of at most 100 printable characters")
+    return name
+
+
 def _optional_bool(raw: str) -> bool | None:
     return _bool(raw) if raw.strip() else None
 
@@ -215,6 +222,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VAR_DIR", "var_dir", "", _text, "Directory for the SQLite store and generated keys. Default: var/ in the checkout (service), "
              "the app's instance folder + /centinela (embedded)."),
     Variable("ZONE", "zone", "default", _zone, "Availability zone this instance reports in."),
+    Variable("SERVICE_NAME", "service_name", "", _service_name,
+             "Service the embedded app's requests and errors count under (see docs/services.md). "
+             "Default: the Flask app's import name (app for the Centinela service)."),
     Variable("TRUSTED_PROXIES", "trusted_proxies", "0", _int_between(0, 10),
              "Number of proxy hops whose X-Forwarded-For is trusted for the client address."),
     Variable("CORS_ORIGINS", "cors_origins", "", _origins,
@@ -237,6 +247,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ADMIN_API_KEY", "admin_api_key", "", _text,
              "Admin key for configuration changes and alert actions (also grants read). Generated when unset.",
              secret=True),
+    Variable("INGEST_API_KEY", "ingest_api_key", "", _text,
+             "Ingest-only key: sends telemetry (OTLP, Sentry protocol, events) and reads nothing. Generated when unset.",
+             secret=True),
     # rate limits
     Variable("RATELIMIT_STORAGE_URI", "ratelimit_storage_uri", "memory://", _storage_uri,
              "Where rate-limit counters live. memory:// is per process; use redis:// with several workers or hosts."),
@@ -248,6 +261,10 @@ VARIABLES: tuple[Variable, ...] = (
              "Limit per API key on the metrics export."),
     Variable("RATELIMIT_EVENTS", "ratelimit_events", "1200/minute", _rate_limit,
              "Limit per API key on POST /api/monitoring/events."),
+    Variable("RATELIMIT_INGEST", "ratelimit_ingest", "6000/minute", _rate_limit,
+             "Limit per ingest key on the OTLP and Sentry-protocol endpoints (every browser of an app shares one key)."),
+    Variable("RATELIMIT_INGEST_ADDRESS", "ratelimit_ingest_address", "600/minute", _rate_limit,
+             "Limit per client address on the OTLP and Sentry-protocol endpoints."),
     Variable("RATELIMIT_LOGIN", "ratelimit_login", "10/minute", _rate_limit,
              "Limit per client address on failed sign-ins to the HTML dashboard."),
     Variable("RATELIMIT_ENABLED", "ratelimit_enabled", "true", _bool, "Turn rate limiting off entirely (tests)."),
@@ -256,6 +273,17 @@ VARIABLES: tuple[Variable, ...] = (
              "ratelimit dependency in health, while requests pass unlimited). Default: start-up stops."),
     Variable("RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix", "centinela", _zone,
              "Prefix of the rate-limit counters in their storage (one per Centinela sharing a Redis)."),
+    # ingest (OTLP and the Sentry protocol; see docs/any-language.md)
+    Variable("INGEST_ENDPOINTS", "ingest_endpoints", "", _optional_bool,
+             "Serve the OTLP (/v1/traces, /v1/metrics) and Sentry (/api/<project>/envelope/) endpoints. Default: on "
+             "for the Centinela service, off in an embedding app (whose own routes may use those paths).", empty=None),
+    Variable("SENTRY_PROJECTS", "sentry_projects", "", _parser_from("monitoring.ingest.projects", "parse_sentry_projects"),
+             'JSON object mapping a Sentry project (the DSN\'s last part) to a service, e.g. {"1": "shop"}. '
+             "Other projects get 404.", empty={}),
+    Variable("INGEST_MAX_SERVICES", "ingest_max_services", "20", _int_between(1, 1000),
+             "Distinct services ingest records; later ones are counted as <other>."),
+    Variable("INGEST_MAX_ROUTES", "ingest_max_routes", "250", _int_between(1, 10000),
+             "Distinct routes per ingested service; later ones are counted as <other>."),
     # integrations
     Variable("SENTRY_DSN", "sentry_dsn", "", _sentry_dsn, "Sentry DSN; Sentry is off when unset.", secret=True),
     Variable("SENTRY_ENVIRONMENT", "sentry_environment", "production", _text, "Sentry environment name."),
@@ -414,6 +442,7 @@ class Settings:
     database_url: str = field(repr=False)  # secret-bearing: never in a repr or log
     var_dir: str
     zone: str
+    service_name: str  # "": the Flask app's import name, filled in by Monitoring.init_app
     trusted_proxies: int
     cors_origins: tuple[str, ...]
     url_prefix: str
@@ -422,15 +451,22 @@ class Settings:
     max_body_bytes: int
     metrics_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
     admin_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
+    ingest_api_key: str = field(repr=False)  # secret-bearing: never in a repr or log
     ratelimit_storage_uri: str = field(repr=False)  # secret-bearing: never in a repr or log
     ratelimit_default: str
     ratelimit_health: str
     ratelimit_export: str
     ratelimit_events: str
+    ratelimit_ingest: str
+    ratelimit_ingest_address: str
     ratelimit_login: str
     ratelimit_enabled: bool
     ratelimit_fail_open: bool
     ratelimit_key_prefix: str
+    ingest_endpoints: bool | None
+    sentry_projects: dict[str, str]
+    ingest_max_services: int
+    ingest_max_routes: int
     sentry_dsn: str = field(repr=False)  # secret-bearing: never in a repr or log
     sentry_environment: str
     sentry_release: str

@@ -80,14 +80,14 @@ def test_keys_are_compared_in_constant_time(client: Any, monkeypatch: pytest.Mon
 def test_missing_keys_are_generated_once_with_mode_0600(tmp_path: Path) -> None:
     announced: list[tuple[str, str]] = []
     ring = KeyRing.load("", "", str(tmp_path), lambda role, value, path: announced.append((role, value)))
-    assert {role for role, _ in announced} == {"metrics", "admin"}
-    for role in ("metrics", "admin"):
+    assert {role for role, _ in announced} == {"metrics", "admin", "ingest"}
+    for role in ("metrics", "admin", "ingest"):
         path = tmp_path / f"{role}-api-key"
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert path.read_text().strip() == ring.get(role).secret
         assert len(ring.get(role).secret) >= 40
     again = KeyRing.load("", "", str(tmp_path), lambda *a: announced.append(a))
-    assert len(announced) == 2  # not announced again
+    assert len(announced) == 3  # not announced again
     assert again.get("admin").secret == ring.get("admin").secret
 
 

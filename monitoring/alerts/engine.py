@@ -295,7 +295,7 @@ class AlertEngine:
             return RuleOutcome(error=sanitise_text(f"{type(exc).__name__}: {exc}")[:500])
 
     def _read_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
-        samples = [s for s in reader.samples(rule.figure, rule.window) if matches_all(rule.match, s.labels)]
+        samples = [s for s in reader.samples(rule.figure, rule.window, rule.service) if matches_all(rule.match, s.labels)]
         outcome = RuleOutcome(samples=len(samples))
         for sample in samples:
             if not math.isfinite(sample.value):

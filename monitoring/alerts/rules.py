@@ -14,6 +14,12 @@ A rule reads one figure (``figures.py``) over its window, keeps the label sets i
 select, and compares each value with its threshold. A label set over the threshold for
 ``for`` seconds fires; a firing one stays firing ``keep_firing_for`` seconds after it stops
 breaching, which damps flapping.
+
+A rule may watch one service (``service``: the app whose requests and errors it reads, as
+SERVICE_NAME or an ingested ``service.name`` names it): ``error_rate`` and ``api_p95_ms`` then
+read that service's requests only, and an exported figure is read from the request and error
+categories in that service's scope (figures of other categories have no sample). Without
+``service`` (the default rules) a rule reads every service combined, as before services.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, 
 from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
     parse_timing_value
 from monitoring.clock import Clock
+from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.model import SEVERITIES
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog
@@ -63,8 +70,11 @@ MAX_DESCRIPTION = 1000
 MAX_URL = 500
 MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
 MAX_HOLD = 86400.0  # for / keep_firing_for
-FIELDS = ("name", "figure", "match", "comparison", "threshold", "window", "for", "keep_firing_for", "severity",
-          "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
+FIELDS = ("name", "figure", "service", "match", "comparison", "threshold", "window", "for", "keep_firing_for",
+          "severity", "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
+MAX_SERVICE = MAX_SERVICE_CHARS
+# Built-in figures that are per service; the others (payments, memory, dependencies) are not.
+SERVICE_FIGURES = (ERROR_RATE, API_P95_MS)
 DEFAULT_WINDOW = 300.0
 REQUIRED = ("name", "figure", "comparison", "threshold", "severity", "summary")
 
@@ -97,6 +107,7 @@ class Rule:
     # escalate_after None: never), laid over its severity's timing. Empty: the severity's.
     timing: Mapping[str, float | None] = field(default_factory=dict)
     enabled: bool = True
+    service: str | None = None  # the one service whose requests and errors it reads; None: all combined
     origin: str = CUSTOM  # default (the environment), derived (a health check) or custom (the API)
     derived_from: str = ""  # derived rules: which check, and why this severity
 
@@ -108,6 +119,7 @@ class Rule:
         return {
             "name": self.name,
             "figure": self.figure,
+            "service": self.service,
             "match": matchers_json(self.match),
             "comparison": self.comparison,
             "threshold": self.threshold,
@@ -182,6 +194,16 @@ def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, fl
                               "dotted name such as api.response_time.p99")
         else:
             values["figure"] = figure
+    service = data.get("service")
+    if service is not None:
+        if not isinstance(service, str) or not is_service_name(service):
+            problem("service", f"must be a service name of 1 to {MAX_SERVICE} printable characters, or null for "
+                               "every service")
+        elif isinstance(figure, str) and figure in BUILTIN_FIGURES and figure not in SERVICE_FIGURES:
+            problem("service", f"{figure} is not per service; service applies to {', '.join(SERVICE_FIGURES)} "
+                               "and to exported request and error figures")
+        else:
+            values["service"] = service
     comparison = data.get("comparison")
     if comparison is not None:
         if not isinstance(comparison, str) or comparison not in COMPARISONS:

@@ -647,6 +647,9 @@ _RULE_SCHEMA = {
         "name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
         "figure": {"type": "string", "description": "A built-in figure (" + ", ".join(BUILTIN_FIGURES)
                    + ") or the dotted name of any exported figure (its Datadog name)."},
+        "service": {"type": ["string", "null"], "maxLength": 100,
+                    "description": "The one service whose requests and errors the rule reads (error_rate, "
+                    "api_p95_ms, exported request and error figures); null: every service combined."},
         "match": _MATCHERS,
         "comparison": {"type": "string", "enum": [">", ">=", "<", "<=", "==", "!="]},
         "threshold": {"type": "number"},

@@ -96,6 +96,8 @@ class RateLimits:
                 "export": Budget.parse("export", settings.ratelimit_export),
                 "events": Budget.parse("events", settings.ratelimit_events),
                 "login": Budget.parse("dashboard-login", settings.ratelimit_login),
+                "ingest": Budget.parse("ingest", settings.ratelimit_ingest),
+                "ingest_address": Budget.parse("ingest-address", settings.ratelimit_ingest_address),
             },
             settings.ratelimit_enabled,
             settings.ratelimit_key_prefix,
