@@ -3,7 +3,7 @@ recorded through the real recorder, tracker and flush, read back per service and
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

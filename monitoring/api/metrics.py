@@ -66,7 +66,7 @@ def service_arg() -> str | None:
         raise ApiError(400, str(exc), "invalid_parameter") from None
 
 
-SERVICE_PARAMETER = {
+SERVICE_PARAMETER: dict[str, Any] = {
     "name": "service", "in": "query",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_CHARS},
     "description": "Only this service's requests and errors (SERVICE_NAME of an embedded app, service.name of an "

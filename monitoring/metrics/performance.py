@@ -175,10 +175,10 @@ def performance_datadog(figures: RequestFigures) -> list[DatadogPoint]:
         points.append(DatadogPoint("errors.count", float(route.errors), "count", tags, interval))
     services = figures.per_service()
     for service in services if len(services) > 1 else ():  # one service: its figures are the overall ones
-        tags = (f"service:{service.service}",)
-        points += _response_time_points(service.histogram, tags)
-        points.append(DatadogPoint("requests.count", float(service.count), "count", tags, interval))
-        points.append(DatadogPoint("errors.count", float(service.errors), "count", tags, interval))
+        service_tags = (f"service:{service.service}",)
+        points += _response_time_points(service.histogram, service_tags)
+        points.append(DatadogPoint("requests.count", float(service.count), "count", service_tags, interval))
+        points.append(DatadogPoint("errors.count", float(service.errors), "count", service_tags, interval))
     return points
 
 

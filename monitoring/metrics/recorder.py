@@ -29,7 +29,8 @@ from typing import Mapping, NamedTuple
 
 from monitoring.clock import Clock
 from monitoring.metrics.histogram import LatencyHistogram
-from monitoring.store.metrics_tables import DEFAULT_SERVICE, SERVICE_LENGTH
+from monitoring.store.metrics_tables import DEFAULT_SERVICE as DEFAULT_SERVICE  # re-exported for the adapters
+from monitoring.store.metrics_tables import SERVICE_LENGTH
 
 UNMATCHED_ROUTE = "<unmatched>"
 OVERFLOW_ROUTE = "<overflow>"

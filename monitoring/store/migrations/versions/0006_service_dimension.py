@@ -10,20 +10,20 @@ Revises: 0005
 Create Date: 2026-12-02 06:17:15.456127
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0005'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 DEFAULT_SERVICE = "app"  # a copy: a revision must not change when the code's constant does
 
 
-def _service_column() -> sa.Column:
+def _service_column() -> sa.Column[str]:
     return sa.Column('service', sa.String(length=100), server_default=DEFAULT_SERVICE, nullable=False)
 
 
