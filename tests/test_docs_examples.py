@@ -218,10 +218,26 @@ class RecordingProxy:
         self.server.server_close()
 
 
-def openapi_of(server_url: str) -> OpenAPI:
+def openapi_of(server_url: str) -> tuple[dict[str, Any], OpenAPI]:
     document = requests.get(server_url + "/api/openapi.json", timeout=10).json()
-    return OpenAPI.from_dict(document, config=Config(
+    return document, OpenAPI.from_dict(document, config=Config(
         extra_media_type_deserializers={"application/health+json": json.loads}))
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def operations_not_called(document: dict[str, Any], exchanges: list[Exchange]) -> list[str]:
+    """The operations of Centinela's own API (not the ingest protocols) that no example called."""
+    missing = []
+    for path, item in document["paths"].items():
+        if not (path in ("/", "/api/openapi.json") or path.startswith(("/api/monitoring/", "/api/health/"))):
+            continue
+        pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
+        for method in sorted(set(item) & HTTP_METHODS):
+            if not any(e.method.lower() == method and pattern.match(e.target.partition("?")[0]) for e in exchanges):
+                missing.append(f"{method.upper()} {path}")
+    return missing
 
 
 def contract_problems(openapi: OpenAPI, base_url: str, exchange: Exchange) -> list[str]:
@@ -270,6 +286,7 @@ class PageRun:
     blocks: list[Block]
     result: subprocess.CompletedProcess[str]
     exchanges: list[Exchange]
+    document: dict[str, Any]
     openapi: OpenAPI
     proxy_url: str
     received: list[Any] = field(default_factory=list)
@@ -306,8 +323,8 @@ def run_page(tmp_path: Path) -> Iterator[Callable[..., PageRun]]:
                 result = subprocess.run(
                     ["bash", str(tmp_path / "examples.sh")], cwd=server.workdir, env=shell_env,
                     capture_output=True, text=True, timeout=300)
-                openapi = openapi_of(server.url)
-                return PageRun(page, blocks, result, list(proxy.exchanges), openapi, proxy.url,
+                document, openapi = openapi_of(server.url)
+                return PageRun(page, blocks, result, list(proxy.exchanges), document, openapi, proxy.url,
                                [request.json() for request in webhook.requests])
 
     yield run
@@ -350,6 +367,10 @@ def test_the_docs_pages_are_parsed_and_every_skip_says_why() -> None:
     quick_start = [b for b in shell_blocks("README.md") if b.skip is None][0]
     _, env = server_settings([quick_start])
     assert env == {"ALERT_WEBHOOK_URL": "http://127.0.0.1:9999/alerts"}
+    for page in PAGES:
+        for block in shell_blocks(page):
+            checked = subprocess.run(["bash", "-n"], input=block.text, capture_output=True, text=True, timeout=10)
+            assert checked.returncode == 0, f"{block.where}: not valid bash: {checked.stderr}"
     curls = sum(block.text.count("curl ") for page in PAGES for block in shell_blocks(page) if block.skip is None)
     assert curls >= 40, curls
 
@@ -363,6 +384,8 @@ def test_the_examples_of_each_page_run_in_order_and_answer_what_the_document_say
     assert run.exchanges, f"{page}: no example reached the server\n{run.result.stderr[-2000:]}"
     problems = failures_of(run)
     assert not problems, "\n".join(problems)
+    if page == "docs/api.md":
+        assert not operations_not_called(run.document, run.exchanges), "operations with no example in docs/api.md"
     if page == "README.md":
         # The quick start's receiver got the test alert, and step 5 printed it.
         (test,) = [e for e in run.exchanges if e.method == "POST" and e.target == "/api/monitoring/alerts"]
