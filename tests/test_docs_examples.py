@@ -401,3 +401,46 @@ def test_a_broken_example_fails_the_run(run_page: Callable[..., PageRun]) -> Non
     run = run_page("docs/api.md", edit=lambda text: text.replace('--argjson id "$ID"', "--argjson id 999999"))
     problems = failures_of(run)
     assert any("answered 404" in problem for problem in problems), problems
+
+
+# Pages other helpers write: linked from the README before they land, so only their presence is
+# not required (and their anchors are not checked).
+PAGES_WRITTEN_ELSEWHERE = {"docs/any-language.md", "docs/services.md", "docs/operations.md"}
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def github_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings (a repeated heading gets -1, -2, ...)."""
+    anchors: set[str] = set()
+    seen: dict[str, int] = {}
+    in_fence = False
+    for line in page.read_text().split("\n"):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        if in_fence or not line.startswith("#"):
+            continue
+        slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def test_every_link_between_the_docs_pages_resolves() -> None:
+    broken = []
+    for page in PAGES:
+        source = ROOT / page
+        for found in LINK.finditer(source.read_text()):
+            target = found["target"]
+            if re.match(r"^[a-z]+:", target):
+                continue  # https:, mailto:: outside links are not fetched
+            path, _, anchor = target.partition("#")
+            resolved = (source.parent / path).resolve() if path else source
+            relative = resolved.relative_to(ROOT).as_posix()
+            if relative in PAGES_WRITTEN_ELSEWHERE:
+                continue
+            if not resolved.exists():
+                broken.append(f"{page}: {target}: no such file")
+            elif anchor and resolved.suffix == ".md" and anchor not in github_anchors(resolved):
+                broken.append(f"{page}: {target}: no such heading")
+    assert not broken, "\n".join(broken)
