@@ -290,6 +290,7 @@ class PageRun:
     openapi: OpenAPI
     proxy_url: str
     received: list[Any] = field(default_factory=list)
+    left_in_checkout: list[str] = field(default_factory=list)  # files the examples wrote where they ran
 
 
 @pytest.fixture
@@ -324,8 +325,11 @@ def run_page(tmp_path: Path) -> Iterator[Callable[..., PageRun]]:
                     ["bash", str(tmp_path / "examples.sh")], cwd=server.workdir, env=shell_env,
                     capture_output=True, text=True, timeout=300)
                 document, openapi = openapi_of(server.url)
+                # The examples run where a reader runs them, the checkout: only the server's own
+                # var/ and log may be there afterwards, whatever else they wrote is in a temporary folder.
+                left = sorted(p.name for p in server.workdir.iterdir() if p.name not in ("var", "gunicorn.log"))
                 return PageRun(page, blocks, result, list(proxy.exchanges), document, openapi, proxy.url,
-                               [request.json() for request in webhook.requests])
+                               [request.json() for request in webhook.requests], left)
 
     yield run
     for server in servers:
@@ -351,6 +355,8 @@ def failures_of(run: PageRun) -> list[str]:
                 problems.append(f"{exchange.describe()}: not what /api/openapi.json describes: {problem[:1500]}")
     for drift in {known_drift(exchange) for exchange in run.exchanges} - drifted - {None}:
         problems.append(f"{drift}: answered as /api/openapi.json describes now: take it off KNOWN_DRIFT")
+    if run.left_in_checkout:
+        problems.append(f"files left where the examples ran (write them to a temporary folder): {run.left_in_checkout}")
     examples_with_requests = {exchange.example for exchange in run.exchanges}
     for block in run.blocks:
         if block.skip is None and DOCS_URL in block.text and block.where not in examples_with_requests:
@@ -396,11 +402,19 @@ def test_the_examples_of_each_page_run_in_order_and_answer_what_the_document_say
 
 
 @pytest.mark.slow
-def test_a_broken_example_fails_the_run(run_page: Callable[..., PageRun]) -> None:
-    """The check can fail: an id the example no longer takes from the answer is a 404, and is reported."""
-    run = run_page("docs/api.md", edit=lambda text: text.replace('--argjson id "$ID"', "--argjson id 999999"))
+@pytest.mark.parametrize("breakage, replaced, by, reported", [
+    ("an id no longer taken from the answer is a 404", '--argjson id "$ID"', "--argjson id 999999", "answered 404"),
+    ("a file written into the checkout", '-o "$TMP/audit.csv"', "-o audit.csv", "files left where the examples ran"),
+    ("a command that fails", "| jq .view", "| jq .no_such_filter(", "bash exited"),
+])
+def test_a_broken_example_fails_the_run(
+    run_page: Callable[..., PageRun], breakage: str, replaced: str, by: str, reported: str
+) -> None:
+    """The check can fail: each breakage of docs/api.md is reported."""
+    assert any(replaced in block.text for block in shell_blocks("docs/api.md")), replaced
+    run = run_page("docs/api.md", edit=lambda text: text.replace(replaced, by))
     problems = failures_of(run)
-    assert any("answered 404" in problem for problem in problems), problems
+    assert any(reported in problem for problem in problems), (breakage, problems)
 
 
 # Pages other helpers write: linked from the README before they land, so only their presence is
