@@ -116,7 +116,7 @@ def describe_network_error(exc: BaseException, timeout: float) -> str:
         if isinstance(cause, (requests.Timeout, urllib3.exceptions.TimeoutError)):
             return f"timed out after {timeout:g}s"
     for cause in causes:
-        if isinstance(cause, OSError) and cause.errno in errno.errorcode:
+        if isinstance(cause, OSError) and cause.errno is not None and cause.errno in errno.errorcode:
             return f"connection failed ({errno.errorcode[cause.errno]})"
     return "connection failed"
 

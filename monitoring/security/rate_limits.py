@@ -113,8 +113,10 @@ class RateLimits:
         if self._strategy is None or self._pid != pid:
             with self._lock:
                 if self._strategy is None or self._pid != pid:
-                    self._storage = storage_from_string(self.storage_uri)
-                    self._strategy = FixedWindowRateLimiter(self._storage)
+                    storage = storage_from_string(self.storage_uri)
+                    assert isinstance(storage, Storage)  # a synchronous URI: the async ones are "async+..."
+                    self._storage = storage
+                    self._strategy = FixedWindowRateLimiter(storage)
                     self._pid = pid
         assert self._strategy is not None
         return self._strategy
