@@ -359,7 +359,14 @@ OPENAPI_PATHS = {
             "responses": {
                 "200": {
                     "description": "The dashboard document, the HTML page, or a Grafana / Datadog dashboard.",
-                    "content": {"application/json": {"schema": {"oneOf": [_DOCUMENT, {"type": "object"}]}}, **_HTML},
+                    # Each alternative requires keys the others lack, so exactly one matches.
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        _DOCUMENT,
+                        {"type": "object", "required": ["panels", "schemaVersion", "uid"],
+                         "description": "platform=grafana: a Grafana dashboard (schema of Grafana 11.6)."},
+                        {"type": "object", "required": ["widgets", "layout_type"],
+                         "description": "platform=datadog: a Datadog dashboard (POST /api/v1/dashboard body)."},
+                    ]}}, **_HTML},
                 },
                 **_DOCUMENT_RESPONSES,
             },

@@ -276,23 +276,30 @@ OPENAPI_PATHS = {
                     "OpenMetrics 1.0 ending with `# EOF`, or the Datadog series body (JSON).",
                     "content": {
                         "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["timestamp", "window"],
-                                "properties": {
-                                    "timestamp": {"type": "string", "format": "date-time"},
-                                    "window": {
-                                        "type": "object",
-                                        "properties": {
-                                            "label": {"type": "string"},
-                                            "from": {"type": "string", "format": "date-time"},
-                                            "to": {"type": "string", "format": "date-time"},
-                                            "seconds": {"type": "number"},
+                            # Either the figures (format=json) or the Datadog series body: neither has
+                            # the other's required keys, so exactly one alternative matches.
+                            "schema": {"oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["timestamp", "window"],
+                                    "properties": {
+                                        "timestamp": {"type": "string", "format": "date-time"},
+                                        "window": {
+                                            "type": "object",
+                                            "properties": {
+                                                "label": {"type": "string"},
+                                                "from": {"type": "string", "format": "date-time"},
+                                                "to": {"type": "string", "format": "date-time"},
+                                                "seconds": {"type": "number"},
+                                            },
                                         },
+                                        "performance": {"oneOf": [_PERFORMANCE, _UNAVAILABLE]},
+                                        "errors": {"oneOf": [_ERRORS, _UNAVAILABLE]},
+                                        "system": {"oneOf": [_SYSTEM, _UNAVAILABLE]},
                                     },
-                                    "performance": {"oneOf": [_PERFORMANCE, _UNAVAILABLE]},
-                                    "errors": {"oneOf": [_ERRORS, _UNAVAILABLE]},
-                                    "system": {"oneOf": [_SYSTEM, _UNAVAILABLE]},
+                                    "additionalProperties": {"type": "object"},
+                                },
+                                {"type": "object", "required": ["series"], "properties": {
                                     "series": {
                                         "type": "array",
                                         "description": "format=datadog: the body for Datadog's POST /api/v1/series.",
@@ -308,9 +315,8 @@ OPENAPI_PATHS = {
                                             },
                                         },
                                     },
-                                },
-                                "additionalProperties": {"type": "object"},
-                            }
+                                }},
+                            ]}
                         },
                         "text/plain": {"schema": {"type": "string"}},
                         "application/openmetrics-text": {"schema": {"type": "string"}},
