@@ -152,7 +152,7 @@ def build_services(
     keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key)
     audit = AuditLog(store, clock)
     scheduler = Scheduler(store, clock, settings.lease_ttl, settings.zone)
-    limits = RateLimits.from_settings(settings)
+    limits = RateLimits.from_settings(settings.ratelimit)
     categories: dict[str, CategoryProvider] = {}
     retention: list[RetentionRule] = [
         RetentionRule(audit_log, audit_log.c.at, settings.audit_retention_days * DAY),
@@ -209,7 +209,7 @@ def build_services(
         RetentionRule(error_counts, error_counts.c.bucket_start, metrics_retention),
     ]
     categories["errors"] = ErrorsProvider(store, clock)
-    sentry = SentryReporter.from_settings(settings, default_release)
+    sentry = SentryReporter.from_settings(settings.sentry, default_release)
 
     # --- business events --------------------------------------------------------------------
     business = BusinessEvents(

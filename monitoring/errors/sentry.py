@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitoring.errors.sanitiser import sanitise
+from monitoring.settings import SentrySettings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class SentryOptions:
         )
 
 
-def sentry_options(settings: Any, default_release: str = "") -> SentryOptions | None:
+def sentry_options(settings: SentrySettings, default_release: str = "") -> SentryOptions | None:
     """The options from the settings, or None when SENTRY_DSN is unset (Sentry off).
 
     The release is SENTRY_RELEASE, else ``default_release`` (an embedding app's own version,
@@ -156,7 +157,7 @@ class SentryReporter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, default_release: str = "") -> "SentryReporter":
+    def from_settings(cls, settings: SentrySettings, default_release: str = "") -> "SentryReporter":
         return cls(sentry_options(settings, default_release))
 
     def start(self) -> bool:

@@ -17,11 +17,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+
+from monitoring.settings import RateLimitSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class RateLimits:
         self._failing = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "RateLimits":
+    def from_settings(cls, settings: RateLimitSettings) -> "RateLimits":
+        """From its own section of the settings (RATELIMIT_*)."""
         return cls(
             settings.ratelimit_storage_uri,
             {
