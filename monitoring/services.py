@@ -30,6 +30,7 @@ from monitoring.business.figures import BusinessProvider
 from monitoring.clock import Clock, SystemClock
 from monitoring.dashboard.data import DashboardSources, sources_of
 from monitoring.dashboard.session import DashboardSessions
+from monitoring.durations import DAY
 from monitoring.errors.sentry import SentryReporter
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
 from monitoring.health.service import HealthService
@@ -56,8 +57,6 @@ from monitoring.store.retention import RetentionRule, purge_expired
 from monitoring.store.schema import audit_log, dashboard_sessions, instances, job_runs
 from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
 from monitoring.uptime.service import UptimeService
-
-DAY = 86400.0
 
 # Job names, as job_runs and the system metrics show them.
 HEALTH_JOB = "health_checks"

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from monitoring.durations import DAY, MINUTE, parse_duration
+
 
 class ConfigError(ValueError):
     """A configuration variable has a value we cannot use."""
@@ -125,6 +127,25 @@ def int_between(low: int, high: int) -> Parser:
 
 text = Parser(str.strip)
 path = Parser(str.strip, lambda raw: os.fspath(raw).strip())  # VAR_DIR: a Path is fine too
+
+
+def duration_between(low: float, high: float) -> Parser:
+    """A duration (monitoring/durations.py: ``90``, ``5m``, ``1h30m``), within [low, high] seconds."""
+    return Parser(lambda raw: parse_duration(raw, low, high), lambda raw: parse_duration(raw, low, high))
+
+
+def _positive_duration(raw: Any) -> float:
+    expected = "expected a positive duration such as 3600, 90m, 24h or 2d"
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        raise ValueError(expected) from None
+    if seconds <= 0:
+        raise ValueError(expected)
+    return seconds
+
+
+positive_duration = Parser(_positive_duration, _positive_duration)
 
 
 def _read_bool(raw: str) -> bool:
@@ -288,20 +309,19 @@ def feature(module: str, function: str, *, empty: Any = "", typed: str = "") -> 
     """A parser owned by a feature module, imported when first used (those modules import only
     the standard library, so validating here pulls in no Flask or SQLAlchemy).
 
-    ``typed`` says which typed overrides it takes: ``number`` (a duration in seconds),
-    ``comma`` (a list of items), ``json`` (a JSON object, or a number), or none (text only).
+    ``typed`` says which typed overrides it takes: ``comma`` (a list of items), ``json`` (a JSON
+    object, or a number of seconds), or none (text only).
     """
 
     def read(raw: str) -> Any:
         return getattr(importlib.import_module(module), function)(raw)
 
-    def seconds(raw: Any) -> Any:
-        return read(repr(_number(raw, "expected a duration in seconds, or its text such as 90s, 5m or 4h")))
-
     def json_or_seconds(raw: Any) -> Any:
-        return read(json.dumps(raw)) if isinstance(raw, (dict, list)) else seconds(raw)
+        if isinstance(raw, (dict, list)):
+            return read(json.dumps(raw))
+        return read(repr(_number(raw, "expected a JSON object by severity, or a duration in seconds")))
 
-    checks: dict[str, Callable[[Any], Any]] = {"number": seconds, "comma": _comma_list(read), "json": json_or_seconds}
+    checks: dict[str, Callable[[Any], Any]] = {"comma": _comma_list(read), "json": json_or_seconds}
     return Parser(read, checks.get(typed), empty)
 
 
@@ -516,7 +536,7 @@ class NotifySettings:
         "NOTIFY_FALLBACK_CHANNEL", "", _notify("parse_channel_name"),
         "Channel told when a delivery fails or is given up on. Default: none.")
     notify_give_up_after: float = setting(
-        "NOTIFY_GIVE_UP_AFTER", "24h", _notify("parse_duration", typed="number"),
+        "NOTIFY_GIVE_UP_AFTER", "24h", positive_duration,
         "How long a notification is retried before it is given up on (seconds, or `90m`, `24h`, `2d`).")
     notify_timeout: float = setting(
         "NOTIFY_TIMEOUT", 10, positive_float,
@@ -554,6 +574,10 @@ class NotifySettings:
         secret=True)
 
 
+# The default window of a built-in rule's figure: the bounds of a rule's own window (alerts/rules.py).
+ALERT_WINDOW = duration_between(MINUTE, 30 * DAY)
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     """The built-in rules' thresholds and windows, and how firing alerts are told (see Alerting)."""
@@ -589,19 +613,19 @@ class AlertSettings:
         "Escalation delay (0 to 7d, or none): one duration, or a JSON object by severity laid over the severity "
         "matrix (critical 0, high 30m, medium 2h, low 24h, info none).")
     alert_payment_failure_rate_window: float = setting(
-        "ALERT_PAYMENT_FAILURE_RATE_WINDOW", "5m", _alerts("parse_window", typed="number"),
+        "ALERT_PAYMENT_FAILURE_RATE_WINDOW", "5m", ALERT_WINDOW,
         "Default window of rules on payment_failure_rate (1m to 30d).")
     alert_error_rate_window: float = setting(
-        "ALERT_ERROR_RATE_WINDOW", "5m", _alerts("parse_window", typed="number"),
+        "ALERT_ERROR_RATE_WINDOW", "5m", ALERT_WINDOW,
         "Default window of rules on error_rate (1m to 30d).")
     alert_api_p95_window: float = setting(
-        "ALERT_API_P95_WINDOW", "5m", _alerts("parse_window", typed="number"),
+        "ALERT_API_P95_WINDOW", "5m", ALERT_WINDOW,
         "Default window of rules on api_p95_ms (1m to 30d).")
     alert_memory_usage_window: float = setting(
-        "ALERT_MEMORY_USAGE_WINDOW", "5m", _alerts("parse_window", typed="number"),
+        "ALERT_MEMORY_USAGE_WINDOW", "5m", ALERT_WINDOW,
         "Default window of rules on memory_usage_percent (1m to 30d).")
     alert_dependency_response_time_window: float = setting(
-        "ALERT_DEPENDENCY_RESPONSE_TIME_WINDOW", "3m", _alerts("parse_window", typed="number"),
+        "ALERT_DEPENDENCY_RESPONSE_TIME_WINDOW", "3m", ALERT_WINDOW,
         "Default window of rules on dependency_response_time (1m to 30d).")
     alert_database_checks: tuple[str, ...] = setting(
         "ALERT_DATABASE_CHECKS", "database", _alerts("parse_check_names", typed="comma"),

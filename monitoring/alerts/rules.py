@@ -31,9 +31,9 @@ from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
     ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
 from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
-from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
-    parse_timing_value
+from monitoring.alerts.policy import NEVER, TIMING_FIELDS, parse_timing_value
 from monitoring.clock import Clock
+from monitoring.durations import DAY, MINUTE, format_duration, parse_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.model import SEVERITIES
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog
@@ -61,8 +61,8 @@ MAX_GROUP_BY = 10
 MAX_SUMMARY = 300
 MAX_DESCRIPTION = 1000
 MAX_URL = 500
-MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
-MAX_HOLD = 86400.0  # for / keep_firing_for
+MIN_WINDOW, MAX_WINDOW = MINUTE, 30 * DAY  # also the bounds of ALERT_*_WINDOW (monitoring/settings.py)
+MAX_HOLD = DAY  # for / keep_firing_for
 FIELDS = ("name", "figure", "match", "comparison", "threshold", "window", "for", "keep_firing_for", "severity",
           "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
 DEFAULT_WINDOW = 300.0
