@@ -23,8 +23,11 @@ $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.install
 run: $(VENV)/.installed
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
+# One pytest worker per core (pytest-xdist): the suite spends most of its time waiting on real
+# gunicorn, PostgreSQL and browser processes. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
