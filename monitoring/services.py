@@ -241,9 +241,9 @@ def build_services(
     # --- alerting: rules over every category above, into the outbox -----------------------
     alerting = AlertEngine(
         store, clock, audit, outbox,
-        policy=AlertPolicy.from_settings(settings),
+        policy=AlertPolicy.from_settings(settings.alerts),
         # The seed's rules, and one per dependency the health checks watch (derived rules).
-        rulebook=RuleBook.from_settings(store, clock, audit, settings, health.checks),
+        rulebook=RuleBook.from_settings(store, clock, audit, settings.alerts, health.checks),
         silences=Silences(store, clock, audit),
         inhibitions=Inhibitions(store, clock, audit),
         maintenance=uptime.calendar,

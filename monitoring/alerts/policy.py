@@ -23,11 +23,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from monitoring.durations import DAY, HOUR, MINUTE, parse_duration
 from monitoring.notify.model import SEVERITIES, SEVERITY_MATRIX
 from monitoring.notify.routing import parse_severity_object
+
+if TYPE_CHECKING:  # the settings parse their values with this module's parsers
+    from monitoring.settings import AlertSettings
 
 NEVER = "none"
 GROUP_WAIT = "group_wait"
@@ -88,12 +91,12 @@ DEFAULT_TIMINGS: dict[str, Timing] = {
 }
 
 
-def _timings_from(settings: Any) -> dict[str, Timing]:
+def _timings_from(settings: AlertSettings) -> dict[str, Timing]:
     variables = {
-        GROUP_WAIT: getattr(settings, "alert_group_wait", {}),
-        GROUP_INTERVAL: getattr(settings, "alert_group_interval", {}),
-        REPEAT_INTERVAL: getattr(settings, "alert_repeat_interval", {}),
-        ESCALATE_AFTER: getattr(settings, "alert_escalation_after", {}),
+        GROUP_WAIT: settings.alert_group_wait,
+        GROUP_INTERVAL: settings.alert_group_interval,
+        REPEAT_INTERVAL: settings.alert_repeat_interval,
+        ESCALATE_AFTER: settings.alert_escalation_after,
     }
     return {
         severity: timing.with_overrides({name: by_severity[severity] for name, by_severity in variables.items()
@@ -108,7 +111,8 @@ class AlertPolicy:
     evaluation_interval: float = 15.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AlertPolicy":
+    def from_settings(cls, settings: AlertSettings) -> "AlertPolicy":
+        """From the alerts section: ALERT_GROUP_WAIT, ..., ALERT_EVALUATION_INTERVAL."""
         return cls(timings=_timings_from(settings), evaluation_interval=settings.alert_evaluation_interval)
 
     def timing(self, severity: str, overrides: Mapping[str, float | None] | None = None) -> Timing:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from monitoring.settings import Settings
+from monitoring.settings import AlertSettings
 from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
     ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
@@ -271,7 +271,7 @@ def update_rule_json(current: Rule, changes: Mapping[str, Any]) -> Rule:
 # --- the defaults ---------------------------------------------------------------------------------
 
 
-def default_windows(settings: Settings) -> dict[str, float]:
+def default_windows(settings: AlertSettings) -> dict[str, float]:
     """Each built-in figure's default window (ALERT_*_WINDOW)."""
     return {
         PAYMENT_FAILURE_RATE: settings.alert_payment_failure_rate_window,
@@ -282,7 +282,7 @@ def default_windows(settings: Settings) -> dict[str, float]:
     }
 
 
-def default_rules(settings: Settings) -> list[Rule]:
+def default_rules(settings: AlertSettings) -> list[Rule]:
     """The five rules of the system description (thresholds and windows from the environment), and
     RuleEvaluationFailing, which watches the others."""
     database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
@@ -352,7 +352,7 @@ def rule_stem(check_name: str) -> str:
     return stem if stem[:1].isalpha() else f"Dependency{stem}"
 
 
-def derived_rules(checks: Iterable[CheckInForce], settings: Settings) -> list[Rule]:
+def derived_rules(checks: Iterable[CheckInForce], settings: AlertSettings) -> list[Rule]:
     """One down rule per dependency (critical or high, by the check), one slow rule per
     dependency with a latency threshold (medium); DatabaseUnavailable's checks have their down
     rule already."""
@@ -409,9 +409,9 @@ class RuleBook:
         self.windows = dict(windows or {})
 
     @classmethod
-    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: Settings,
+    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: AlertSettings,
                       checks: Callable[[], Iterable[CheckInForce]] | None = None) -> "RuleBook":
-        """The defaults and windows from the environment; derived rules from ``checks`` (the health
+        """The defaults and windows from the alerts settings; derived rules from ``checks`` (the health
         checks in force, read at each evaluation so that a check added later has its rules)."""
         derived = (lambda: derived_rules(checks(), settings)) if checks is not None else None
         return cls(store, clock, audit, default_rules(settings), derived, default_windows(settings))
