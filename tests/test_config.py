@@ -105,8 +105,12 @@ def _configuration_document() -> tuple[Path, str]:
 
 def test_the_configuration_table_is_the_one_generated_from_the_declarations() -> None:
     where, document = _configuration_document()
-    start = document.index("| variable | default | meaning |")
-    shown = document[start:document.index("\n\n", start) + 1]
+    rows = []
+    for line in document[document.index("| variable | default | meaning |"):].splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append(f"{line}\n")
+    shown = "".join(rows)
     assert shown == configuration_table(), (
         f"{where.name}'s configuration table is out of date: paste the output of "
         "`python -m monitoring.settings table` over it")
@@ -230,6 +234,14 @@ def test_a_bad_override_is_refused_naming_the_setting(override: str, value: Any,
         Settings.from_env({}, **{override: value})
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_service_and_create_app_overrides_are_parsed_too() -> None:
+    from config import service_settings  # what create_app({...}) and gunicorn.conf.py call
+
+    assert service_settings({}, port="9000", WORKERS=3).server == Settings.from_env({"PORT": "9000", "WORKERS": "3"}).server
+    with pytest.raises(ConfigError, match=r"^workers \(WORKERS\)=0: expected a whole number from 1 to 64$"):
+        service_settings({}, workers=0)
 
 
 def test_replace_is_parsed_like_an_override() -> None:
