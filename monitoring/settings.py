@@ -28,9 +28,10 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from monitoring.durations import DAY, MINUTE, parse_duration
 
@@ -462,6 +463,10 @@ class RateLimitSettings:
         "Limit per client address on failed sign-ins to the HTML dashboard.")
     ratelimit_enabled: bool = setting(
         "RATELIMIT_ENABLED", True, boolean, "Turn rate limiting off entirely (tests).")
+    ratelimit_fail_open: bool = setting(
+        "RATELIMIT_FAIL_OPEN", False, boolean,
+        "Start even when the RATELIMIT_STORAGE_URI storage does not answer (a warning, and a degraded "
+        "ratelimit dependency in health, while requests pass unlimited). Default: start-up stops.")
     ratelimit_key_prefix: str = setting(
         "RATELIMIT_KEY_PREFIX", "centinela", short_name,
         "Prefix of the rate-limit counters in their storage (one per Centinela sharing a Redis).")
@@ -764,7 +769,7 @@ class Settings:
         *,
         default_var_dir: str | Path | None = None,
         **overrides: Any,
-    ) -> "Settings":
+    ) -> Settings:
         """Parse every variable from ``environ`` (default ``os.environ``); raise ConfigError on the first bad one.
 
         ``overrides`` (by setting name, ``port=9000``, or variable name, ``PORT="9000"``) replace
@@ -784,21 +789,21 @@ class Settings:
         return cls._assemble(values).with_defaults(default_var_dir)
 
     @classmethod
-    def _assemble(cls, values: Mapping[str, Any]) -> "Settings":
+    def _assemble(cls, values: Mapping[str, Any]) -> Settings:
         sections: dict[str, Any] = {}
         for section in dataclasses.fields(cls):
             kind: Any = _SECTION_TYPES[section.name]
             sections[section.name] = kind(**{f.name: values[f.name] for f in dataclasses.fields(kind)})
         return cls(**sections)
 
-    def with_defaults(self, default_var_dir: str | Path | None = None) -> "Settings":
+    def with_defaults(self, default_var_dir: str | Path | None = None) -> Settings:
         """Fill the defaults that depend on other settings (paths under VAR_DIR)."""
         var_dir = self.store.var_dir or str(Path(default_var_dir) if default_var_dir else Path.cwd() / "var")
         database = self.store.database_url or f"sqlite:///{Path(var_dir) / 'centinela.db'}"
         store = dataclasses.replace(self.store, var_dir=var_dir, database_url=_read_database_url(database))
         return dataclasses.replace(self, store=store)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """These settings with some changed, by setting or variable name, parsed like overrides."""
         values = {v.attr: getattr(getattr(self, v.section), v.attr) for v in VARIABLES}
         values.update(_parse_overrides(changes))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from monitoring.durations import DAY, DURATION_HELP, HOUR, MINUTE, format_duration, parse_duration
 

@@ -11,6 +11,7 @@ from monitoring.api.auth import require_key
 from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import flag_arg
+from monitoring.durations import DAY
 from monitoring.extension import current_services
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.exporters import (
@@ -22,9 +23,10 @@ from monitoring.metrics.exporters import (
     render_prometheus,
 )
 from monitoring.metrics.scope import ScopedProvider
-from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
+from monitoring.metrics.windows import DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services
+from monitoring.store.database import is_store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ def _section(monitoring: Services, name: str, window: TimeWindow, include_intern
         if isinstance(provider, ScopedProvider):  # it counts requests: in this answer's one scope
             return provider.report(window, include_internal)
         report = provider(window)
-    except Exception:
+    except Exception as error:
+        if is_store_unavailable(error):
+            raise  # no category can be computed: the export answers 503 store_unavailable
         # One failing category must not take the whole export (and every scraper) down with it.
         log.exception("metrics provider %s failed", name)
         return Unavailable(f"the {name} figures could not be computed; the details are in the server log")
