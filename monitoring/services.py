@@ -31,6 +31,7 @@ from monitoring.clock import Clock, SystemClock
 from monitoring.dashboard.data import DashboardSources, sources_of
 from monitoring.dashboard.session import DashboardSessions
 from monitoring.dependencies import check_rate_limit_storage, check_store
+from monitoring.durations import DAY
 from monitoring.errors.sentry import SentryReporter
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
 from monitoring.health.results import ServiceHealth
@@ -63,8 +64,6 @@ from monitoring.store.retention import RetentionRule, purge_expired
 from monitoring.store.schema import audit_log, dashboard_sessions, instances, job_runs
 from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
 from monitoring.uptime.service import UptimeService
-
-DAY = 86400.0
 
 # Job names, as job_runs and the system metrics show them.
 HEALTH_JOB = "health_checks"
@@ -204,7 +203,7 @@ def build_services(
     # The store and a shared rate-limit storage must answer: DependencyUnavailable, one line, if not.
     check_store(store)
     store.migrate()
-    limits = RateLimits.from_settings(settings)
+    limits = RateLimits.from_settings(settings.ratelimit)
     check_rate_limit_storage(limits, settings.ratelimit_storage_uri, settings.ratelimit_fail_open)
     keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key,
                            ingest_key=settings.ingest_api_key)
@@ -271,7 +270,7 @@ def build_services(
         RetentionRule(error_counts, error_counts.c.bucket_start, metrics_retention),
     ]
     categories["errors"] = ErrorsProvider(store, clock, service_name)
-    sentry = SentryReporter.from_settings(settings, default_release)
+    sentry = SentryReporter.from_settings(settings.sentry, default_release)
 
     # --- ingest: OTLP and Sentry-protocol telemetry into the same recorder and error groups --
     guard = CardinalityGuard(CardinalityBounds(settings.ingest_max_services, settings.ingest_max_routes))
@@ -316,9 +315,9 @@ def build_services(
     # --- alerting: rules over every category above, into the outbox -----------------------
     alerting = AlertEngine(
         store, clock, audit, outbox,
-        policy=AlertPolicy.from_settings(settings),
+        policy=AlertPolicy.from_settings(settings.alerts),
         # The seed's rules, and one per dependency the health checks watch (derived rules).
-        rulebook=RuleBook.from_settings(store, clock, audit, settings, health.checks),
+        rulebook=RuleBook.from_settings(store, clock, audit, settings.alerts, health.checks),
         silences=Silences(store, clock, audit),
         inhibitions=Inhibitions(store, clock, audit),
         maintenance=uptime.calendar,

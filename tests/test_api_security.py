@@ -166,11 +166,11 @@ def test_oversized_body_is_refused_even_where_the_body_is_not_read(host_app: Fla
 
 
 def _limited_app(make_settings: Callable[..., Settings], storage: str) -> Flask:
-    settings = make_settings(
-        {"RATELIMIT_STORAGE_URI": storage, "RATELIMIT_DEFAULT": "3/minute", "RATELIMIT_HEALTH": "2/minute"}
-    )
+    # Centinela's own prefix (the host's RATELIMIT_KEY_PREFIX config is not Centinela's): runs
+    # that share one Redis must not share counters.
+    settings = make_settings({"RATELIMIT_STORAGE_URI": storage, "RATELIMIT_DEFAULT": "3/minute",
+                              "RATELIMIT_HEALTH": "2/minute", "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}"})
     app = Flask("limited")
-    app.config["RATELIMIT_KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     from monitoring.extension import Monitoring
 
     Monitoring(app, settings=settings)
@@ -199,10 +199,11 @@ def test_rate_limit_answers_429_json_with_retry_after(
     if storage == "redis":
         # a second app (another worker) on the same Redis shares the count
         other = Flask("other-worker")
-        other.config["RATELIMIT_KEY_PREFIX"] = app.config["RATELIMIT_KEY_PREFIX"]
         from monitoring.extension import Monitoring
 
-        Monitoring(other, settings=make_settings({"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_DEFAULT": "3/minute"}))
+        prefix = Monitoring.of(app).settings.ratelimit.ratelimit_key_prefix
+        Monitoring(other, settings=make_settings({"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_DEFAULT": "3/minute",
+                                                  "RATELIMIT_KEY_PREFIX": prefix}))
         assert other.test_client().get("/api/monitoring/metrics", headers=METRICS_HEADERS).status_code == 429
 
 

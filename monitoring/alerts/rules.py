@@ -32,15 +32,15 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from monitoring.settings import Settings
+from monitoring.settings import AlertSettings
 from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
     ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
 from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
-from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
-    parse_timing_value
+from monitoring.alerts.policy import NEVER, TIMING_FIELDS, parse_timing_value
 from monitoring.clock import Clock
 from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
+from monitoring.durations import DAY, MINUTE, format_duration, parse_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.model import SEVERITIES
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog
@@ -68,8 +68,8 @@ MAX_GROUP_BY = 10
 MAX_SUMMARY = 300
 MAX_DESCRIPTION = 1000
 MAX_URL = 500
-MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
-MAX_HOLD = 86400.0  # for / keep_firing_for
+MIN_WINDOW, MAX_WINDOW = MINUTE, 30 * DAY  # also the bounds of ALERT_*_WINDOW (monitoring/settings.py)
+MAX_HOLD = DAY  # for / keep_firing_for
 FIELDS = ("name", "figure", "service", "match", "comparison", "threshold", "window", "for", "keep_firing_for",
           "severity", "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
 MAX_SERVICE = MAX_SERVICE_CHARS
@@ -293,7 +293,7 @@ def update_rule_json(current: Rule, changes: Mapping[str, Any]) -> Rule:
 # --- the defaults ---------------------------------------------------------------------------------
 
 
-def default_windows(settings: Settings) -> dict[str, float]:
+def default_windows(settings: AlertSettings) -> dict[str, float]:
     """Each built-in figure's default window (ALERT_*_WINDOW)."""
     return {
         PAYMENT_FAILURE_RATE: settings.alert_payment_failure_rate_window,
@@ -304,7 +304,7 @@ def default_windows(settings: Settings) -> dict[str, float]:
     }
 
 
-def default_rules(settings: Settings) -> list[Rule]:
+def default_rules(settings: AlertSettings) -> list[Rule]:
     """The five rules of the system description (thresholds and windows from the environment), and
     RuleEvaluationFailing, which watches the others."""
     database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
@@ -374,7 +374,7 @@ def rule_stem(check_name: str) -> str:
     return stem if stem[:1].isalpha() else f"Dependency{stem}"
 
 
-def derived_rules(checks: Iterable[CheckInForce], settings: Settings) -> list[Rule]:
+def derived_rules(checks: Iterable[CheckInForce], settings: AlertSettings) -> list[Rule]:
     """One down rule per dependency (critical or high, by the check), one slow rule per
     dependency with a latency threshold (medium); DatabaseUnavailable's checks have their down
     rule already."""
@@ -431,9 +431,9 @@ class RuleBook:
         self.windows = dict(windows or {})
 
     @classmethod
-    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: Settings,
+    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: AlertSettings,
                       checks: Callable[[], Iterable[CheckInForce]] | None = None) -> "RuleBook":
-        """The defaults and windows from the environment; derived rules from ``checks`` (the health
+        """The defaults and windows from the alerts settings; derived rules from ``checks`` (the health
         checks in force, read at each evaluation so that a check added later has its rules)."""
         derived = (lambda: derived_rules(checks(), settings)) if checks is not None else None
         return cls(store, clock, audit, default_rules(settings), derived, default_windows(settings))

@@ -26,7 +26,6 @@ from monitoring.alerts.engine import AlertEngine, AlertNotFound, AlertStateConfl
 from monitoring.alerts.figures import BUILTIN_FIGURES
 from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
-from monitoring.alerts.policy import parse_duration
 from monitoring.alerts.rules import Rule, RuleExists, RuleNotFound
 from monitoring.alerts.silences import (
     SILENCE_FIELDS,
@@ -40,11 +39,11 @@ from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.errors import ApiError, json_object
 from monitoring.api.params import MAX_ID, choice_arg, int_arg, time_arg
 from monitoring.clock import isoformat
+from monitoring.durations import DAY, parse_duration
 from monitoring.extension import Monitoring, current_monitoring
 from monitoring.notify.channel import CHANNEL_NAMES, CHANNEL_NAMES_SHOWN, is_channel_name
 from monitoring.notify.model import SEVERITIES
 from monitoring.notify.outbox import STATUSES, Outbox
-from monitoring.services import DAY
 from monitoring.notify.probe import probe_channels
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN, METRICS

@@ -11,6 +11,7 @@ from monitoring.api.auth import require_key
 from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import flag_arg
+from monitoring.durations import DAY
 from monitoring.extension import current_services
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.exporters import (
@@ -22,7 +23,8 @@ from monitoring.metrics.exporters import (
     render_prometheus,
 )
 from monitoring.metrics.scope import MAX_SERVICE_CHARS, ScopedProvider, parse_service
-from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
+from monitoring.durations import DAY
+from monitoring.metrics.windows import DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services
 from monitoring.store.database import is_store_unavailable

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 from monitoring.alerts.report import with_firing_alert
 from monitoring.clock import Clock, isoformat
 from monitoring.dashboard.series import SERIES, BucketMemo, payment_series, request_series, series_json
+from monitoring.durations import DAY, HOUR
 from monitoring.metrics.categories import CategoryProvider, CategoryReport, TimeWindow
 from monitoring.metrics.exporters import Unavailable
 from monitoring.errors.tracking import error_services
@@ -49,8 +50,6 @@ PUBLIC = "public"
 FULL = "full"
 VIEWS = (PUBLIC, FULL)
 DEFAULT_REFRESH_SECONDS = 5
-HOUR = 3600.0
-DAY = 86400.0
 TOP_ROUTES = 10
 RESTRICTED_SECTIONS = ("performance", "series", "errors", "business", "alerts")
 

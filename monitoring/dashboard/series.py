@@ -32,8 +32,9 @@ from sqlalchemy import Integer, cast, func, select
 
 from monitoring.business.events import FAILED, SUCCEEDED
 from monitoring.clock import isoformat
+from monitoring.durations import HOUR
 from monitoring.metrics.categories import TimeWindow
-from monitoring.metrics.rollups import HOUR, RequestRollups
+from monitoring.metrics.rollups import RequestRollups
 from monitoring.store.business_tables import payment_events
 from monitoring.store.database import Store
 

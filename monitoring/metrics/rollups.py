@@ -44,6 +44,7 @@ from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.histogram import FORMAT_VERSION, LatencyHistogram
 from monitoring.metrics.recorder import RequestAggregate, RequestRecorder, RollupKey
 from monitoring.metrics.scope import INCLUDE_INTERNAL
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.store.database import Store
 from monitoring.store.metrics_tables import (
     DEFAULT_SERVICE,
@@ -54,9 +55,6 @@ from monitoring.store.metrics_tables import (
     request_routes,
 )
 
-MINUTE = 60
-HOUR = 3600
-DAY = 86400
 MINUTE_HORIZON = 48 * HOUR
 # Any constant: every process that writes rollups takes the same PostgreSQL advisory lock.
 _ROLLUP_WRITER_LOCK = 0x726F6C6C
