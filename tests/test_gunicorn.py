@@ -60,10 +60,13 @@ def _post_chunked(port: int, path: str, content_type: str, body: bytes) -> tuple
                         ("X-API-Key", METRICS_KEY), ("Origin", f"http://127.0.0.1:{port}")):
         connection.putheader(name, value)
     connection.endheaders()
-    for start in range(0, len(body), 4096):
-        chunk = body[start:start + 4096]
-        connection.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-    connection.send(b"0\r\n\r\n")
+    try:
+        for start in range(0, len(body), 4096):
+            chunk = body[start:start + 4096]
+            connection.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered (413) and closed before the whole body was sent: read that answer
     response = connection.getresponse()
     status, data = response.status, response.read()
     connection.close()
