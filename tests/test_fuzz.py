@@ -30,6 +30,23 @@ load_all_checks()
 # key is left out" are covered by tests/test_api_security.py with exact expectations.
 CHECKS_USED = [check for check in CHECKS.get_all() if check.__name__ not in ("ignored_auth",)]
 
+# Operations where a request the schema allows may still be refused with a 400 by a rule a JSON
+# Schema cannot state (it depends on the clock or on what is stored); schemathesis' "valid data
+# is accepted" check takes 400 as an answer there, and every other check still applies.
+REFUSED_BY_RULES_BEYOND_THE_SCHEMA = {
+    ("GET", "/api/monitoring/uptime"): "a month that has not begun yet (or before 1970) is refused",
+}
+ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
+
+
+def _config() -> schemathesis.config.SchemathesisConfig:
+    operations = [
+        {"include-method": method, "include-path": path,
+         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}}}
+        for (method, path) in REFUSED_BY_RULES_BEYOND_THE_SCHEMA
+    ]
+    return schemathesis.config.SchemathesisConfig.from_dict({"operations": operations})
+
 
 @pytest.fixture
 def fuzzed_app(store_url: str, make_settings: Callable[..., Settings], clock: ManualClock) -> Iterator[Any]:
@@ -54,7 +71,7 @@ def _declared(app: Any, operation: Any) -> bool:
 
 
 def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
-    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", fuzzed_app)
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", fuzzed_app, config=_config())
     operations = [result.ok() for result in schema.get_all_operations()]
     declared = [operation for operation in operations if _declared(fuzzed_app, operation)]
     assert declared, "no operation declared with @endpoint"

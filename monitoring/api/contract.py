@@ -32,6 +32,7 @@ from typing import Annotated, Any, Callable, Mapping, Sequence, TypeVar
 
 from flask import Flask, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticUseDefault
 from spectree import SpecTree
 from spectree import Response as SpecResponse
 
@@ -66,9 +67,13 @@ Text = Annotated[str, AfterValidator(_clean_text)]
 
 
 def whole_number(low: int, high: int) -> Any:
-    """An integer query parameter in [low, high], refused as "must be a whole number from low to high"."""
+    """An integer query parameter in [low, high], refused as "must be a whole number from low to high".
+
+    Empty (``?limit=``) is the field's default, as if absent."""
 
     def check(value: Any) -> Any:
+        if value == "":
+            raise PydanticUseDefault()
         try:
             number = int(value) if isinstance(value, str) else value
         except ValueError:
