@@ -85,6 +85,21 @@ def whole_number(low: int, high: int) -> Any:
     return Annotated[int, Field(ge=low, le=high), BeforeValidator(check)]
 
 
+def choice(*values: str) -> Any:
+    """A query parameter that is one of ``values``, refused as "must be one of: a, b, c".
+
+    Empty (``?state=``) is the field's default, as if absent."""
+
+    def check(value: Any) -> Any:
+        if value == "":
+            raise PydanticUseDefault()
+        if value not in values:
+            raise ValueError(f"must be one of: {', '.join(values)}")
+        return value
+
+    return Annotated[str, BeforeValidator(check), WithJsonSchema({"type": "string", "enum": list(values)})]
+
+
 def _flag(value: Any) -> Any:
     if isinstance(value, bool):
         return value
@@ -123,10 +138,17 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
 
 
+def _absent_is_no_default(schema: dict[str, Any]) -> None:
+    # A parameter whose default is None is simply optional: "default": null would contradict its type.
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
 class QueryModel(BaseModel):
     """Query-string models: unknown parameters (api_key, cache busters) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=_absent_is_no_default)
 
 
 class Document(BaseModel):

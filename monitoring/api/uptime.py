@@ -43,7 +43,7 @@ MonthName = Annotated[str | None, WithJsonSchema({"type": "string", "pattern": "
 class UptimeQuery(QueryModel):
     window: WindowName = Field(None, description="A trailing window; not with month.",
                                json_schema_extra={"default": DEFAULT_WINDOW})
-    month: MonthName = Field(None, json_schema_extra=lambda schema: schema.pop("default"), description="A calendar month in UTC, e.g. 2026-02; not in the future; "
+    month: MonthName = Field(None, description="A calendar month in UTC, e.g. 2026-02; not in the future; "
                                                "not with window.")
 
 
