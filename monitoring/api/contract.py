@@ -40,6 +40,7 @@ from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_json
 from monitoring.clock import parse_timestamp
+from monitoring.problems import InvalidInput
 from monitoring.security.keys import ADMIN, METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,6 +84,29 @@ def whole_number(low: int, high: int) -> Any:
         return number
 
     return Annotated[int, Field(ge=low, le=high), BeforeValidator(check)]
+
+
+def text_of(low: int, high: int, *, nullable: bool = False) -> Any:
+    """Text of ``low`` to ``high`` characters (with ``low`` >= 1, not blank), refused as
+    "must be text of low to high characters"; with ``nullable``, null (or absent) is ""."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return ""
+        if not isinstance(value, str) or len(value) > high or (low and len(value.strip()) < low):
+            raise ValueError(f"must be text of {low} to {high} characters")
+        return _clean_text(value)
+
+    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string", "maxLength": high}
+    if low:
+        schema["minLength"] = low
+    return Annotated[str, BeforeValidator(check), WithJsonSchema(schema)]
+
+
+def Required(**kwargs: Any) -> Any:  # noqa: N802  # used like pydantic's Field
+    """A field that must be sent, refused in its type's own words when absent or null (the type's
+    validator sees None) instead of a bare "is required"; documented as required."""
+    return Field(None, validate_default=True, json_schema_extra={"x-required": True}, **kwargs)
 
 
 def choice(*values: str) -> Any:
@@ -132,17 +156,29 @@ Moment = Annotated[float | None, BeforeValidator(_moment),
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-class Model(BaseModel):
-    """Request models: unknown fields are an error, ``field_name`` is the JSON name."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
+def _required_are_required(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    for name, prop in schema.get("properties", {}).items():
+        if prop.pop("x-required", False):
+            prop.pop("default", None)
+            required.append(name)
+    if not required:
+        del schema["required"]
 
 
 def _absent_is_no_default(schema: dict[str, Any]) -> None:
-    # A parameter whose default is None is simply optional: "default": null would contradict its type.
+    # A field whose default is None is simply optional: "default": null would contradict its type.
     for prop in schema.get("properties", {}).values():
         if "default" in prop and prop["default"] is None:
             del prop["default"]
+    _required_are_required(schema)
+
+
+class Model(BaseModel):
+    """Request models: unknown fields are an error, ``field_name`` is the JSON name."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True,
+                              json_schema_extra=_absent_is_no_default)
 
 
 class QueryModel(BaseModel):
@@ -225,7 +261,7 @@ def endpoint(
     key: str | None,
     responses: Mapping[int, type[BaseModel] | None],
     query: type[QueryModel] | None = None,
-    body: type[Model] | None = None,
+    body: type[BaseModel] | None = None,
     headers_model: type[BaseModel] | None = None,
     security: list[dict[str, list[str]]] | None = None,
     tags: Sequence[str] = (),
@@ -269,7 +305,10 @@ def endpoint(
                 kwargs["query"] = parse_query(query)
             if body is not None:
                 kwargs["body"] = parse_body(body)
-            return view(*args, **kwargs)
+            try:
+                return view(*args, **kwargs)
+            except InvalidInput as exc:
+                raise invalid_input_error(exc) from None
 
         documented = document(handler)
         documented._centinela_operation = Operation(  # read by openapi_document()
@@ -296,25 +335,31 @@ def _implied_errors(key: str | None, query: Any, body: Any) -> list[int]:
 # --- parsing -----------------------------------------------------------------------------
 
 
-def parse_query(model: type[QueryModel]) -> QueryModel:
+def parse_query(model: type[BaseModel]) -> BaseModel:
     """The query string as ``model``; 400 ``invalid_parameter`` naming each bad parameter."""
     raw: dict[str, Any] = {}
     for name in request.args:
         values = request.args.getlist(name)
         raw[name] = values if len(values) > 1 else values[0]
     try:
-        return model.model_validate(raw)
+        return _validator(model)(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise problems_error(exc, "invalid_parameter", "query parameter") from None
 
 
-def parse_body(model: type[Model]) -> Model:
+def parse_body(model: type[BaseModel]) -> BaseModel:
     """The JSON body as ``model``; 415 / 413 / 400 ``invalid_json`` / 400 ``invalid_body``."""
     data = read_json()
     try:
-        return model.model_validate(data)
+        return _validator(model)(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise problems_error(exc, "invalid_body", "body") from None
+
+
+def _validator(model: type[BaseModel]) -> Callable[[Any], BaseModel]:
+    # A model that documents several shapes (one per ?action=, say) picks the one that applies in
+    # its ``from_request`` classmethod, and may answer an ApiError of its own there.
+    return getattr(model, "from_request", None) or model.model_validate
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -323,10 +368,19 @@ def parse_body(model: type[Model]) -> Model:
 def problems_error(exc: ValidationError, code: str, what: str) -> ApiError:
     """pydantic's errors as the one error shape: the first in the message, all in ``items``."""
     items = [{"field": _location(error["loc"]), "message": _message(error)} for error in exc.errors()]
-    first = items[0]
-    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-    message = f"{first['field']} {first['message']}{more}" if first["field"] else f"{first['message']}{more}"
-    return ApiError(400, message, code, items=items)
+    return ApiError(400, _first_of(items), code, items=items)
+
+
+def invalid_input_error(exc: InvalidInput) -> ApiError:
+    """What the domain found wrong (a rule, a silence, a window...): 400 with its code, every problem
+    in ``problems``, the first in the message after what was refused."""
+    return ApiError(400, f"{exc.refusal}: {_first_of(exc.problems)}", exc.code, problems=exc.problems)
+
+
+def _first_of(problems: Sequence[Mapping[str, str]]) -> str:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{first['field']} {first['message']}{more}" if first["field"] else f"{first['message']}{more}"
 
 
 def _location(loc: Sequence[Any]) -> str:

@@ -40,6 +40,7 @@ from monitoring.health.definitions import NAME_PATTERN
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import maintenance_windows
 from monitoring.uptime.intervals import Span
+from monitoring.problems import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,11 @@ _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _RECURRENCE_CHECK_FROM = datetime(2001, 1, 1, tzinfo=timezone.utc)
 
 
-class InvalidMaintenanceWindow(ValueError):
-    """A window spec with problems; ``problems`` is a list of {"field", "message"}, one per bad field."""
+class InvalidMaintenanceWindow(InvalidInput):
+    """A window spec with problems, one {"field", "message"} per bad field."""
 
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+    code = "invalid_window"
+    refusal = "the maintenance window is not valid"
 
 
 @dataclass(frozen=True)
