@@ -16,9 +16,8 @@ from monitoring.api.contract import (
     Timestamp,
     choice,
     endpoint,
-    whole_number,
 )
-from monitoring.api.params import MAX_ID
+from monitoring.api.paging import Before, NextPage, next_page, page_size
 from monitoring.clock import isoformat
 from monitoring.extension import current_monitoring
 from monitoring.security.audit import ADMIN_ACTION, KINDS, render_csv
@@ -33,9 +32,8 @@ class AuditQuery(QueryModel):
     since: Moment = Field(None, description="RFC 3339 timestamp (or epoch seconds).")
     until: Moment = Field(None, description="RFC 3339 timestamp (or epoch seconds).")
     kind: choice(*KINDS) | None = None
-    limit: whole_number(1, MAX_PAGE) = 100
-    before: whole_number(1, MAX_ID) | None = Field(None, description="Page on: the `next.before` value of the "
-                                                                     "previous page.")
+    limit: page_size(MAX_PAGE) = 100
+    before: Before = Field(None, description="Page on: the `next.before` value of the previous page.")
     format: choice("json", "csv") = "json"
 
 
@@ -50,13 +48,9 @@ class AuditEntry(Document):
     detail: dict[str, Any]
 
 
-class NextAuditPage(Document):
-    before: int
-
-
 class AuditPage(Document):
     entries: list[AuditEntry]
-    next: NextAuditPage | None
+    next: NextPage | None
 
 
 @bp.get("/audit")
@@ -86,10 +80,4 @@ def audit(query: AuditQuery) -> Response:
         )
     entries = log.page(since=query.since, until=query.until, kind=query.kind, before_id=query.before,
                        limit=query.limit)
-    next_before = entries[-1].id if len(entries) == query.limit else None
-    return jsonify(
-        {
-            "entries": [e.to_json() for e in entries],
-            "next": {"before": next_before} if next_before else None,
-        }
-    )
+    return jsonify({"entries": [e.to_json() for e in entries], "next": next_page(entries, query.limit)})

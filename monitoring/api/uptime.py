@@ -18,10 +18,9 @@ from monitoring.api.contract import (
     QueryModel,
     Timestamp,
     endpoint,
-    whole_number,
 )
 from monitoring.api.errors import ApiError
-from monitoring.api.params import MAX_ID
+from monitoring.api.paging import Before, NextPage, next_page, page_size
 from monitoring.extension import current_services
 from monitoring.uptime.periods import DEFAULT_WINDOW, ROLLING_WINDOWS, VALID_FORMS, parse_period
 from monitoring.uptime.report import render_uptime
@@ -48,8 +47,8 @@ class UptimeQuery(QueryModel):
 
 
 class IncidentsQuery(QueryModel):
-    before: whole_number(1, MAX_ID) | None = Field(None, description="Only incidents with a smaller id.")
-    limit: whole_number(1, MAX_PAGE) = DEFAULT_PAGE
+    before: Before = Field(None, description="Only incidents with a smaller id.")
+    limit: page_size(MAX_PAGE) = DEFAULT_PAGE
 
 
 class Incident(Document):
@@ -225,14 +224,9 @@ class UptimeDocument(Document):
     window: ReportWindow
 
 
-class NextIncidents(Document):
-    before: int
-    href: str
-
-
 class IncidentPage(Document):
     incidents: list[Incident]
-    next: NextIncidents | None
+    next: NextPage | None
 
 
 # --- the endpoints ------------------------------------------------------------------------
@@ -267,13 +261,8 @@ def incident_history(query: IncidentsQuery) -> Response:
     service = current_services().uptime
     page = service.incidents.page(before=query.before, limit=query.limit)
     now = service.clock.now()
-    next_before = page[-1].id if len(page) == query.limit else None
-    return jsonify(
-        {
-            "incidents": [incident.to_json(now) for incident in page],
-            "next": {"before": next_before,
-                     "href": url_for("centinela_uptime.incident_history", before=next_before, limit=query.limit)}
-            if next_before
-            else None,
-        }
-    )
+    return jsonify({
+        "incidents": [incident.to_json(now) for incident in page],
+        "next": next_page(page, query.limit, lambda before: url_for("centinela_uptime.incident_history",
+                                                                    before=before, limit=query.limit)),
+    })
