@@ -42,6 +42,7 @@ from monitoring.api.contract import (
     choice,
     endpoint,
     text_of,
+    tidy_schema,
 )
 from monitoring.api.errors import ApiError
 from monitoring.api.paging import Before, NextPage, next_page, page_size
@@ -716,7 +717,7 @@ class RuleChanges(BaseModel):
 
 
 def _one_of_id_or_fingerprint(schema: dict[str, Any]) -> None:
-    Model.model_config["json_schema_extra"](schema)  # type: ignore[operator,index]
+    tidy_schema(schema)
     schema["oneOf"] = [{"required": ["id"]}, {"required": ["fingerprint"]}]
 
 

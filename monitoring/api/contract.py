@@ -166,7 +166,8 @@ def _required_are_required(schema: dict[str, Any]) -> None:
         del schema["required"]
 
 
-def _absent_is_no_default(schema: dict[str, Any]) -> None:
+def tidy_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a request model as documented (a model's own json_schema_extra calls it too)."""
     # A field whose default is None is simply optional: "default": null would contradict its type.
     for prop in schema.get("properties", {}).values():
         if "default" in prop and prop["default"] is None:
@@ -178,13 +179,13 @@ class Model(BaseModel):
     """Request models: unknown fields are an error, ``field_name`` is the JSON name."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True,
-                              json_schema_extra=_absent_is_no_default)
+                              json_schema_extra=tidy_schema)
 
 
 class QueryModel(BaseModel):
     """Query-string models: unknown parameters (api_key, cache busters) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=_absent_is_no_default)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=tidy_schema)
 
 
 class Document(BaseModel):

@@ -14,7 +14,6 @@ from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
     PUBLIC_UNLESS_PRIVATE,
     Document,
-    ErrorBody,
     QueryModel,
     Timestamp,
     endpoint,
