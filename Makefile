@@ -1,9 +1,9 @@
-# Two commands: `make run` serves Centinela, `make test` runs the tests.
+# `make run` serves Centinela, `make test` runs the tests, `make lint` runs ruff and mypy.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,25 @@ $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.install
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
+# ruff, mypy and the type stubs mypy needs, pinned; mypy reads the runtime packages' own types,
+# so it comes on top of requirements.txt.
+$(VENV)/.installed-lint: requirements.txt requirements-lint.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-lint.txt
+	touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
+# One pytest worker per core (pytest-xdist): the suite spends most of its time waiting on real
+# gunicorn, PostgreSQL and browser processes. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# What each checks, and where: [tool.ruff] and [tool.mypy] in pyproject.toml.
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

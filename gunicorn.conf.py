@@ -2,7 +2,9 @@
 the scheduler started in each worker, clean worker exit.
 
 Configuration is validated here, in the master, before any worker starts: a bad value
-stops start-up with one line naming the variable.
+stops start-up with one line naming the variable. So does a port in use (PORT), and, in
+``on_starting``, a store (DATABASE_URL) or shared rate-limit storage (RATELIMIT_STORAGE_URI)
+that does not answer: one line naming the variable and the address, password hidden, exit 2.
 """
 import sys
 
@@ -60,12 +62,23 @@ if not _port_free():
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    """Once, in the master: create the schema and any missing keys (announced once) before forking."""
+    """Once, in the master: check that the store and the rate-limit storage answer, create the
+    schema and any missing keys (announced once), before forking."""
+    from monitoring.dependencies import DependencyUnavailable, check_rate_limit_storage, check_store
     from monitoring.security.keys import KeyRing
+    from monitoring.security.rate_limits import RateLimits
     from monitoring.services import announce_generated_key
     from monitoring.store.database import Store
 
     store = Store(_settings.database_url)
+    try:
+        check_store(store)
+        limits = RateLimits.from_settings(_settings)
+        # With RATELIMIT_FAIL_OPEN=true each worker says so itself, where the limits are applied.
+        check_rate_limit_storage(limits, _settings.ratelimit_storage_uri, _settings.ratelimit_fail_open, warn=False)
+    except DependencyUnavailable as error:
+        print(f"centinela: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
     store.migrate()
     store.dispose()
     KeyRing.load(_settings.metrics_api_key, _settings.admin_api_key, _settings.var_dir, announce_generated_key)

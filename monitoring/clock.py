@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -44,7 +44,7 @@ def isoformat(epoch_seconds: float | None) -> str | None:
     """RFC 3339 UTC with a Z, the one timestamp format of every response."""
     if epoch_seconds is None:
         return None
-    moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -67,7 +67,7 @@ def parse_timestamp(text: str) -> float:
         text = text[:-1] + "+00:00"
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
         seconds = moment.timestamp()
     except (OverflowError, OSError):  # year 1 at +05:00: before the calendar's first moment

@@ -21,7 +21,7 @@ import threading
 import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app
 from flask.signals import got_request_exception
@@ -123,17 +123,24 @@ class Monitoring:
             # (and flushes) in the process that started it. A weak reference: an app that is
             # gone needs no shutdown.
             reference = weakref.ref(self)
-            atexit.register(lambda: (monitoring := reference()) is not None and monitoring.shutdown())
+
+            def shutdown_if_alive() -> None:
+                monitoring = reference()
+                if monitoring is not None:
+                    monitoring.shutdown()
+
+            atexit.register(shutdown_if_alive)
 
     @staticmethod
-    def of(app: Flask) -> "Monitoring":
+    def of(app: Flask) -> Monitoring:
         """The extension of ``app`` (KeyError if it has none)."""
-        return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+        # Flask types app.extensions as dict[str, Any]; init_app puts this class there.
+        return cast(Monitoring, app.extensions[EXTENSION_KEY])
 
     # --- what a host app uses ------------------------------------------------------------
 
     @property
-    def services(self) -> "Services":
+    def services(self) -> Services:
         if self._services is None:
             raise RuntimeError("Monitoring is not initialised: call Monitoring(app) or init_app(app) first")
         return self._services
@@ -147,45 +154,45 @@ class Monitoring:
         return self.services.clock
 
     @property
-    def store(self) -> "Store":
+    def store(self) -> Store:
         return self.services.store
 
     @property
-    def keyring(self) -> "KeyRing":
+    def keyring(self) -> KeyRing:
         return self.services.keyring
 
     @property
-    def audit(self) -> "AuditLog":
+    def audit(self) -> AuditLog:
         return self.services.audit
 
     @property
-    def scheduler(self) -> "Scheduler":
+    def scheduler(self) -> Scheduler:
         return self.services.scheduler
 
     @property
-    def health(self) -> "HealthService":
+    def health(self) -> HealthService:
         """``centinela.health.register("search", fn, critical=False)`` adds a custom check."""
         return self.services.health
 
     @property
-    def uptime(self) -> "UptimeService":
+    def uptime(self) -> UptimeService:
         return self.services.uptime
 
     @property
-    def business(self) -> "BusinessEvents":
+    def business(self) -> BusinessEvents:
         """``centinela.business.record_payment("succeeded", 1999, "EUR")`` and friends."""
         return self.services.business
 
     @property
-    def errors(self) -> "ErrorTracker":
+    def errors(self) -> ErrorTracker:
         return self.services.errors
 
     @property
-    def outbox(self) -> "Outbox":
+    def outbox(self) -> Outbox:
         return self.services.outbox
 
     @property
-    def alerting(self) -> "AlertEngine":
+    def alerting(self) -> AlertEngine:
         return self.services.alerting
 
     @property
@@ -194,7 +201,7 @@ class Monitoring:
         configured = self.settings.dashboard_public
         return self.standalone if configured is None else configured
 
-    def breaker(self, name: str, ignore: tuple[type[BaseException], ...] = ()) -> "AbstractContextManager[Permit]":
+    def breaker(self, name: str, ignore: tuple[type[BaseException], ...] = ()) -> AbstractContextManager[Permit]:
         """``with centinela.breaker("stripe"): ...``: guard the app's own call with the dependency's
         shared circuit breaker; raises CircuitOpenError while it is open."""
         return self.services.health.breaker(name, ignore)
@@ -233,10 +240,10 @@ def _capture_exception(sender: Flask, exception: BaseException, **extra: Any) ->
 
 def current_monitoring() -> Monitoring:
     """The extension of the app handling the current request."""
-    return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    return cast(Monitoring, current_app.extensions[EXTENSION_KEY])  # see Monitoring.of
 
 
-def current_services() -> "Services":
+def current_services() -> Services:
     return current_monitoring().services
 
 

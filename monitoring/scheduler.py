@@ -12,6 +12,15 @@ LEASE_TTL, not LEASE_TTL plus an evaluation interval.
 ``call_at`` runs a function once at a given moment in this process (the alerting engine's
 dispatch when a group wait ends, so that an alert is sent when it is due, not at the next
 evaluation after it).
+
+While the store does not answer (``Store.availability``): no job logs a traceback for it (the
+store logs the outage once); global jobs are skipped, except those added with
+``during_outage=True`` (the health round), which the process that led when the outage began
+keeps running, since only it can observe and keep what happened meanwhile (the others leave
+it the lease until a moment after the return); a watch renews the heartbeat four times a
+second, so the store's return is noticed at once; and on its return the recovery hooks run
+(the health rounds kept in memory are written), then a health round here and now, then every
+other global job.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +38,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select, update
 
 from monitoring.clock import Clock, isoformat
-from monitoring.store.database import Store
+from monitoring.store.database import Outage, Store, is_store_unavailable
 from monitoring.store.lease import LeaderLease
 from monitoring.store.schema import instances, job_runs
 
@@ -38,6 +48,13 @@ GLOBAL = "global"
 PROCESS = "process"
 TAKEOVER_JOB = "lease_takeover"
 TAKEOVER_MARGIN = 0.05  # seconds after the holder's expiry: its lease is surely over by then
+STORE_WATCH_JOB = "store_watch"
+STORE_WATCH_INTERVAL = 0.25  # seconds between attempts to reach a store that does not answer (one write)
+STORE_OUTAGE_JOB = "store_outage"
+STORE_RECOVERY_JOB = "store_recovery"
+# After an outage, a process that did not lead leaves the lease this long to the one that did,
+# so that the rounds it kept meanwhile are written before anyone runs a newer one.
+RECOVERY_LEASE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class Job:
     func: Callable[[], object]
     interval: float
     scope: str  # GLOBAL or PROCESS
+    during_outage: bool = False  # a global job the last known leader runs while the store is out
 
 
 class Scheduler:
@@ -87,6 +105,10 @@ class Scheduler:
         self._instance = Instance.current(zone)
         self._lease = LeaderLease(store, self._instance.instance_id, clock, lease_ttl)
         self._leading = False
+        self._recovery_hooks: list[Callable[[], object]] = []
+        self._recovered_at: float | None = None  # time.monotonic() of the store's last return
+        store.availability.on_outage.append(self._store_went_away)
+        store.availability.on_recovery.append(self._store_came_back)
 
     @property
     def instance(self) -> Instance:
@@ -108,9 +130,10 @@ class Scheduler:
         self.instance  # noqa: B018  # a forked child first takes an identity (and lease holder) of its own
         return self._lease
 
-    def add_global(self, name: str, func: Callable[[], object], interval: float) -> None:
-        """A job that must run once per interval across all workers and hosts."""
-        self.jobs[name] = Job(name, func, interval, GLOBAL)
+    def add_global(self, name: str, func: Callable[[], object], interval: float, *, during_outage: bool = False) -> None:
+        """A job that must run once per interval across all workers and hosts. ``during_outage``: the
+        process that led when the store stopped answering keeps running it meanwhile (unrecorded)."""
+        self.jobs[name] = Job(name, func, interval, GLOBAL, during_outage)
 
     def add_process(self, name: str, func: Callable[[], object], interval: float) -> None:
         """A job that runs in every process (flushing its own buffers, sampling itself)."""
@@ -120,11 +143,24 @@ class Scheduler:
         """Run ``hook`` in each process that starts the threads, before the first job."""
         self._start_hooks.append(hook)
 
+    def on_store_recovery(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` in this process when the store answers again, before the global jobs run."""
+        self._recovery_hooks.append(hook)
+
     # --- running ---------------------------------------------------------------------------
 
     def run_global(self, name: str) -> bool:
-        """Run a global job now if this process is the leader; record the run. True if it ran."""
+        """Run a global job now if this process is the leader; record the run. True if it ran.
+
+        While the store is out, only ``during_outage`` jobs run, in the process that led when it
+        went (its lease cannot be renewed meanwhile), and no run is recorded.
+        """
         job = self.jobs[name]
+        if self.store.availability.down:
+            if not (job.during_outage and (self._leading or self.lease.held())):
+                return False
+            self._call(job)
+            return True
         if not self.lease.held():
             return False
         started = self.clock.now()
@@ -133,32 +169,49 @@ class Scheduler:
             job.func()
         except Exception as exc:  # a failing job must not kill the scheduler thread
             ok, detail = False, f"{type(exc).__name__}: {exc}"[:500]
-            log.exception("global job %s failed", name)
-        with self.store.write() as conn:
-            conn.execute(
-                job_runs.insert().values(
-                    job=name,
-                    holder=self.instance_id,
-                    started_at=started,
-                    finished_at=self.clock.now(),
-                    ok=int(ok),
-                    detail=detail,
+            if not self.store.availability.failed(exc):
+                log.exception("global job %s failed", name)
+        try:
+            with self.store.write() as conn:
+                conn.execute(
+                    job_runs.insert().values(
+                        job=name,
+                        holder=self.instance_id,
+                        started_at=started,
+                        finished_at=self.clock.now(),
+                        ok=int(ok),
+                        detail=detail,
+                    )
                 )
-            )
+        except Exception as exc:
+            if not is_store_unavailable(exc):
+                raise
         return True
 
-    def run_process(self, name: str) -> None:
+    def _call(self, job: Job) -> None:
+        """Run a job; a failure is logged with its traceback unless it is the store's outage (logged once)."""
         try:
-            self.jobs[name].func()
-        except Exception:
-            log.exception("job %s failed", name)
+            job.func()
+        except Exception as exc:  # a failing job must not kill the scheduler thread
+            if not self.store.availability.failed(exc):
+                log.exception("job %s failed", job.name)
+
+    def run_process(self, name: str) -> None:
+        self._call(self.jobs[name])
 
     def heartbeat(self) -> None:
         """Renew or take the lease, and say in the store that this instance is alive."""
         held = False
         try:
-            held = self.lease.try_acquire()
-        except Exception:
+            if self._leaves_lease_to_outage_leader():
+                held = False
+            else:
+                held = self.lease.try_acquire()
+        except Exception as exc:
+            if self.store.availability.failed(exc):
+                # Nobody can renew meanwhile: whoever led keeps observing (run_global), and the
+                # lease is settled again when the store returns.
+                return
             log.exception("lease renewal failed")
         if held and not self._leading:
             self._run_global_jobs_now()
@@ -174,40 +227,93 @@ class Scheduler:
             "started_at": now,
             "last_seen": now,
         }
-        with self.store.write() as conn:
-            conn.execute(
-                self.store.insert(instances)
-                .values(**row)
-                .on_conflict_do_update(index_elements=["instance_id"],
-                                       set_={"last_seen": now, "zone": self.zone, "stopped_at": None})
-            )
+        try:
+            with self.store.write() as conn:
+                conn.execute(
+                    self.store.insert(instances)
+                    .values(**row)
+                    .on_conflict_do_update(index_elements=["instance_id"],
+                                           set_={"last_seen": now, "zone": self.zone, "stopped_at": None})
+                )
+        except Exception as exc:
+            if not self.store.availability.failed(exc):
+                raise
+
+    # --- the store's outages ---------------------------------------------------------------------
+
+    def _leaves_lease_to_outage_leader(self) -> bool:
+        """A follower does not take the lease while the store is out, nor just after it returns."""
+        if self._leading:
+            return False
+        if self.store.availability.down:
+            return True
+        recovered = self._recovered_at
+        return recovered is not None and time.monotonic() - recovered < RECOVERY_LEASE_GRACE
+
+    def _watch_store(self) -> None:
+        """While the store is out: try it (a real write, the heartbeat) so that its return is seen at once."""
+        if self.store.availability.down:
+            self.heartbeat()
+
+    def _store_went_away(self, _outage: Outage) -> None:
+        # A round at once records the moment the outage began (kept in memory until the store returns).
+        self.call_at(STORE_OUTAGE_JOB, lambda: self._run_global_jobs_now(during_outage_only=True), self.clock.now())
+
+    def _store_came_back(self, _outage: Outage) -> None:
+        self._recovered_at = time.monotonic()
+        self.call_at(STORE_RECOVERY_JOB, self.after_store_recovery, self.clock.now())
+
+    def after_store_recovery(self) -> None:
+        """The store answers again: write what was kept meanwhile, settle the lease, then run the
+        ``during_outage`` jobs here and now (a health round: health is right at once) and every
+        other global job at once on its own thread."""
+        for hook in self._recovery_hooks:
+            try:
+                hook()
+            except Exception as exc:
+                if not self.store.availability.failed(exc):
+                    log.exception("store recovery hook failed")
+        was_leading = self._leading
+        self.heartbeat()  # a process that takes the lease now runs every global job at once by itself
+        if not (was_leading and self._leading):
+            return
+        for job in list(self.jobs.values()):
+            if job.scope == GLOBAL and job.during_outage:
+                self.run_global(job.name)
+        self._run_global_jobs_now(skip_during_outage=True)
 
     # --- taking over, one-shot runs ------------------------------------------------------------
 
-    def _run_global_jobs_now(self) -> None:
+    def _run_global_jobs_now(self, during_outage_only: bool = False, skip_during_outage: bool = False) -> None:
         """A new leader does at once what the old one may have left: evaluate, deliver, check."""
         scheduler = self._scheduler
         if scheduler is None or self._pid != os.getpid():
             return  # start() runs them at once anyway
         now = datetime.now(timezone.utc)
         for job in self.jobs.values():
-            if job.scope == GLOBAL:
-                try:
-                    scheduler.modify_job(job.name, next_run_time=now)
-                except Exception:  # the job's own interval still runs it
-                    log.exception("could not run %s at once", job.name)
+            if job.scope != GLOBAL or (during_outage_only and not job.during_outage) \
+                    or (skip_during_outage and job.during_outage):
+                continue
+            try:
+                scheduler.modify_job(job.name, next_run_time=now)
+            except Exception:  # the job's own interval still runs it
+                log.exception("could not run %s at once", job.name)
 
     def _watch_lease(self) -> None:
         """Try again the moment the holder's lease expires, rather than up to a heartbeat later."""
         try:
             holder = self.lease.current()
-        except Exception:
-            log.exception("could not read the lease")
+        except Exception as exc:
+            if not self.store.availability.failed(exc):
+                log.exception("could not read the lease")
             return
         now = self.clock.now()
         if holder is None or holder.holder == self.instance.instance_id:
             return
         expires = max(holder.expires_at, now) + TAKEOVER_MARGIN
+        recovered = self._recovered_at
+        if recovered is not None:  # not before the grace left to the outage's leader is over
+            expires = max(expires, now + RECOVERY_LEASE_GRACE - (time.monotonic() - recovered) + TAKEOVER_MARGIN)
         if expires - now < self.lease_ttl / 3:  # sooner than the next heartbeat
             self.call_at(TAKEOVER_JOB, self.heartbeat, expires)
 
@@ -227,12 +333,12 @@ class Scheduler:
                               replace_existing=True, misfire_grace_time=None)
         return True
 
-    @staticmethod
-    def _run_once(name: str, func: Callable[[], object]) -> None:
+    def _run_once(self, name: str, func: Callable[[], object]) -> None:
         try:
             func()
-        except Exception:
-            log.exception("one-shot job %s failed", name)
+        except Exception as exc:
+            if not self.store.availability.failed(exc):
+                log.exception("one-shot job %s failed", name)
 
     def mark_stopped(self) -> None:
         """Say in the store that this instance stopped on purpose: the zones stop listing it at once
@@ -256,6 +362,7 @@ class Scheduler:
                     log.exception("scheduler start hook failed")
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
+            scheduler.add_job(self._watch_store, "interval", seconds=STORE_WATCH_INTERVAL, id=STORE_WATCH_JOB)
             started = datetime.now(timezone.utc)
             for job in self.jobs.values():
                 target = self.run_global if job.scope == GLOBAL else self.run_process
@@ -276,8 +383,9 @@ class Scheduler:
                 )
             try:
                 self.heartbeat()  # take the lease now if it is free, rather than one period later
-            except Exception:
-                log.warning("first heartbeat failed; the scheduler retries on its interval", exc_info=True)
+            except Exception as exc:
+                if not self.store.availability.failed(exc):
+                    log.warning("first heartbeat failed; the scheduler retries on its interval", exc_info=True)
             scheduler.start()
             self._scheduler = scheduler
             self._pid = os.getpid()
@@ -300,18 +408,21 @@ class Scheduler:
         for job in final_jobs or ():
             try:
                 job()
-            except Exception:
-                log.exception("final job at shutdown failed")
+            except Exception as exc:
+                if not self.store.availability.failed(exc):
+                    log.exception("final job at shutdown failed")
         if mine:
             try:
                 if self.lease.held():
                     self.lease.release()
-            except Exception:
-                log.exception("lease release failed")
+            except Exception as exc:
+                if not self.store.availability.failed(exc):
+                    log.exception("lease release failed")
             try:
                 self.mark_stopped()
-            except Exception:  # the store is gone: the heartbeat times out instead
-                log.exception("could not mark this instance stopped")
+            except Exception as exc:  # the store is gone: the heartbeat times out instead
+                if not self.store.availability.failed(exc):
+                    log.exception("could not mark this instance stopped")
 
     @property
     def running(self) -> bool:

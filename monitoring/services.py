@@ -30,9 +30,12 @@ from monitoring.business.figures import BusinessProvider
 from monitoring.clock import Clock, SystemClock
 from monitoring.dashboard.data import DashboardSources, sources_of
 from monitoring.dashboard.session import DashboardSessions
+from monitoring.dependencies import check_rate_limit_storage, check_store
 from monitoring.errors.sentry import SentryReporter
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
+from monitoring.health.results import ServiceHealth
 from monitoring.health.service import HealthService
+from monitoring.health.status import DEGRADED
 from monitoring.metrics.categories import CategoryProvider
 from monitoring.metrics.performance import PerformanceProvider, SystemProvider
 from monitoring.metrics.recorder import RequestRecorder
@@ -127,6 +130,18 @@ class Services:
         self.store.dispose()
 
 
+RATE_LIMIT_SERVICE = "ratelimit"
+
+
+def rate_limit_health(limits: RateLimits, now: float) -> ServiceHealth | None:
+    """The rate-limit storage as a health dependency, listed while it fails: degraded (requests pass
+    unlimited), never critical."""
+    if not limits.failing:
+        return None
+    return ServiceHealth(RATE_LIMIT_SERVICE, DEGRADED, False, "datastore", None, now,
+                         "rate-limit storage does not answer: requests are not limited", None)
+
+
 def announce_generated_key(role: str, key_id: str, path: str) -> None:
     """Said once, when a key is first generated: where it is, never its value (logs outlive secrets)."""
     import sys
@@ -148,11 +163,14 @@ def build_services(
     """
     clock = clock or SystemClock()
     store = Store(settings.database_url, clock)
+    # The store and a shared rate-limit storage must answer: DependencyUnavailable, one line, if not.
+    check_store(store)
     store.migrate()
+    limits = RateLimits.from_settings(settings)
+    check_rate_limit_storage(limits, settings.ratelimit_storage_uri, settings.ratelimit_fail_open)
     keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key)
     audit = AuditLog(store, clock)
     scheduler = Scheduler(store, clock, settings.lease_ttl, settings.zone)
-    limits = RateLimits.from_settings(settings)
     categories: dict[str, CategoryProvider] = {}
     retention: list[RetentionRule] = [
         RetentionRule(audit_log, audit_log.c.at, settings.audit_retention_days * DAY),
@@ -182,7 +200,11 @@ def build_services(
 
     # --- health checks and circuit breakers ------------------------------------------------
     health = HealthService(store, clock, settings)
-    scheduler.add_global(HEALTH_JOB, health.run_exclusive_round, settings.health_check_interval)
+    # While the store is out, the leader of the moment it went keeps checking and keeps the rounds
+    # in memory; they are written when it returns (then a round runs at once).
+    scheduler.add_global(HEALTH_JOB, health.run_exclusive_round, settings.health_check_interval, during_outage=True)
+    scheduler.on_store_recovery(health.save_pending)
+    health.live_dependencies.append(lambda now: rate_limit_health(limits, now))
     retention += [
         RetentionRule(health_results, health_results.c.checked_at, metrics_retention),
         RetentionRule(health_events, health_events.c.at, settings.incident_retention_days * DAY),

@@ -251,6 +251,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RATELIMIT_LOGIN", "ratelimit_login", "10/minute", _rate_limit,
              "Limit per client address on failed sign-ins to the HTML dashboard."),
     Variable("RATELIMIT_ENABLED", "ratelimit_enabled", "true", _bool, "Turn rate limiting off entirely (tests)."),
+    Variable("RATELIMIT_FAIL_OPEN", "ratelimit_fail_open", "false", _bool,
+             "Start even when the RATELIMIT_STORAGE_URI storage does not answer (a warning, and a degraded "
+             "ratelimit dependency in health, while requests pass unlimited). Default: start-up stops."),
     Variable("RATELIMIT_KEY_PREFIX", "ratelimit_key_prefix", "centinela", _zone,
              "Prefix of the rate-limit counters in their storage (one per Centinela sharing a Redis)."),
     # integrations
@@ -426,6 +429,7 @@ class Settings:
     ratelimit_events: str
     ratelimit_login: str
     ratelimit_enabled: bool
+    ratelimit_fail_open: bool
     ratelimit_key_prefix: str
     sentry_dsn: str = field(repr=False)  # secret-bearing: never in a repr or log
     sentry_environment: str

@@ -368,10 +368,9 @@ def test_sign_in_body_must_be_a_form(client: Any) -> None:
 
 
 def _limited(make_settings: Callable[..., Settings], clock: ManualClock, storage: str) -> Flask:
-    application = create_app(make_settings({"RATELIMIT_LOGIN": "3/minute", "RATELIMIT_STORAGE_URI": storage}),
-                             clock=clock)
-    application.config["RATELIMIT_KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
-    return application
+    # Centinela's own prefix (the host's flask-limiter one is not read): runs sharing a Redis keep apart.
+    return create_app(make_settings({"RATELIMIT_LOGIN": "3/minute", "RATELIMIT_STORAGE_URI": storage,
+                                     "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}"}), clock=clock)
 
 
 @pytest.mark.parametrize("storage", ["memory", "redis"])

@@ -72,8 +72,9 @@ MOVES_WITH_TIME = {
 # data") until then, then a verdict that stays; "enough" goes from false to true, never back. A
 # short window (the metrics export's 5 minutes) crosses the threshold within seconds, maybe
 # during the reads.
-SETTLES = ["*sla.compliance.*"]
-MOVES_EVERYWHERE = ["*coverage.enough"]
+# At any depth (``**``): the metrics export nests them deeper (``uptime.uptime.coverage.enough``).
+SETTLES = ["**sla.compliance.*"]
+MOVES_EVERYWHERE = ["**coverage.enough"]
 # A trailing window read in whole minutes covers from the start of its first minute: its length
 # rises within a minute and falls back at the next. Checked against the answer's own window instead.
 COVERED_SECONDS = "performance.scope.coveredSeconds"
@@ -108,8 +109,10 @@ def generic(path: str) -> str:
 
 
 def matches(path: str, pattern: str) -> bool:
-    """``*`` stands for any text within one name; everything else, brackets included, is literal."""
-    return re.fullmatch(re.escape(pattern).replace(r"\*", r"[^.]*"), generic(path)) is not None
+    """``*`` stands for any text within one name, ``**`` for any text at all; everything else,
+    brackets included, is literal."""
+    expression = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", r"[^.]*")
+    return re.fullmatch(expression, generic(path)) is not None
 
 
 def comparable(value: Any) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.alerts.admin import Actor, InvalidSilence
 from monitoring.alerts.matchers import Matcher, matches_all, parse_matchers, to_json as matchers_json
@@ -151,7 +151,9 @@ class Silences:
             "expired_by": "",
         }
         with self.store.write() as conn:
-            new_id = conn.execute(alert_silences.insert().values(**values)).inserted_primary_key[0]
+            inserted = conn.execute(alert_silences.insert().values(**values)).inserted_primary_key
+            assert inserted is not None  # an INSERT of one row always has its key
+            new_id = inserted[0]
             silence = _silence({"id": new_id, **values})
             self.audit.record(ADMIN_ACTION, actor.who, "alerts.silence", client_ip=actor.client_ip, path=actor.path,
                               conn=conn, detail={"silence": silence.to_json(now)})
@@ -197,7 +199,7 @@ class Silences:
             return [_silence(row) for row in conn.execute(query.limit(limit)).mappings()]
 
 
-def _silence(row: Mapping[str, Any]) -> Silence:
+def _silence(row: Mapping[str, Any] | RowMapping) -> Silence:
     return Silence(
         id=int(row["id"]),
         matchers=parse_matchers(json.loads(row["matchers"])),

@@ -20,7 +20,13 @@ from typing import Any, Callable, Sequence
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from monitoring.api.errors import ApiError, api_error_response, http_exception_response, unhandled_response
+from monitoring.api.errors import (
+    ApiError,
+    api_error_response,
+    http_exception_response,
+    register_store_unavailable_handler,
+    unhandled_response,
+)
 from monitoring.extension import current_monitoring
 from monitoring.security.rate_limits import Verdict
 
@@ -90,6 +96,7 @@ def centinela_blueprint(
 
     bp.register_error_handler(ApiError, api_error_response)
     bp.register_error_handler(HTTPException, http_exception_response)
+    register_store_unavailable_handler(bp)  # 503 store_unavailable while the store does not answer
     bp.register_error_handler(Exception, unhandled_response)
     return bp
 

@@ -276,7 +276,7 @@ def endpoint(
     e.g. a role that depends on the action; ``security`` then documents what it accepts). The
     view receives ``query=`` and ``body=``. ``headers_model`` documents request headers.
     Errors every endpoint may answer (400 for bad input, 401/403 for keys, 413/415 for bodies,
-    429) are added to the document by themselves.
+    429, 503 store_unavailable) are added to the document by themselves.
     """
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in responses.items()}
     for status in _implied_errors(key, query, body):
@@ -323,7 +323,7 @@ def endpoint(
 
 
 def _implied_errors(key: str | None, query: Any, body: Any) -> list[int]:
-    errors = [429]
+    errors = [429, 503]  # 503: store_unavailable while the store does not answer (with Retry-After)
     if query is not None or body is not None:
         errors.append(400)
     if key in (METRICS, ADMIN, PUBLIC_UNLESS_PRIVATE, None):
@@ -496,9 +496,10 @@ def _complete(operation: dict[str, Any], declared: Operation) -> None:
         responses.setdefault(str(status), {"description": ""}).setdefault("headers", {}).update(headers)
     for status, description in declared.descriptions.items():
         responses.setdefault(str(status), {})["description"] = description
-    if "429" in responses:
-        responses["429"].setdefault("headers", {})["Retry-After"] = {
-            "schema": {"type": "integer"}, "description": "Seconds to wait."}
+    for status in ("429", "503"):
+        if status in responses:
+            responses[status].setdefault("headers", {})["Retry-After"] = {
+                "schema": {"type": "integer"}, "description": "Seconds to wait."}
     for status, response in responses.items():
         if status.startswith("2"):
             response.setdefault("headers", {}).update(_RATE_HEADERS)

@@ -88,10 +88,47 @@ def unhandled_response(exc: Exception) -> Response:
     return error_response(500, "internal error; the details are in the server log")
 
 
+# How long a client should wait before asking again while the store is unavailable: about
+# the time the scheduler takes to notice that it is back (it probes it twice a second).
+STORE_RETRY_AFTER_SECONDS = 5
+
+
+def store_unavailable_response(exc: Exception) -> Response:
+    """A request that needed the store while it does not answer: 503 store_unavailable, Retry-After.
+
+    Not a 500 and not a traceback per request: the outage is logged once by the store's
+    availability (``monitoring.store.database``), and error tracking is not told (it would
+    only buffer the same outage again). Errors that merely look alike (bad SQL) stay 500s.
+    """
+    from monitoring.extension import current_monitoring
+    from monitoring.store.database import is_store_unavailable
+
+    if not is_store_unavailable(exc):
+        return unhandled_response(exc)
+    try:
+        current_monitoring().store.availability.failed(exc)
+    except Exception:  # an app without Centinela's extension: the answer is the same
+        pass
+    response = error_response(
+        503, "the store does not answer; retry after the time in Retry-After", "store_unavailable"
+    )
+    response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def register_store_unavailable_handler(target: Any) -> None:
+    """On a blueprint (or the service's app): SQLAlchemy's outage errors answer 503 store_unavailable."""
+    from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeoutError
+
+    for error_class in (OperationalError, InterfaceError, PoolTimeoutError):
+        target.register_error_handler(error_class, store_unavailable_response)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error of ``app`` in the JSON shape (the service's choice; a host's is its own)."""
     app.register_error_handler(ApiError, api_error_response)
     app.register_error_handler(HTTPException, http_exception_response)
+    register_store_unavailable_handler(app)
     app.register_error_handler(Exception, unhandled_response)
 
 

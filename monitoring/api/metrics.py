@@ -25,6 +25,7 @@ from monitoring.metrics.scope import ScopedProvider
 from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services
+from monitoring.store.database import is_store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def _section(monitoring: Services, name: str, window: TimeWindow, include_intern
         if isinstance(provider, ScopedProvider):  # it counts requests: in this answer's one scope
             return provider.report(window, include_internal)
         report = provider(window)
-    except Exception:
+    except Exception as error:
+        if is_store_unavailable(error):
+            raise  # no category can be computed: the export answers 503 store_unavailable
         # One failing category must not take the whole export (and every scraper) down with it.
         log.exception("metrics provider %s failed", name)
         return Unavailable(f"the {name} figures could not be computed; the details are in the server log")

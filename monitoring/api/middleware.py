@@ -29,9 +29,11 @@ import logging
 import os
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
+from werkzeug.local import LocalProxy
 from werkzeug.routing import Rule
 
 from monitoring.errors.sanitiser import sanitise_text
@@ -52,7 +54,7 @@ def route_template(rule: str) -> str:
 
 def is_internal_endpoint(endpoint: str | None) -> bool:
     """Centinela's own endpoints, which SLO and alert figures leave out."""
-    return bool(endpoint) and endpoint.startswith(INTERNAL_BLUEPRINT_PREFIX)  # type: ignore[union-attr]
+    return endpoint is not None and endpoint.startswith(INTERNAL_BLUEPRINT_PREFIX)
 
 
 def install_request_hooks(
@@ -68,7 +70,9 @@ def install_request_hooks(
     getpid = os.getpid
     record = recorder.record
     inner = app.wsgi_app
-    get_request = request._get_current_object  # one context lookup, not a proxy hop per attribute
+    # One context lookup, not a proxy hop per attribute. Flask declares ``request`` as the Request
+    # it stands for; it is the werkzeug LocalProxy that has _get_current_object.
+    get_request = cast("LocalProxy[Request]", request)._get_current_object
     started_in: list[int] = [getpid() if start_process is None else -1]
 
     def label(rule: Rule | None) -> tuple[str, bool]:
@@ -84,8 +88,10 @@ def install_request_hooks(
 
     def start_this_process() -> None:
         started_in[0] = getpid()
+        if start_process is None:  # a forked child of a process with nothing to start
+            return
         try:
-            start_process()  # type: ignore[misc]
+            start_process()
         except Exception:  # monitoring that cannot start must not fail the request
             log.exception("could not start Centinela's scheduler in this process")
 
@@ -123,6 +129,7 @@ def install_request_hooks(
     # Flask runs after_request hooks last-registered first: first in the list runs last, so
     # the status is the one the other hooks settled on.
     app.after_request_funcs.setdefault(None, []).insert(0, note_outcome)
+    # Replacing wsgi_app is Flask's documented way to wrap it; mypy sees a method assigned to.
     app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
 
 
@@ -130,6 +137,6 @@ def _match_rule(app: Flask, environ: dict[str, Any]) -> Rule | None:
     """The URL rule matched again, for the rare request our hook never saw."""
     try:
         rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
-        return rule  # type: ignore[no-any-return]
+        return rule
     except Exception:
         return None

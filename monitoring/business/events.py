@@ -13,10 +13,11 @@ import hmac
 import math
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from monitoring.business.currencies import is_currency
 from monitoring.clock import Clock
@@ -116,7 +117,7 @@ class UserActivityEvent:
     event_id: str | None = None
 
 
-BusinessEvent = Union[PaymentEvent, TicketEvent, UserActivityEvent]
+BusinessEvent = PaymentEvent | TicketEvent | UserActivityEvent
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class UserIdHasher:
         return "UserIdHasher(key=[redacted])"
 
     @classmethod
-    def load(cls, configured_key: str, var_dir: str) -> "UserIdHasher":
+    def load(cls, configured_key: str, var_dir: str) -> UserIdHasher:
         """USER_ID_HASH_KEY if set, else the key generated once into VAR_DIR (as the API keys are)."""
         if configured_key:
             return cls(configured_key)
@@ -245,7 +246,7 @@ class _ItemChecker:
             self.fail("timestamp", "must carry a UTC offset (Z or +hh:mm)")
             return None
         try:
-            at = moment.astimezone(timezone.utc).timestamp()
+            at = moment.astimezone(UTC).timestamp()
         except (OverflowError, ValueError, OSError):  # year 1 at +05:00 or 9999 at -05:00: no such UTC moment
             self.fail("timestamp", "must be a moment between the years 1970 and 9999")
             return None
@@ -286,7 +287,7 @@ def _parse_one(
         if failure_code and outcome == SUCCEEDED:
             check.fail("failure_code", "only a failed payment has a failure code")
         if not check.errors:
-            assert outcome is not None and amount is not None and at is not None
+            assert outcome is not None and amount is not None and at is not None and currency is not None
             event = PaymentEvent(at, outcome, amount, currency.upper(), provider or "", failure_code or "", event_id)
     elif kind == TICKET:
         operation = check.choice("operation", TICKET_OPERATIONS)
@@ -306,7 +307,7 @@ def _parse_one(
                                   "or an integer")
         action = check.label("action", required=True)
         if not check.errors:
-            assert at is not None and action is not None
+            assert at is not None and action is not None and isinstance(user_id, str)
             event = UserActivityEvent(at, hasher.hash(user_id), action, event_id)
     return event, check.errors
 
@@ -412,6 +413,6 @@ def python_timestamp(value: datetime | float | None) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidEvents([FieldError(0, "timestamp", "must be a timezone-aware datetime or epoch seconds")])
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise InvalidEvents([FieldError(0, "timestamp", "is not a representable time")]) from None

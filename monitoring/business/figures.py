@@ -82,7 +82,7 @@ class BusinessFigures:
     tickets: list[TicketOperationFigures]
 
 
-def _in(column: Column, start: float, end: float) -> Any:
+def _in(column: Column[float], start: float, end: float) -> Any:
     return and_(column >= start, column < end)
 
 
@@ -92,7 +92,7 @@ def business_figures(store: Store, window: TimeWindow) -> BusinessFigures:
     active_windows = dict(ACTIVE_USER_WINDOWS)
     active_windows.setdefault(window.label, window.seconds)
     with store.read() as conn:
-        outcomes = dict(
+        outcomes: dict[str, int] = dict(
             conn.execute(
                 select(p.c.outcome, func.count()).where(_in(p.c.at, window.start, window.end)).group_by(p.c.outcome)
             ).all()

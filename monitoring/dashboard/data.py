@@ -34,7 +34,7 @@ from monitoring.metrics.exporters import Unavailable
 from monitoring.metrics.performance import performance_json
 from monitoring.metrics.rollups import RequestRollups
 from monitoring.notify.model import SEVERITIES
-from monitoring.store.database import Store
+from monitoring.store.database import Store, is_store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ def _section(name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One section, or why it is missing: one failing feature must not blank the whole dashboard."""
     try:
         return build()
-    except Exception:
+    except Exception as error:
+        if is_store_unavailable(error):
+            raise  # no section can be built: the request answers 503 store_unavailable
         log.exception("dashboard section %s failed", name)
         return _unavailable(f"the {name} figures could not be computed; the details are in the server log")
 
@@ -263,7 +265,9 @@ def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | 
     else:
         try:
             document["uptime"], document["incidents"] = uptime_sections(sources.uptime(now))
-        except Exception:
+        except Exception as error:
+            if is_store_unavailable(error):
+                raise
             log.exception("dashboard section uptime failed")
             reason = "the uptime figures could not be computed; the details are in the server log"
             document["uptime"], document["incidents"] = _unavailable(reason), _unavailable(reason)

@@ -155,7 +155,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Final
 
@@ -647,7 +647,7 @@ def _key_is_sensitive(name: str) -> bool:
 _key_is_sensitive_cached = lru_cache(maxsize=4096)(_key_is_sensitive)
 
 
-def is_sensitive_key(name: str) -> bool:
+def is_sensitive_key(name: str | bytes | bytearray) -> bool:
     """Return True if a mapping key / parameter / header *name* looks secret.
 
     See the module docstring for the exact rule: word segments (split on
@@ -998,7 +998,7 @@ def _apply_rules(text: str) -> str:
     return _mask_cards(text)
 
 
-def sanitise_text(text: str) -> str:
+def sanitise_text(text: str | bytes | bytearray | memoryview) -> str:
     """Return *text* with e-mails, card numbers, secrets and IPs scrubbed.
 
     ``bytes`` are accepted and decoded as UTF-8 with replacement characters.
@@ -1045,12 +1045,14 @@ def _sanitise_name(name: object, depth: int, active: set[int]) -> tuple[object, 
     return _sanitise(name, depth, active), False
 
 
-def _rebuild_sequence(original: list | tuple, items: list[object]) -> list | tuple:
+def _rebuild_sequence(original: list[object] | tuple[object, ...], items: list[object]) -> list[object] | tuple[object, ...]:
     if isinstance(original, list):
         return items
     if hasattr(original, "_fields"):
+        # A namedtuple takes its fields one by one (tuple itself takes one iterable).
+        namedtuple_type: Callable[..., tuple[object, ...]] = type(original)
         try:
-            return type(original)(*items)
+            return namedtuple_type(*items)
         except TypeError:
             pass
     return tuple(items)

@@ -16,9 +16,13 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitoring.errors.sanitiser import sanitise
+
+if TYPE_CHECKING:  # sentry-sdk is imported only when Sentry is configured (see SentryReporter.start)
+    from sentry_sdk.client import BaseClient
+    from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +62,32 @@ def sentry_options(settings: Any, default_release: str = "") -> SentryOptions | 
     )
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def scrub_event(event: Event, hint: Hint | None = None) -> Event | None:
     """before_send / before_send_transaction: the whole event through the sanitiser, or dropped."""
     try:
+        # sanitise() is typed object -> object: a mapping comes back as a dict of the same keys,
+        # but a secret value becomes "[redacted]" whatever the event's schema says it is.
         return sanitise(event)  # type: ignore[return-value]
     except Exception:
         log.warning("a Sentry event was dropped: it could not be sanitised")
         return None
 
 
-def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def scrub_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint | None = None) -> Breadcrumb | None:
     """before_breadcrumb: breadcrumbs carry log messages and URLs, so they are sanitised too."""
     try:
+        # As in scrub_event: the scrubbed copy of a dict is a dict (sanitise() says object).
         return sanitise(crumb)  # type: ignore[return-value]
     except Exception:
         return None
 
 
-def _running_options(client: Any) -> SentryOptions | None:
+def _running_options(client: BaseClient) -> SentryOptions | None:
     """The options of the process's client if it is one of ours (our scrubbing hook), else None."""
     if not client.is_active() or client.options.get("before_send") is not scrub_event:
         return None
-    return client.options.get("centinela_options")
+    options = client.options.get("centinela_options")
+    return options if isinstance(options, SentryOptions) else None
 
 
 def init_sentry(options: SentryOptions) -> bool:
@@ -156,7 +164,7 @@ class SentryReporter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, default_release: str = "") -> "SentryReporter":
+    def from_settings(cls, settings: Any, default_release: str = "") -> SentryReporter:
         return cls(sentry_options(settings, default_release))
 
     def start(self) -> bool:

@@ -116,7 +116,7 @@ def describe_network_error(exc: BaseException, timeout: float) -> str:
         if isinstance(cause, (requests.Timeout, urllib3.exceptions.TimeoutError)):
             return f"timed out after {timeout:g}s"
     for cause in causes:
-        if isinstance(cause, OSError) and cause.errno in errno.errorcode:
+        if isinstance(cause, OSError) and cause.errno is not None and cause.errno in errno.errorcode:
             return f"connection failed ({errno.errorcode[cause.errno]})"
     return "connection failed"
 
@@ -173,7 +173,8 @@ def database_probe(store: Store) -> Callable[[], Probe]:
         try:
             seconds = store.ping()
         except Exception as exc:  # any driver error: the store did not answer
-            log.warning("database health check failed: %s", type(exc).__name__)
+            if not store.availability.failed(exc):  # an outage is logged once, by the store itself
+                log.warning("database health check failed: %s", type(exc).__name__)
             return Probe.failed(_database_error(exc))
         return Probe(HEALTHY, seconds * 1000.0)
 
@@ -191,6 +192,14 @@ def _database_error(exc: BaseException) -> str:
         return "database is locked"
     if "authentication" in text or "password" in text:
         return "authentication failed"
+    if "too many connections" in text or "connection limit" in text:
+        return "too many connections"
+    if "terminat" in text or "closed the connection" in text or "shutting down" in text:
+        return "connection terminated"
+    if "does not exist" in text and "database" in text:
+        return "no such database"
+    if "unable to open" in text or "disk i/o" in text or "readonly" in text or "read-only" in text:
+        return "store file not usable"
     return "query failed"
 
 

@@ -236,7 +236,8 @@ def window_stats(store: Store, start: float, end: float) -> dict[str, WindowStat
 
 def latest_round_at(store: Store) -> float | None:
     with store.read() as conn:
-        return conn.execute(select(func.max(health_status.c.checked_at))).scalar_one()
+        latest: float | None = conn.execute(select(func.max(health_status.c.checked_at))).scalar_one()
+        return latest
 
 
 def _rounded(value: float | None) -> float | None:

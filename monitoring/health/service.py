@@ -1,11 +1,21 @@
 """HealthService: runs the checks (in parallel, each with its own deadline), stores what they find,
-and answers from the store. One per app; the health blueprint's install() builds it."""
+and answers from the store. One per app; the health blueprint's install() builds it.
+
+While the store does not answer, the rounds go on (run by the process that led when it went,
+see ``monitoring.scheduler``) and are kept in memory, up to MAX_PENDING_ROUNDS, with the
+database marked unhealthy ("store unavailable") when its own probe got through; they are
+written, oldest first, when the store returns, so the timeline shows the outage as down time
+and an incident. Answers list the parts this process observes itself while they fail: the
+``store`` (unhealthy, critical) and, through ``live_dependencies``, the rate-limit storage.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -39,9 +49,10 @@ from monitoring.health.results import (
     save_results,
     window_stats,
 )
+from monitoring.health.checks import DATASTORE
 from monitoring.health.status import UNHEALTHY, UNKNOWN
 from monitoring.metrics.categories import CategoryReport, TimeWindow
-from monitoring.store.database import Store
+from monitoring.store.database import Store, is_store_unavailable
 from monitoring.store.lease import LeaderLease
 
 log = logging.getLogger(__name__)
@@ -55,6 +66,11 @@ STORE_UNAVAILABLE_ERROR = "store unavailable"
 # A lease row held while a round runs; it outlives the slowest check, then frees itself.
 ROUND_LOCK = "health_round"
 ROUND_LOCK_MARGIN = 10.0
+STORE_SERVICE = "store"  # Centinela's own store, listed while it does not answer
+DATABASE_SERVICE = "database"  # the configured check that probes the store
+# Rounds kept while the store is out: a day at the default 30 s interval (a few MB). Beyond it
+# the oldest go, and that stretch reads "unknown" afterwards, never "up".
+MAX_PENDING_ROUNDS = 2880
 
 
 @dataclass(frozen=True)
@@ -63,12 +79,17 @@ class Readiness:
     reasons: list[str]
 
 
+class _StillPending(Exception):
+    """Older rounds are still waiting for the store: a newer one must not be written before them."""
+
+
 class HealthService:
     def __init__(
         self,
         store: Store,
         clock: Clock,
         settings: Settings,
+        max_pending_rounds: int = MAX_PENDING_ROUNDS,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -89,6 +110,14 @@ class HealthService:
         self._warned_duplicates: set[str] = set()
         # Called with each round's results once they are stored (the uptime timeline folds them).
         self.round_listeners: list[Callable[[list[CheckResult]], object]] = []
+        # Rounds not stored yet (the store was out), oldest first; written by save_pending().
+        self._pending: deque[list[CheckResult]] = deque(maxlen=max_pending_rounds)
+        self._pending_lock = threading.Lock()
+        self._dropped_warned = False
+        self._unreleased_lock: LeaderLease | None = None
+        # Parts this process observes itself (the rate-limit storage): each returns its entry
+        # while it fails, None while it answers.
+        self.live_dependencies: list[Callable[[float], ServiceHealth | None]] = []
 
     # --- what is checked -------------------------------------------------------------------
 
@@ -152,6 +181,10 @@ class HealthService:
                     permits[check.name] = self.breakers.acquire(check.name)
                 except CircuitOpenError as refused:
                     outcomes[check.name] = Probe.failed(self._refusal(check.name, refused))
+                except SQLAlchemyError as error:
+                    if not is_store_unavailable(error):
+                        raise
+                    # The breakers live in the store: without it the check is simply made.
         outcomes.update(self._probe_all([c for c in checks if c.name not in outcomes]))
         results = [
             CheckResult(
@@ -165,21 +198,83 @@ class HealthService:
             )
             for check in checks
         ]
-        for result in results:
-            permit = permits.get(result.service)
-            if permit is None:
-                continue
-            if result.status == UNHEALTHY:
-                self.breakers.record_failure(permit, result.error)
-            else:  # healthy or degraded: the dependency answered
-                self.breakers.record_success(permit)
-        save_results(self.store, results)
+        try:
+            for result in results:
+                permit = permits.get(result.service)
+                if permit is None:
+                    continue
+                if result.status == UNHEALTHY:
+                    self.breakers.record_failure(permit, result.error)
+                else:  # healthy or degraded: the dependency answered
+                    self.breakers.record_success(permit)
+            self.save_pending()
+            if self.pending_rounds:  # still out: this round waits behind the older ones
+                raise _StillPending()
+            save_results(self.store, results)
+        except (SQLAlchemyError, _StillPending) as error:
+            if isinstance(error, SQLAlchemyError) and not is_store_unavailable(error):
+                raise
+            self._keep(results)
+            return results
+        self._tell_listeners(results)
+        return results
+
+    # --- rounds kept while the store is out ---------------------------------------------------------
+
+    @property
+    def pending_rounds(self) -> int:
+        """Rounds kept in memory, waiting for the store."""
+        return len(self._pending)
+
+    def _keep(self, results: list[CheckResult]) -> None:
+        """Keep a round the store did not take. Its database result says the store was unavailable even
+        when the probe's SELECT 1 got through (a read-only store): writing the round failed."""
+        kept = [
+            dataclasses.replace(r, status=UNHEALTHY, error=STORE_UNAVAILABLE_ERROR, response_time_ms=None)
+            if r.service == DATABASE_SERVICE and r.status != UNHEALTHY else r
+            for r in results
+        ]
+        with self._pending_lock:
+            if len(self._pending) == self._pending.maxlen and not self._dropped_warned:
+                self._dropped_warned = True
+                log.warning("store still unavailable: keeping only the latest %d health rounds", self._pending.maxlen)
+            self._pending.append(kept)
+
+    def save_pending(self) -> int:
+        """Write the rounds kept while the store was out, oldest first; how many were written.
+
+        Stops at the first failure (the store is still out: the rest stay). The round listeners
+        (the uptime timeline) hear once, after the last one.
+        """
+        saved: list[CheckResult] | None = None
+        count = 0
+        with self._pending_lock:
+            while self._pending:
+                results = self._pending[0]
+                try:
+                    save_results(self.store, results)
+                except SQLAlchemyError as error:
+                    if not is_store_unavailable(error):
+                        log.exception("a kept health round could not be written; dropped")
+                        self._pending.popleft()
+                        continue
+                    break
+                self._pending.popleft()
+                saved, count = results, count + 1
+            if not self._pending:
+                self._dropped_warned = False
+        if count:
+            log.warning("wrote %d health round%s kept while the store was unavailable", count, "" if count == 1 else "s")
+            self._tell_listeners(saved or [])
+        return count
+
+    def _tell_listeners(self, results: list[CheckResult]) -> None:
         for listener in self.round_listeners:
             try:
                 listener(results)
-            except Exception:  # what others derive from a round (uptime) must not fail the round itself
-                log.exception("health round listener failed")
-        return results
+            except Exception as error:  # what others derive from a round (uptime) must not fail the round itself
+                if not self.store.availability.failed(error):
+                    log.exception("health round listener failed")
 
     def _refusal(self, name: str, refused: CircuitOpenError) -> str:
         """What the round records when the breaker refuses the call: half-open (a trial is under way
@@ -239,21 +334,46 @@ class HealthService:
         """Run a round unless one is running anywhere (this or another process or host): the
         scheduled round and an admin refresh must not probe twice or move breakers twice.
         None when another round holds the lock."""
+        self._release_left_lock()
         lock = LeaderLease(self.store, f"round:{uuid.uuid4().hex}", self.clock,
                            ttl=MAX_TIMEOUT + ROUND_LOCK_MARGIN, name=ROUND_LOCK)
-        if not lock.try_acquire():
+        try:
+            acquired = lock.try_acquire()
+        except SQLAlchemyError as error:
+            if not is_store_unavailable(error):
+                raise
+            # No store, no lock: only the process that led when it went runs rounds meanwhile.
+            return self.run_round()
+        if not acquired:
             return None
         try:
             return self.run_round()
         finally:
+            try:
+                lock.release()
+            except SQLAlchemyError as error:
+                if not is_store_unavailable(error):
+                    raise
+                self._unreleased_lock = lock  # released at the next round: the store's return must not wait for its expiry
+
+    def _release_left_lock(self) -> None:
+        lock, self._unreleased_lock = self._unreleased_lock, None
+        if lock is None:
+            return
+        try:
             lock.release()
+        except SQLAlchemyError as error:
+            if not is_store_unavailable(error):
+                raise
+            self._unreleased_lock = lock
 
     def refresh(self) -> HealthSnapshot:
         """Run a round now (admin ``?refresh=true``) unless one is already running, and answer from the store."""
         try:
             self.run_exclusive_round()
-        except SQLAlchemyError:
-            log.warning("health refresh could not use the store", exc_info=True)
+        except SQLAlchemyError as error:
+            if not self.store.availability.failed(error):
+                log.warning("health refresh could not use the store", exc_info=True)
         return self.snapshot()
 
     # --- answers ---------------------------------------------------------------------------------
@@ -274,27 +394,57 @@ class HealthService:
         now = self.clock.now() if now is None else now
         try:
             with self.store.read() as conn:
-                return read_snapshot(conn, expected, self.breakers.states_in(conn, now), now, self._stale_after(checks))
-        except SQLAlchemyError:
-            log.warning("health snapshot: the store did not answer", exc_info=True)
-            return _store_unavailable_snapshot(expected, now)
+                snapshot = read_snapshot(conn, expected, self.breakers.states_in(conn, now), now,
+                                         self._stale_after(checks))
+        except SQLAlchemyError as error:
+            if not self.store.availability.failed(error):
+                log.warning("health snapshot: the store did not answer", exc_info=True)
+            snapshot = _store_unavailable_snapshot(expected, now)
+        return self._with_live_dependencies(snapshot, now)
+
+    def _with_live_dependencies(self, snapshot: HealthSnapshot, now: float) -> HealthSnapshot:
+        """The snapshot plus what this process sees failing itself: the store (a read may work while
+        writes fail), the rate-limit storage."""
+        extra: dict[str, ServiceHealth] = {}
+        if self.store.availability.down:
+            extra[STORE_SERVICE] = ServiceHealth(STORE_SERVICE, UNHEALTHY, True, DATASTORE, None, now,
+                                                 STORE_UNAVAILABLE_ERROR, None)
+        for observe in self.live_dependencies:
+            try:
+                entry = observe(now)
+            except Exception:  # an observer bug must not break the health answer
+                log.exception("live dependency observer failed")
+                continue
+            if entry is not None:
+                extra[entry.name] = entry
+        if not extra:
+            return snapshot
+        return HealthSnapshot({**snapshot.services, **{k: v for k, v in extra.items()
+                                                       if k not in snapshot.services}}, snapshot.taken_at)
 
     def readiness(self) -> Readiness:
         """Ready unless one of READINESS_DEPENDENCIES is down ("store": our own store answers a
-        real query). Other dependencies, payment providers included, lower the health score and
-        alert, but must not pull every instance out of the load balancer's rotation."""
+        real query and takes writes; "ratelimit": its storage answers). Other dependencies, payment
+        providers included, lower the health score and alert, but must not pull every instance out
+        of the load balancer's rotation."""
+        checks = self.checks()
         required = set(self.settings.readiness_dependencies)
-        if "store" in required:
+        if STORE_SERVICE in required:
             try:
                 self.store.ping()
-            except Exception:  # any driver error means the store did not answer
-                log.warning("readiness: the store did not answer", exc_info=True)
+            except Exception as error:  # any driver error means the store did not answer
+                if not self.store.availability.failed(error):
+                    log.warning("readiness: the store did not answer: %s", type(error).__name__)
+                return Readiness(False, [STORE_UNAVAILABLE_ERROR])
+            if self.store.availability.down:  # it reads, but writes still fail
                 return Readiness(False, [STORE_UNAVAILABLE_ERROR])
         snapshot = self.snapshot()
         reasons = [
-            f"dependency {s.name} is unhealthy" + (f" ({s.error})" if s.error else "")
+            f"dependency {s.name} is {s.status}" + (f" ({s.error})" if s.error else "")
             for s in snapshot.services.values()
-            if s.name in required and s.status == UNHEALTHY
+            # a live dependency (ratelimit) is listed only while it fails: listed and required is not ready
+            if s.name in required and s.name != STORE_SERVICE
+            and (s.status == UNHEALTHY or s.name not in {c.name for c in checks})
         ]
         return Readiness(not reasons, reasons)
 

@@ -35,7 +35,7 @@ from monitoring.notify.channel import APPRISE, APPRISE_PROTOCOL, Channel
 from monitoring.notify.email_channel import html_text, plain_text
 from monitoring.notify.model import RESOLVED, Notification
 from monitoring.notify.notice import AlertFacts, NoticeFacts, notice_facts
-from monitoring.notify.transport import MAX_ANSWER_BYTES, SendResult, Sender
+from monitoring.notify.transport import MAX_ANSWER_BYTES, Sender, SendResult
 
 LOGGER_NAME = "apprise"
 MAX_BODY = 4000  # below the smallest limit of the chat services (Telegram 4096), when Apprise knows none

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from monitoring.notify.model import EVENTS, Notification, OutboundRequest
 
 if TYPE_CHECKING:  # the settings' parsers import this module: keep requests out of their imports
-    from monitoring.notify.transport import SendResult, Sender
+    from monitoring.notify.transport import Sender, SendResult
 
 # Channel names: where the target comes from. Kinds: what the receiver speaks.
 WEBHOOK = "webhook"  # ALERT_WEBHOOK_URL
@@ -129,7 +130,7 @@ class Channel:
         """The message that delivers ``notification``: an OutboundRequest for HTTP channels."""
         raise NotImplementedError
 
-    def transmit(self, message: Any, http: "Sender") -> "SendResult":
+    def transmit(self, message: Any, http: Sender) -> SendResult:
         """Send what ``render`` made and say what came back (never raises for a failed send)."""
         return http.send(message)
 

@@ -40,24 +40,40 @@ from monitoring.notify.webhook import WebhookChannel
 
 
 class NotifySettings(Protocol):
-    """The part of config.Settings the channels read."""
+    """The part of config.Settings the channels read (read-only: Settings is frozen)."""
 
-    alert_webhook_url: str
-    alert_webhook_kind: str
-    alert_webhook_secret: str
-    escalation_webhook_url: str
-    escalation_webhook_kind: str
-    slack_webhook_url: str
-    pagerduty_routing_key: str
-    pagerduty_events_url: str
-    sentry_dsn: str
-    sentry_environment: str
-    notify_external_url: str
-    notify_timeout: float
-    smtp_url: str
-    alert_email_from: str
-    alert_email_to: tuple[str, ...]
-    apprise_urls: tuple[Any, ...]  # monitoring.notify.apprise_urls.AppriseTarget
+    @property
+    def alert_webhook_url(self) -> str: ...
+    @property
+    def alert_webhook_kind(self) -> str: ...
+    @property
+    def alert_webhook_secret(self) -> str: ...
+    @property
+    def escalation_webhook_url(self) -> str: ...
+    @property
+    def escalation_webhook_kind(self) -> str: ...
+    @property
+    def slack_webhook_url(self) -> str: ...
+    @property
+    def pagerduty_routing_key(self) -> str: ...
+    @property
+    def pagerduty_events_url(self) -> str: ...
+    @property
+    def sentry_dsn(self) -> str: ...
+    @property
+    def sentry_environment(self) -> str: ...
+    @property
+    def notify_external_url(self) -> str: ...
+    @property
+    def notify_timeout(self) -> float: ...
+    @property
+    def smtp_url(self) -> str: ...
+    @property
+    def alert_email_from(self) -> str: ...
+    @property
+    def alert_email_to(self) -> tuple[str, ...]: ...
+    @property
+    def apprise_urls(self) -> tuple[Any, ...]: ...  # monitoring.notify.apprise_urls.AppriseTarget
 
 
 def detect_kind(url: str, override: str = "") -> str:
@@ -180,7 +196,7 @@ EMAIL_VARIABLES = ("SMTP_URL", "ALERT_EMAIL_FROM", "ALERT_EMAIL_TO")
 
 def _email_channel(settings: NotifySettings) -> Channel | str:
     values = (settings.smtp_url, settings.alert_email_from, settings.alert_email_to)
-    lacking = [name for name, value in zip(EMAIL_VARIABLES, values) if not value]
+    lacking = [name for name, value in zip(EMAIL_VARIABLES, values, strict=True) if not value]
     if len(lacking) == len(EMAIL_VARIABLES):
         return "set SMTP_URL, ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
     if lacking:

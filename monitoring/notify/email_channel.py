@@ -18,17 +18,18 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Sequence
+from typing import Any
 
 from monitoring.notify.channel import EMAIL, Channel
 from monitoring.notify.email_settings import SmtpTarget, address_of, mask_address
 from monitoring.notify.model import RESOLVED, Notification
 from monitoring.notify.notice import AlertFacts, NoticeFacts, notice_facts
 from monitoring.notify.smtp import SmtpSender
-from monitoring.notify.transport import SendResult, Sender
+from monitoring.notify.transport import Sender, SendResult
 
 MAX_ALERTS_SHOWN = 50
 MAX_REFERENCES = 20  # thread ids in References: a big group refers to its first alerts
@@ -143,7 +144,7 @@ def email_message(notification: Notification, idempotency_key: str, now: float, 
     message["Subject"] = facts.subject
     message["From"] = sender
     message["To"] = ", ".join(recipients)
-    message["Date"] = format_datetime(datetime.fromtimestamp(now, tz=timezone.utc))
+    message["Date"] = format_datetime(datetime.fromtimestamp(now, tz=UTC))
     message["Message-ID"] = message_id(idempotency_key, domain)
     threads = [thread_id(a.fingerprint, domain) for a in facts.alerts[:MAX_REFERENCES]]
     message["In-Reply-To"] = threads[0]

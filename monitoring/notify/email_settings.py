@@ -51,7 +51,7 @@ class SmtpTarget:
     password: str = field(default="", repr=False)
 
     @classmethod
-    def parse(cls, url: str) -> "SmtpTarget":
+    def parse(cls, url: str) -> SmtpTarget:
         """Raise ValueError saying what is wrong, never echoing the URL (it holds the password)."""
         parts = urlsplit(url.strip())
         scheme = parts.scheme.lower()

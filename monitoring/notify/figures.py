@@ -6,8 +6,8 @@ notification that could not be delivered shows as a metric, not only in the list
 """
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from prometheus_client.metrics_core import GaugeMetricFamily
+from sqlalchemy import func, select
 
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.notify.outbox import DELIVERED, FAILED, GAVE_UP, PENDING, SENDING, STATUSES, Outbox
@@ -17,7 +17,7 @@ from monitoring.store.notify_tables import notify_deliveries as deliveries
 def delivery_report(outbox: Outbox, window: TimeWindow) -> CategoryReport:
     by_status = outbox.counts_by_status()
     with outbox.store.read() as conn:
-        finished = dict(
+        finished: dict[str, int] = dict(
             conn.execute(
                 select(deliveries.c.status, func.count())
                 .where(deliveries.c.finished_at >= window.start, deliveries.c.finished_at < window.end)

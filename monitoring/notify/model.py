@@ -7,8 +7,9 @@ own transaction; every channel renders the same value its own way. Nothing here 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from monitoring.errors.sanitiser import sanitise
 
@@ -139,7 +140,7 @@ class AlertSnapshot:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "AlertSnapshot":
+    def from_json(cls, data: Mapping[str, Any]) -> AlertSnapshot:
         return cls(
             fingerprint=data["fingerprint"],
             labels=dict(data["labels"]),
@@ -221,11 +222,11 @@ class Notification:
         comment = first.annotations.get(ACKNOWLEDGE_COMMENT_ANNOTATION, "")
         return f"Acknowledged by {who}" + (f": {comment}" if comment else " (no comment)")
 
-    def for_alert(self, alert: AlertSnapshot) -> "Notification":
+    def for_alert(self, alert: AlertSnapshot) -> Notification:
         """The same notification about one of its alerts (PagerDuty and Sentry take one alert per event)."""
         return replace(self, alerts=(alert,))
 
-    def sanitised(self) -> "Notification":
+    def sanitised(self) -> Notification:
         """A copy whose human text (labels, annotations) has passed the PII sanitiser; ids are kept."""
         alerts = tuple(
             replace(
@@ -250,7 +251,7 @@ class Notification:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Notification":
+    def from_json(cls, data: Mapping[str, Any]) -> Notification:
         channels = data.get("channels")
         return cls(
             id=data["id"],

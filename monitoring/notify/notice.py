@@ -59,7 +59,7 @@ class AlertFacts:
     history_url: str
 
     @classmethod
-    def of(cls, alert: AlertSnapshot) -> "AlertFacts":
+    def of(cls, alert: AlertSnapshot) -> AlertFacts:
         resolved = alert.status == RESOLVED
         return cls(
             fingerprint=alert.fingerprint,

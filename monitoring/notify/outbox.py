@@ -35,20 +35,26 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
-from monitoring.settings import Settings
 from monitoring.clock import Clock, isoformat
 from monitoring.notify.channel import APPRISE, APPRISE_PREFIX, HTTP, SMTP, clip, expand_names, protocol_of
 from monitoring.notify.channels import ChannelSet, build_channels
 from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
 from monitoring.notify.routing import Routes
-from monitoring.notify.transport import HttpSender, SendResult, Sender, retry_after_seconds
-from monitoring.notify.transport import is_retryable  # noqa: F401  (moved to transport; importable here still)
+from monitoring.notify.transport import (
+    HttpSender,
+    Sender,
+    SendResult,
+    is_retryable,  # noqa: F401  (moved to transport; importable here still)
+    retry_after_seconds,
+)
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from monitoring.store.notify_tables import notify_deliveries as deliveries
 
@@ -79,7 +85,7 @@ class DeliveryPolicy:
 
     def backoff(self, attempts: int, rng: Callable[[], float]) -> float:
         """Full jitter: uniform in [0, min(max, base · 2^(attempts-1)))."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(attempts - 1, 60))
+        ceiling: float = min(self.backoff_max, self.backoff_base * 2 ** min(attempts - 1, 60))
         return rng() * ceiling
 
     def to_json(self) -> dict[str, Any]:
@@ -118,7 +124,7 @@ class Delivery:
     finished_at: float | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Delivery":
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Delivery:
         return cls(**{f: row[f] for f in cls.__dataclass_fields__})
 
     def _last_status(self) -> dict[str, Any]:
@@ -215,7 +221,7 @@ class Outbox:
         self.prompt: Callable[[Sequence[str]], None] | None = None
 
     @classmethod
-    def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> "Outbox":
+    def from_settings(cls, store: Store, clock: Clock, settings: Settings, **kwargs: Any) -> Outbox:
         """Channels, routes and policy from the configuration; ``kwargs`` inject a sender or random."""
         channels = build_channels(settings)
         routes = Routes.from_settings(
@@ -362,11 +368,11 @@ class Outbox:
             and_(deliveries.c.status == SENDING, deliveries.c.claim_expires_at < now),
         )
 
-    def _claim_next(self, skip: set[int]) -> _Claimed | None | bool:
+    def _claim_next(self, skip: set[int]) -> _Claimed | None | Literal[False]:
         """Claim the most overdue row not in ``skip``: None when nothing is due, False when we lost a race."""
         return self._claim(deliveries.c.id.notin_(skip) if skip else None)
 
-    def _claim(self, which: Any) -> _Claimed | None | bool:
+    def _claim(self, which: Any) -> _Claimed | None | Literal[False]:
         """Claim the most overdue due row that ``which`` selects (None: any)."""
         now = self.clock.now()
         token = uuid.uuid4().hex

@@ -14,8 +14,16 @@ from typing import Any
 
 from monitoring.clock import isoformat
 from monitoring.notify.channel import PAGERDUTY, Channel, clip, json_bytes, mask_secret
-from monitoring.notify.model import ACKNOWLEDGE_COMMENT_ANNOTATION, ACKNOWLEDGED, ACKNOWLEDGED_BY_ANNOTATION, ESCALATED, \
-    FIRING, RESOLVED, Notification, OutboundRequest
+from monitoring.notify.model import (
+    ACKNOWLEDGE_COMMENT_ANNOTATION,
+    ACKNOWLEDGED,
+    ACKNOWLEDGED_BY_ANNOTATION,
+    ESCALATED,
+    FIRING,
+    RESOLVED,
+    Notification,
+    OutboundRequest,
+)
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-
-from dataclasses import replace
 
 from monitoring.notify.channel import EMAIL, PAGERDUTY, SMTP, Channel
 from monitoring.notify.model import FIRING, RESOLVED, TEST, AlertSnapshot, Notification
@@ -34,7 +32,7 @@ class ProbeResult:
     body: str
     error: str
     idempotency_key: str
-    resolve: "ProbeResult | None" = None  # PagerDuty: the resolve that closes the test incident
+    resolve: ProbeResult | None = None  # PagerDuty: the resolve that closes the test incident
     smtp_code: int | None = None  # e-mail: the server's reply code (``status`` is HTTP's only)
     service: str = ""  # Apprise: the service its URL names ("Telegram")
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from monitoring.notify.channel import (
     APPRISE,
@@ -62,7 +63,7 @@ class Routes:
 
     @classmethod
     def from_settings(cls, overrides: Mapping[str, Iterable[str]], escalation: str, fallback: str,
-                      configured: Iterable[str]) -> "Routes":
+                      configured: Iterable[str]) -> Routes:
         """Defaults with NOTIFY_ROUTES laid over them; the escalation default depends on what is configured."""
         by_severity = {**DEFAULT_ROUTES, **{k: tuple(v) for k, v in overrides.items()}}
         present = tuple(configured)

@@ -33,7 +33,7 @@ class SentryDsn:
     project_id: str
 
     @classmethod
-    def parse(cls, dsn: str) -> "SentryDsn":
+    def parse(cls, dsn: str) -> SentryDsn:
         parts = urlsplit(dsn.strip())
         path = parts.path.rstrip("/")
         prefix, _, project_id = path.rpartition("/")

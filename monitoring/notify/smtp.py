@@ -12,8 +12,9 @@ from __future__ import annotations
 import smtplib
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
-from typing import Any, Sequence
+from typing import Any
 
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import SMTP
@@ -21,19 +22,19 @@ from monitoring.notify.email_settings import STARTTLS, TLS, SmtpTarget
 from monitoring.notify.transport import MAX_ANSWER_BYTES, SendResult
 
 
-class _KeepsDataReply:
+class _KeepsDataReply(smtplib.SMTP):
     """smtplib's send_message does everything right (SMTPUTF8, refused recipients, RSET after a
     refusal) but drops the server's reply to DATA, which is the answer the listing shows."""
 
     data_reply: tuple[int, bytes] | None = None
 
     def data(self, msg: Any) -> tuple[int, bytes]:
-        reply = super().data(msg)  # type: ignore[misc]
+        reply = super().data(msg)
         self.data_reply = reply
         return reply
 
 
-class _SMTP(_KeepsDataReply, smtplib.SMTP):
+class _SMTP(_KeepsDataReply):
     pass
 
 
@@ -114,7 +115,10 @@ class SmtpSender:
                 client.close()
 
     @staticmethod
-    def _all_refused(refusals: dict[str, tuple[int, bytes]], recipients: Sequence[str], result: Any) -> SendResult:
+    def _all_refused(
+        refusals: dict[str, tuple[int, bytes]], recipients: Sequence[str],
+        result: Callable[[int | None, str, str], SendResult],
+    ) -> SendResult:
         order = {address: i for i, address in enumerate(recipients, 1)}
         codes = [code for code, _ in refusals.values()]
         # Worth another try while any recipient was refused only for now.

@@ -114,8 +114,9 @@ class HttpSender:
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost reason (``[Errno 111] Connection refused``), without the URL (it may hold a token)."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None:
+        exc, inner = inner, inner.__cause__ or inner.__context__
     text = str(exc)
     if "://" in text or "host=" in text:
         return type(exc).__name__

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from monitoring.clock import isoformat
 from monitoring.notify.channel import WEBHOOK, Channel, json_bytes

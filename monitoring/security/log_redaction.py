@@ -94,7 +94,7 @@ def redact_package_loggers() -> None:
 def _gunicorn_logger_class() -> Any:
     from gunicorn.glogging import Logger
 
-    class RedactingGunicornLogger(Logger):  # type: ignore[misc]
+    class RedactingGunicornLogger(Logger):
         """gunicorn's logger with every handler filtered, and a filtered root handler for the app."""
 
         def setup(self, cfg: Any) -> None:

@@ -9,6 +9,11 @@ blueprints alone (``monitoring.api.limits``).
 
 In-memory storage counts per process: with WORKERS=3 a client gets three times the limit.
 Point RATELIMIT_STORAGE_URI at Redis to share one count across workers and hosts.
+
+A storage that must answer is checked at start-up (``monitoring.dependencies``); one that stops
+answering later lets requests pass unlimited (a Redis blip must not take monitoring down),
+says so once in the log and shows as a degraded ``ratelimit`` dependency in health. While it
+fails it is tried again every STORAGE_RETRY_SECONDS, not on every request.
 """
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 log = logging.getLogger(__name__)
+
+# While the storage fails, requests pass without asking it; it is asked again after this long
+# (a Redis that does not answer at all would otherwise cost each request its connect timeout).
+STORAGE_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class RateLimits:
         self._storage: Storage | None = None
         self._strategy: FixedWindowRateLimiter | None = None
         self._failing = False
+        self._retry_at = 0.0  # time.monotonic() when a failing storage is asked again
 
     @classmethod
     def from_settings(cls, settings: Any) -> "RateLimits":
@@ -103,8 +113,10 @@ class RateLimits:
         if self._strategy is None or self._pid != pid:
             with self._lock:
                 if self._strategy is None or self._pid != pid:
-                    self._storage = storage_from_string(self.storage_uri)
-                    self._strategy = FixedWindowRateLimiter(self._storage)
+                    storage = storage_from_string(self.storage_uri)
+                    assert isinstance(storage, Storage)  # a synchronous URI: the async ones are "async+..."
+                    self._storage = storage
+                    self._strategy = FixedWindowRateLimiter(storage)
                     self._pid = pid
         assert self._strategy is not None
         return self._strategy
@@ -115,9 +127,36 @@ class RateLimits:
             self._limiter()
             ok = self._storage.check() if self._storage is not None else True
         except Exception as exc:  # redis raises its own connection errors
-            raise StorageUnavailable(str(exc)) from None
+            raise StorageUnavailable(_first_line(exc)) from None
         if not ok:
-            raise StorageUnavailable("no answer")
+            raise StorageUnavailable(self._why_not_answering())
+
+    def _why_not_answering(self) -> str:
+        """limits' check() only says False: ask the Redis client itself for the reason."""
+        client = getattr(self._storage, "storage", None)
+        ping = getattr(client, "ping", None)
+        if ping is None:
+            return "no answer"
+        try:
+            ping()
+        except Exception as exc:
+            text = _first_line(exc).lower()
+            for marker, reason in (("refused", "connection refused"), ("timed out", "timed out"),
+                                   ("timeout", "timed out"), ("name or service", "name resolution failed"),
+                                   ("authentication", "authentication failed"), ("auth", "authentication failed")):
+                if marker in text:
+                    return reason
+            return type(exc).__name__
+        return "no answer"
+
+    def note_unavailable_at_start(self) -> None:
+        """The storage did not answer at start-up and the operator chose to start anyway: count it as failing."""
+        self._failing = True
+        self._retry_at = time.monotonic() + STORAGE_RETRY_SECONDS
+
+    def _skipping(self) -> bool:
+        """Whether to let this request pass without asking a storage that failed a moment ago."""
+        return self._failing and time.monotonic() < self._retry_at
 
     def _identity(self, budget: Budget, identity: str) -> tuple[str, ...]:
         return (self.key_prefix, budget.scope, identity)
@@ -125,7 +164,7 @@ class RateLimits:
     def hit(self, budget: Budget, identity: str, now: float | None = None) -> Verdict | None:
         """Count one request; the verdict of the tightest limit, or None when limiting is off or
         the storage fails (fail open: a Redis blip must not take monitoring down with it)."""
-        if not self.enabled or not budget.items:
+        if not self.enabled or not budget.items or self._skipping():
             return None
         key = self._identity(budget, identity)
         try:
@@ -146,7 +185,7 @@ class RateLimits:
 
     def exhausted(self, budget: Budget, identity: str) -> bool:
         """Whether the next hit would be refused, without counting one."""
-        if not self.enabled or not budget.items:
+        if not self.enabled or not budget.items or self._skipping():
             return False
         key = self._identity(budget, identity)
         try:
@@ -174,6 +213,7 @@ class RateLimits:
         return max(1, int(reset - now) + 1)
 
     def _note_failure(self) -> None:
+        self._retry_at = time.monotonic() + STORAGE_RETRY_SECONDS
         if not self._failing:
             self._failing = True
             log.warning("rate-limit storage does not answer; requests pass unlimited until it does")
@@ -185,4 +225,10 @@ class RateLimits:
 
     @property
     def failing(self) -> bool:
-        return self._failing
+        """Whether the storage failed at its last use (limits are not applied meanwhile)."""
+        return self.enabled and self._failing
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return " ".join(text[0].split())[:200] if text else type(error).__name__

@@ -1,5 +1,12 @@
 """The store: one SQL database (SQLite file by default, PostgreSQL for fleets) that every
-process reads and writes. It is the single source of truth (DESIGN invariant 1)."""
+process reads and writes. It is the single source of truth (DESIGN invariant 1).
+
+When it stops answering (DESIGN invariant 9), ``Store.availability`` says so: every read,
+write and ping that fails because the store is unreachable (``is_store_unavailable``) marks
+it down, the first success marks it up again, and each change is logged once, with its
+cause, in this process (never a traceback per request or per job). Listeners hear both
+changes: the scheduler runs a health round at once and writes what was kept meanwhile.
+"""
 from __future__ import annotations
 
 import logging
@@ -10,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from dataclasses import dataclass
+
 from sqlalchemy import create_engine, event, insert as generic_insert, inspect, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import Table
@@ -23,6 +33,115 @@ log = logging.getLogger(__name__)
 
 # Any constant: every process that migrates takes the same PostgreSQL advisory lock.
 _MIGRATION_LOCK_KEY = 0x63656E74
+# Seconds a new PostgreSQL connection may take (unless the URL says otherwise): a host that
+# does not answer at all must not hold a request, a job or the start-up for minutes.
+CONNECT_TIMEOUT = 5
+
+# PostgreSQL SQLSTATE classes that mean "the server cannot serve us", not "this query is wrong":
+# 08 connection exception, 28 invalid authorization (a role refused), 3D no such database,
+# 53 insufficient resources (too many connections, disk full), 57 operator intervention
+# (terminated, shutting down, cannot connect now), 58 system error (I/O).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57", "58")
+# SQLite's OperationalError also covers wrong SQL; those are bugs, not an outage.
+_SQLITE_QUERY_ERRORS = ("no such ", "syntax error", "near ", "has no column", "already exists", "ambiguous")
+
+
+def is_store_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the store could not be reached or used (an outage), not a bad query."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free
+        return True
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if not isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        return False
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate:
+        return str(sqlstate)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    message = str(original).lower()
+    if type(original).__module__.startswith("sqlite3"):
+        return not any(marker in message for marker in _SQLITE_QUERY_ERRORS)
+    return True  # a driver error with no SQLSTATE: the connection itself failed
+
+
+def describe_unavailability(error: BaseException) -> str:
+    """A short cause for the log and the incident: the driver's first line, without the URL's secrets."""
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    text = lines[0] if lines else type(original).__name__
+    # psycopg: 'connection failed: connection to server at "h", port 5432 failed: FATAL:  too many ...'
+    if "FATAL:" in text:
+        text = text.split("FATAL:", 1)[1].strip()
+    return " ".join(text.split())[:200]
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The store stopped answering at ``since`` (this process's clock), for ``cause``.
+
+    ``writes`` when a write failed: a store that still reads but refuses writes (a read-only
+    file) is only back once a write succeeds, so that reads in between do not end it.
+    """
+
+    since: float
+    cause: str
+    writes: bool
+
+
+class StoreAvailability:
+    """Whether the store answers, as this process last found it; each change logged once."""
+
+    def __init__(self, describe: Callable[[], str], clock: Clock) -> None:
+        self._describe = describe
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.outage: Outage | None = None
+        # Called after each change, in the thread that saw it: keep them quick (schedule work).
+        self.on_outage: list[Callable[[Outage], object]] = []
+        self.on_recovery: list[Callable[[Outage], object]] = []
+
+    @property
+    def down(self) -> bool:
+        return self.outage is not None
+
+    def failed(self, error: BaseException, writing: bool = False) -> bool:
+        """Note a failure; True when ``error`` means the store is unavailable (marked down)."""
+        if not is_store_unavailable(error):
+            return False
+        with self._lock:
+            if self.outage is not None:
+                if writing and not self.outage.writes:
+                    self.outage = Outage(self.outage.since, self.outage.cause, True)
+                return True
+            outage = self.outage = Outage(self._clock.now(), describe_unavailability(error), writing)
+        log.error(
+            "store unavailable (%s: %s): requests that need it answer 503, health rounds are kept in memory "
+            "until it answers again", self._describe(), outage.cause,
+        )
+        self._notify(self.on_outage, outage)
+        return True
+
+    def answered(self, writing: bool = False) -> None:
+        """Note a success: the end of an outage, if there was one (a write outage ends with a write)."""
+        current = self.outage
+        if current is None or (current.writes and not writing):  # the common case: no lock
+            return
+        with self._lock:
+            outage = self.outage
+            if outage is None or (outage.writes and not writing):
+                return
+            self.outage = None
+        seconds = max(0.0, self._clock.now() - outage.since)
+        log.warning("store answers again (%s) after %.0f s unavailable", self._describe(), seconds)
+        self._notify(self.on_recovery, outage)
+
+    @staticmethod
+    def _notify(listeners: list[Callable[[Outage], object]], outage: Outage) -> None:
+        for listener in list(listeners):
+            try:
+                listener(outage)
+            except Exception:  # a listener must never turn an outage into a crash
+                log.exception("store availability listener failed")
 
 
 class Store:
@@ -35,6 +154,7 @@ class Store:
         self._engine: Engine | None = None
         self._engine_pid: int | None = None
         self._lock = threading.Lock()
+        self.availability = StoreAvailability(self.describe, self.clock)
 
     # --- connections -------------------------------------------------------------------
 
@@ -82,24 +202,39 @@ class Store:
                 immediate = conn.get_execution_options().get("sqlite_immediate", False)
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+            _invalidate_on_outage(engine)
             return engine
-        return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT}
+        engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800,
+                               connect_args=connect_args)
+        _invalidate_on_outage(engine)
+        return engine
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A short read transaction."""
-        with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+        except Exception as error:
+            self.availability.failed(error)
+            raise
+        self.availability.answered()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A short write transaction: commits on success, rolls back on any exception."""
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn = conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn = conn.execution_options(sqlite_immediate=True)
+                with conn.begin():
+                    yield conn
+        except Exception as error:
+            self.availability.failed(error, writing=True)
+            raise
+        self.availability.answered(writing=True)
 
     def insert(self, table: Table) -> Any:
         """An INSERT that supports on_conflict_do_nothing/do_update on both dialects."""
@@ -145,8 +280,13 @@ class Store:
     def ping(self) -> float:
         """One real round trip; returns its duration in seconds."""
         started = time.perf_counter()
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1")).scalar_one()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1")).scalar_one()
+        except Exception as error:
+            self.availability.failed(error)
+            raise
+        self.availability.answered()
         return time.perf_counter() - started
 
     def size_bytes(self) -> int:
@@ -169,6 +309,21 @@ class Store:
     def describe(self) -> str:
         """The URL with any password hidden, for logs and the configuration view."""
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _invalidate_on_outage(engine: Engine) -> None:
+    """Treat an outage like a lost connection, so the pool starts afresh when the store returns.
+
+    SQLite's driver knows no "disconnect": a connection opened while its file was read-only
+    stays read-only for good, and one that hit a disk I/O error may keep failing. Marking those
+    errors as disconnects makes SQLAlchemy drop the pooled connections.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _outage_is_disconnect(context: Any) -> None:
+        error = context.sqlalchemy_exception
+        if error is not None and is_store_unavailable(error):
+            context.is_disconnect = True
 
 
 def _current_revision(conn: Connection) -> str | None:

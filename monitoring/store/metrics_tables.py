@@ -37,7 +37,7 @@ ROUTE_LENGTH = 255
 STATUS_COLUMNS = ("status_other", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
 
 
-def _status_columns() -> list[Column]:
+def _status_columns() -> list[Column[int]]:
     return [Column(name, BigInteger, nullable=False, default=0) for name in STATUS_COLUMNS]
 
 

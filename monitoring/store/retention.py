@@ -16,7 +16,7 @@ class RetentionRule:
     """Rows of ``table`` whose ``column`` (epoch seconds) is older than ``max_age_seconds`` go."""
 
     table: Table
-    column: Column
+    column: Column[float]
     max_age_seconds: float
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import Integer, func, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.schema import Table
 
 from monitoring.store.database import Store
@@ -58,13 +59,13 @@ def copy_store(source: Store, target: Store, batch: int = BATCH_ROWS) -> dict[st
     return copied
 
 
-def _advance_sequence(conn: object, table: Table) -> None:
+def _advance_sequence(conn: Connection, table: Table) -> None:
     """Move an id column's sequence past the copied ids (inserts above gave them explicitly)."""
     column = table.c.get("id")
     # Only integer keys have a sequence; dashboard_sessions, say, is keyed by a random text id.
     if column is None or not column.primary_key or column.autoincrement is False or not isinstance(column.type, Integer):
         return
-    conn.execute(  # type: ignore[attr-defined]
+    conn.execute(
         text("SELECT setval(pg_get_serial_sequence(:table, 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) "
              f'FROM "{table.name}"'),
         {"table": table.name},

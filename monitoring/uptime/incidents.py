@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat
 from monitoring.errors.sanitiser import sanitise_text
@@ -146,7 +146,7 @@ class IncidentLog:
             return find_open(conn)
 
 
-def _incident(row: Mapping[str, Any]) -> Incident:
+def _incident(row: Mapping[str, Any] | RowMapping) -> Incident:
     return Incident(
         id=int(row["id"]),
         started_at=row["started_at"],

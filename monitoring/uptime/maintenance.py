@@ -25,14 +25,15 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat, parse_timestamp
 from monitoring.errors.sanitiser import sanitise_text
@@ -66,7 +67,7 @@ _FIELDS = {
 _START_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h|d)?")
 _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_RECURRENCE_CHECK_FROM = datetime(2001, 1, 1, tzinfo=timezone.utc)
+_RECURRENCE_CHECK_FROM = datetime(2001, 1, 1, tzinfo=UTC)
 
 
 class InvalidMaintenanceWindow(InvalidInput):
@@ -193,7 +194,7 @@ class MaintenanceCalendar:
         self.clock = clock
 
     def create(
-        self, spec: MaintenanceSpec, created_by: str = "", audit: "WindowAudit | None" = None
+        self, spec: MaintenanceSpec, created_by: str = "", audit: WindowAudit | None = None
     ) -> MaintenanceWindow:
         """Store a window; ``audit(conn, window)`` runs in the same transaction (no unaudited window)."""
         values = {
@@ -210,7 +211,9 @@ class MaintenanceCalendar:
             "created_at": self.clock.now(),
         }
         with self.store.write() as conn:
-            new_id = conn.execute(insert(maintenance_windows).values(**values)).inserted_primary_key[0]
+            key = conn.execute(insert(maintenance_windows).values(**values)).inserted_primary_key
+            assert key is not None  # SQLAlchemy's Optional: None only for an executemany
+            new_id = key[0]
             window = _window({"id": new_id, **values})
             if audit is not None:
                 audit(conn, window)
@@ -230,7 +233,7 @@ class MaintenanceCalendar:
         with self.store.read() as conn:
             return [_window(row) for row in conn.execute(query).mappings()]
 
-    def delete(self, window_id: int, audit: "WindowAudit | None" = None) -> MaintenanceWindow | None:
+    def delete(self, window_id: int, audit: WindowAudit | None = None) -> MaintenanceWindow | None:
         """Remove a window (its time counts in the uptime figures again); the removed window, or None.
 
         Read, delete and ``audit(conn, window)`` share one transaction."""
@@ -442,21 +445,21 @@ def _check_recurrence(expression: str, name: str, problem: Any) -> None:
 
 def _trigger(expression: str) -> CronTrigger:
     """The expression over wall-clock times (written as UTC, where the clock never jumps)."""
-    return CronTrigger.from_crontab(expression, timezone=timezone.utc)
+    return CronTrigger.from_crontab(expression, timezone=UTC)
 
 
 def _local_firings(expression: str, zone: ZoneInfo, from_epoch: float) -> Iterator[float]:
     """Epoch seconds of the wall-clock times matching ``expression`` in ``zone``, from about ``from_epoch``."""
     trigger = _trigger(expression)
     # Start a day early in wall time: the zone's offset (at most a day) may put earlier wall times later.
-    wall = datetime.fromtimestamp(from_epoch, zone).replace(tzinfo=timezone.utc) - timedelta(days=1)
+    wall = datetime.fromtimestamp(from_epoch, zone).replace(tzinfo=UTC) - timedelta(days=1)
     fire = trigger.get_next_fire_time(None, wall)
     while fire is not None:
         yield fire.replace(tzinfo=zone).timestamp()  # fold=0: the first of a repeated wall time
         fire = trigger.get_next_fire_time(fire, fire)
 
 
-def _window(row: Mapping[str, Any]) -> MaintenanceWindow:
+def _window(row: Mapping[str, Any] | RowMapping) -> MaintenanceWindow:
     return MaintenanceWindow(
         id=int(row["id"]),
         kind=row["kind"],

@@ -168,7 +168,9 @@ class AvailabilityTimeline:
             "status": health_round.status,
             "down_services": down,
         }
-        new_id = conn.execute(insert(uptime_segments).values(**values)).inserted_primary_key[0]
+        inserted = conn.execute(insert(uptime_segments).values(**values)).inserted_primary_key
+        assert inserted is not None  # an INSERT of one row always has its key
+        new_id = inserted[0]
         return _Segment(int(new_id), health_round.at, health_round.at, health_round.status, down)
 
     # --- reading -------------------------------------------------------------------------------
