@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -81,6 +82,21 @@ def _variants(document: dict[str, Any], operation: Any) -> int:
     return len(schema.get("oneOf", ())) or 1
 
 
+def _fuzz(operation: Any, examples: int, ran: Counter[str], statuses: Counter[str]) -> None:
+    """``examples`` derandomized cases of one operation, every check on each answer."""
+    @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(case=operation.as_strategy())
+    def fuzz(case: Any) -> None:
+        ran[operation.label] += 1
+        if isinstance(case.body, dict) and isinstance(case.body.get("action"), str):
+            ran[f"{operation.label} action={case.body['action']}"] += 1
+        response = case.call_and_validate(headers=HEADERS, checks=CHECKS_USED)
+        statuses[str(response.status_code)] += 1
+
+    fuzz()
+
+
 def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", fuzzed_app, config=_config())
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -91,18 +107,8 @@ def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
     ran: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     for operation in declared:
-        @settings(max_examples=EXAMPLES * _variants(document, operation), derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-        @given(case=operation.as_strategy())
-        def fuzz(case: Any) -> None:
-            ran[operation.label] += 1
-            if isinstance(case.body, dict) and isinstance(case.body.get("action"), str):
-                ran[f"{operation.label} action={case.body['action']}"] += 1
-            response = case.call_and_validate(headers=HEADERS, checks=CHECKS_USED)
-            statuses[str(response.status_code)] += 1
-
         try:
-            fuzz()
+            _fuzz(operation, EXAMPLES * _variants(document, operation), ran, statuses)
         except Exception as exc:  # collect every operation's failure, then report them all
             failures[operation.label] = str(exc)[:3000]
     # What ran, for the record (pytest -s shows it): operations, examples, and the answers.

@@ -14,8 +14,9 @@ too), and their bad input answers with the problems of each field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from flask import Response, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, RootModel, WithJsonSchema, model_validator
@@ -27,8 +28,8 @@ from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
 from monitoring.alerts.policy import parse_duration
 from monitoring.alerts.rules import Rule, RuleExists, RuleNotFound
-from monitoring.alerts.silences import SilenceExpired, SilenceNotFound, parse_silence
 from monitoring.alerts.silences import STATES as SILENCE_STATES
+from monitoring.alerts.silences import SilenceExpired, SilenceNotFound, parse_silence
 from monitoring.api.auth import check_key, client_ip
 from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
@@ -137,9 +138,8 @@ def _an_object(value: Any) -> Any:
     return value
 
 
-_MATCHERS_SCHEMA = {"type": "array", "maxItems": 20, "items": {"type": "string"},
-                    "description": 'Alertmanager-style matchers: service="api", route!="/x", alertname=~"A|B", '
-                    'host!~"c.*".'}
+_MATCHERS_DESCRIPTION = 'Alertmanager-style matchers: service="api", route!="/x", alertname=~"A|B", host!~"c.*".'
+_MATCHERS_SCHEMA = {"type": "array", "maxItems": 20, "items": {"type": "string"}, "description": _MATCHERS_DESCRIPTION}
 _DURATION_SCHEMA = {"type": ["string", "number"]}
 # Checked by monitoring.alerts (the same fields come from settings): the model only carries them.
 Matchers = Annotated[Any, WithJsonSchema(_MATCHERS_SCHEMA)]
@@ -221,7 +221,7 @@ class RuleSpec(Document):
     name: str = Field(pattern="^[A-Za-z][A-Za-z0-9_]{0,63}$")
     figure: str = Field(description="A built-in figure (" + ", ".join(BUILTIN_FIGURES) + ") or the dotted name of "
                         "any exported figure (its Datadog name).")
-    match: list[str] = Field(max_length=20, description=_MATCHERS_SCHEMA["description"])
+    match: list[str] = Field(max_length=20, description=_MATCHERS_DESCRIPTION)
     comparison: Literal[">", ">=", "<", "<=", "==", "!="]
     threshold: float
     window: str = Field(description="1m to 30d, e.g. 5m.")
@@ -453,27 +453,27 @@ class ViewQuery(QueryModel):
 
 
 class ActiveQuery(ViewQuery):
-    state: choice(PENDING, FIRING) | None = None
-    severity: choice(*SEVERITIES) | None = None
+    state: Annotated[str | None, choice(PENDING, FIRING)] = None
+    severity: Annotated[str | None, choice(*SEVERITIES)] = None
 
 
 class HistoryQuery(ViewQuery):
-    limit: page_size(MAX_PAGE) = 50
+    limit: Annotated[int, page_size(MAX_PAGE)] = 50
     fingerprint: Fingerprint = None
     since: Moment = None
-    state: choice(*STATES) | None = None
-    severity: choice(*SEVERITIES) | None = None
+    state: Annotated[str | None, choice(*STATES)] = None
+    severity: Annotated[str | None, choice(*SEVERITIES)] = None
     before: Before = None
 
 
 class SilencesQuery(ViewQuery):
-    state: choice(*SILENCE_STATES) | None = None
+    state: Annotated[str | None, choice(*SILENCE_STATES)] = None
 
 
 class DeliveriesQuery(ViewQuery):
-    limit: page_size(MAX_PAGE) = 50
+    limit: Annotated[int, page_size(MAX_PAGE)] = 50
     channel: ChannelName = None
-    status: choice(*STATUSES) | None = None
+    status: Annotated[str | None, choice(*STATUSES)] = None
     before: Before = None
 
 
@@ -649,15 +649,15 @@ def _lookup(table: dict[str, Any], action: Any) -> Any:
 class AlertViewQuery(QueryModel):
     """Every parameter of every view (each view reads its own; the others are ignored)."""
 
-    action: choice(*sorted(GET_VIEWS)) = Required()
-    state: choice(*dict.fromkeys(STATES + SILENCE_STATES)) | None = Field(
+    action: Annotated[str, choice(*sorted(GET_VIEWS))] = Required()
+    state: Annotated[str | None, choice(*dict.fromkeys(STATES + SILENCE_STATES))] = Field(
         None, description="active: pending or firing; history: also resolved; silences: pending, active or expired.")
-    severity: choice(*SEVERITIES) | None = Field(None, description="active, history: only this severity.")
+    severity: Annotated[str | None, choice(*SEVERITIES)] = Field(None, description="active, history: only this severity.")
     fingerprint: Fingerprint = Field(None, description="history: the episodes of one alert.")
     since: Moment = Field(None, description="history: alerts open at or after this time.")
-    status: choice(*STATUSES) | None = Field(None, description="deliveries: only this status.")
+    status: Annotated[str | None, choice(*STATUSES)] = Field(None, description="deliveries: only this status.")
     channel: ChannelName = Field(None, description="deliveries: only this channel (apprise: every Apprise channel).")
-    limit: page_size(MAX_PAGE) = Field(50, description="deliveries, history: page size.")
+    limit: Annotated[int, page_size(MAX_PAGE)] = Field(50, description="deliveries, history: page size.")
     before: Before = Field(None, description="deliveries, history: the `next.before` of the previous page.")
 
     @classmethod
@@ -728,7 +728,7 @@ class AlertReference(Model):
 
     id: PositiveId | None = Field(None, description="The alert.")
     fingerprint: Fingerprint = Field(None, description="The open alert.")
-    comment: text_of(0, MAX_COMMENT, nullable=True) = ""
+    comment: Annotated[str, text_of(0, MAX_COMMENT, nullable=True)] = ""
 
     @model_validator(mode="after")
     def _one_reference(self) -> AlertReference:
@@ -753,11 +753,11 @@ class Trigger(Model):
     """A manual alert: firing at once, sent like any other (grouping, routing, repeats, escalation)."""
 
     action: Literal["trigger"]
-    severity: choice(*SEVERITIES) = Required()
-    description: text_of(1, MAX_DESCRIPTION) = Required(description="What is wrong.")
+    severity: Annotated[str, choice(*SEVERITIES)] = Required()
+    description: Annotated[str, text_of(1, MAX_DESCRIPTION)] = Required(description="What is wrong.")
     service: ServiceName = Field("manual", description="The affected service (groups and maintenance scope by it).")
-    summary: text_of(0, 300, nullable=True) = ""
-    runbook_url: Annotated[text_of(0, 500, nullable=True), AfterValidator(_http_url)] = ""
+    summary: Annotated[str, text_of(0, 300, nullable=True)] = ""
+    runbook_url: Annotated[str, text_of(0, 500, nullable=True), AfterValidator(_http_url)] = ""
 
 
 class Silence(Model):
@@ -1009,8 +1009,11 @@ POST_ACTIONS: dict[str, Action] = {
     "update_rule": Action(UpdateRule, update_rule),
 }
 
-class AlertAction(RootModel[Annotated[Union[tuple(action.body for action in POST_ACTIONS.values())],  # type: ignore[misc]
-                                      Field(discriminator="action")]]):
+# The union of every action's body, built from the table (the Union[...] form takes a tuple).
+_ACTION_BODIES = Union[tuple(action.body for action in POST_ACTIONS.values())]  # type: ignore[valid-type]  # noqa: UP007
+
+
+class AlertAction(RootModel[Annotated[_ACTION_BODIES, Field(discriminator="action")]]):  # type: ignore[valid-type]
     """The body of one action, told apart by `action`."""
 
     @classmethod

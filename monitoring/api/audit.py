@@ -1,7 +1,7 @@
 """/api/monitoring/audit: page through the audit log, or export a date range as CSV."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Response, g, jsonify, request, stream_with_context
 from pydantic import Field
@@ -31,10 +31,10 @@ MAX_PAGE = 500
 class AuditQuery(QueryModel):
     since: Moment = Field(None, description="RFC 3339 timestamp (or epoch seconds).")
     until: Moment = Field(None, description="RFC 3339 timestamp (or epoch seconds).")
-    kind: choice(*KINDS) | None = None
-    limit: page_size(MAX_PAGE) = 100
+    kind: Annotated[str | None, choice(*KINDS)] = None
+    limit: Annotated[int, page_size(MAX_PAGE)] = 100
     before: Before = Field(None, description="Page on: the `next.before` value of the previous page.")
-    format: choice("json", "csv") = "json"
+    format: Annotated[str, choice("json", "csv")] = "json"
 
 
 class AuditEntry(Document):

@@ -27,14 +27,26 @@ import copy
 import functools
 import re
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import Flask, request
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
-from pydantic_core import PydanticUseDefault
-from spectree import SpecTree
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 from spectree import Response as SpecResponse
+from spectree import SpecTree
 
 from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
@@ -67,7 +79,22 @@ def _clean_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_clean_text)]
 
 
-def whole_number(low: int, high: int) -> Any:
+@dataclass(frozen=True)
+class Checked:
+    """``Annotated`` metadata: a check run before the type's own validation, and the JSON Schema
+    it documents (``limit: Annotated[int, whole_number(1, 500)] = 50``)."""
+
+    check: Callable[[Any], Any]
+    schema: Mapping[str, Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return dict(self.schema)
+
+
+def whole_number(low: int, high: int) -> Checked:
     """An integer query parameter in [low, high], refused as "must be a whole number from low to high".
 
     Empty (``?limit=``) is the field's default, as if absent."""
@@ -83,10 +110,10 @@ def whole_number(low: int, high: int) -> Any:
             raise ValueError(f"must be a whole number from {low} to {high}")
         return number
 
-    return Annotated[int, Field(ge=low, le=high), BeforeValidator(check)]
+    return Checked(check, {"type": "integer", "minimum": low, "maximum": high})
 
 
-def text_of(low: int, high: int, *, nullable: bool = False) -> Any:
+def text_of(low: int, high: int, *, nullable: bool = False) -> Checked:
     """Text of ``low`` to ``high`` characters (with ``low`` >= 1, not blank), refused as
     "must be text of low to high characters"; with ``nullable``, null (or absent) is ""."""
 
@@ -100,7 +127,7 @@ def text_of(low: int, high: int, *, nullable: bool = False) -> Any:
     schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string", "maxLength": high}
     if low:
         schema["minLength"] = low
-    return Annotated[str, BeforeValidator(check), WithJsonSchema(schema)]
+    return Checked(check, schema)
 
 
 def Required(**kwargs: Any) -> Any:  # noqa: N802  # used like pydantic's Field
@@ -109,7 +136,7 @@ def Required(**kwargs: Any) -> Any:  # noqa: N802  # used like pydantic's Field
     return Field(None, validate_default=True, json_schema_extra={"x-required": True}, **kwargs)
 
 
-def choice(*values: str) -> Any:
+def choice(*values: str) -> Checked:
     """A query parameter that is one of ``values``, refused as "must be one of: a, b, c".
 
     Empty (``?state=``) is the field's default, as if absent."""
@@ -121,7 +148,7 @@ def choice(*values: str) -> Any:
             raise ValueError(f"must be one of: {', '.join(values)}")
         return value
 
-    return Annotated[str, BeforeValidator(check), WithJsonSchema({"type": "string", "enum": list(values)})]
+    return Checked(check, {"type": "string", "enum": list(values)})
 
 
 def _flag(value: Any) -> Any:
@@ -249,7 +276,7 @@ class Operation:
     descriptions: Mapping[int, str]
 
 
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     METRICS: [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
     ADMIN: [{"AdminKey": []}, {"ApiKeyQuery": []}],
     PUBLIC: [],
@@ -299,7 +326,7 @@ def endpoint(
         @functools.wraps(view)
         def handler(*args: Any, **kwargs: Any) -> Any:
             if key in (METRICS, ADMIN):
-                check_key(key)  # type: ignore[arg-type]
+                check_key(key)
             elif key == PUBLIC_UNLESS_PRIVATE:
                 require_key_unless_public()
             if query is not None:
@@ -343,7 +370,7 @@ def parse_query(model: type[BaseModel]) -> BaseModel:
         values = request.args.getlist(name)
         raw[name] = values if len(values) > 1 else values[0]
     try:
-        return _validator(model)(raw)  # type: ignore[no-any-return]
+        return _validator(model)(raw)
     except ValidationError as exc:
         raise problems_error(exc, "invalid_parameter", "query parameter") from None
 
@@ -352,7 +379,7 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
     """The JSON body as ``model``; 415 / 413 / 400 ``invalid_json`` / 400 ``invalid_body``."""
     data = read_json()
     try:
-        return _validator(model)(data)  # type: ignore[no-any-return]
+        return _validator(model)(data)
     except ValidationError as exc:
         raise problems_error(exc, "invalid_body", "body") from None
 
@@ -496,9 +523,9 @@ def _complete(operation: dict[str, Any], declared: Operation) -> None:
         responses.setdefault(str(status), {"description": ""}).setdefault("headers", {}).update(headers)
     for status, description in declared.descriptions.items():
         responses.setdefault(str(status), {})["description"] = description
-    for status in ("429", "503"):
-        if status in responses:
-            responses[status].setdefault("headers", {})["Retry-After"] = {
+    for code in ("429", "503"):
+        if code in responses:
+            responses[code].setdefault("headers", {})["Retry-After"] = {
                 "schema": {"type": "integer"}, "description": "Seconds to wait."}
     for status, response in responses.items():
         if status.startswith("2"):

@@ -7,18 +7,19 @@ Ids, not offsets: a page stays put while new rows arrive, and the store seeks by
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from monitoring.api.contract import Document, whole_number
+from monitoring.api.contract import Checked, Document, whole_number
 from monitoring.api.params import MAX_ID
 
 # ?before=: only rows with a smaller id.
-Before = whole_number(1, MAX_ID) | None
+Before = Annotated[int | None, whole_number(1, MAX_ID)]
 
 
-def page_size(maximum: int) -> Any:
+def page_size(maximum: int) -> Checked:
     """?limit=: a whole number from 1 to ``maximum``."""
     return whole_number(1, maximum)
 

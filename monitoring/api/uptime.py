@@ -47,7 +47,7 @@ class UptimeQuery(QueryModel):
 
 class IncidentsQuery(QueryModel):
     before: Before = Field(None, description="Only incidents with a smaller id.")
-    limit: page_size(MAX_PAGE) = DEFAULT_PAGE
+    limit: Annotated[int, page_size(MAX_PAGE)] = DEFAULT_PAGE
 
 
 class Incident(Document):
