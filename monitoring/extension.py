@@ -57,8 +57,13 @@ API_MODULES = (
     "monitoring.api.events",
     "monitoring.api.error_tracking",
     "monitoring.api.dashboard",
+    "monitoring.api.otlp",
+    "monitoring.api.sentry_ingest",
     "monitoring.api.openapi",
 )
+# Served by the Centinela service, and by an embedding app only with INGEST_ENDPOINTS=true:
+# /v1/traces or /api/<id>/store/ may be the host's own routes.
+INGEST_MODULES = ("monitoring.api.otlp", "monitoring.api.sentry_ingest")
 
 
 class Monitoring:
@@ -96,11 +101,13 @@ class Monitoring:
         settings = self._settings or Settings.from_env(default_var_dir=Path(app.instance_path) / "centinela")
         if self._url_prefix is not None:
             settings = settings.replace(url_prefix=self._url_prefix.rstrip("/"))
+        if not settings.service_name:
+            settings = settings.replace(service_name=app.import_name[:100])
         default_release = centinela_release() if self.standalone else host_release(app)
         services = self._services = build_services(settings, self._clock, default_release=default_release)
         app.extensions[EXTENSION_KEY] = self
 
-        for name in API_MODULES:
+        for name in self.api_modules:
             bp = importlib.import_module(name).bp
             app.register_blueprint(bp, url_prefix=settings.url_prefix + (bp.url_prefix or ""))
         if settings.cors_origins:
@@ -115,7 +122,8 @@ class Monitoring:
                 "max_age": 600,
             })
 
-        install_request_hooks(app, services.metrics.recorder, self.start if settings.scheduler_enabled else None)
+        install_request_hooks(app, services.metrics.recorder, self.start if settings.scheduler_enabled else None,
+                              service=services.service_name)
         got_request_exception.connect(_capture_exception, app, weak=False)
         services.sentry.start()
         if settings.scheduler_enabled:
@@ -196,6 +204,14 @@ class Monitoring:
         return self.services.alerting
 
     @property
+    def api_modules(self) -> tuple[str, ...]:
+        """The blueprint modules this app serves (the ingest ones per INGEST_ENDPOINTS)."""
+        configured = self.settings.ingest_endpoints
+        if self.standalone if configured is None else configured:
+            return API_MODULES
+        return tuple(name for name in API_MODULES if name not in INGEST_MODULES)
+
+    @property
     def public(self) -> bool:
         """Whether the dashboard's public view, health details and uptime answer without a key."""
         configured = self.settings.dashboard_public
@@ -233,7 +249,8 @@ def _capture_exception(sender: Flask, exception: BaseException, **extra: Any) ->
     try:
         rule = request.url_rule
         route = f"{request.method} {route_template(rule.rule) if rule is not None else '<unmatched>'}"
-        Monitoring.of(sender).services.errors.capture(exception, route)
+        services = Monitoring.of(sender).services
+        services.errors.capture(exception, route, services.service_name)
     except Exception:  # capture must never turn one error into two
         log.warning("error tracking could not capture an exception", exc_info=True)
 

@@ -31,11 +31,15 @@ from monitoring.clock import Clock, SystemClock
 from monitoring.dashboard.data import DashboardSources, sources_of
 from monitoring.dashboard.session import DashboardSessions
 from monitoring.dependencies import check_rate_limit_storage, check_store
+from monitoring.durations import DAY
 from monitoring.errors.sentry import SentryReporter
 from monitoring.errors.tracking import ErrorsProvider, ErrorTracker
 from monitoring.health.results import ServiceHealth
 from monitoring.health.service import HealthService
 from monitoring.health.status import DEGRADED
+from monitoring.ingest.cardinality import CardinalityBounds, CardinalityGuard
+from monitoring.ingest.otlp_metrics import CumulativeTracker
+from monitoring.ingest.sink import IngestSink, ShedGate
 from monitoring.metrics.categories import CategoryProvider
 from monitoring.metrics.performance import PerformanceProvider, SystemProvider
 from monitoring.metrics.recorder import RequestRecorder
@@ -52,6 +56,7 @@ from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
 from monitoring.store.business_tables import payment_events, ticket_events, user_activity_events
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups
+from monitoring.store.metrics_tables import DEFAULT_SERVICE
 from monitoring.store.health_tables import health_events, health_results
 from monitoring.store.metrics_tables import system_samples
 from monitoring.store.notify_tables import notify_deliveries
@@ -59,8 +64,6 @@ from monitoring.store.retention import RetentionRule, purge_expired
 from monitoring.store.schema import audit_log, dashboard_sessions, instances, job_runs
 from monitoring.store.uptime_tables import incidents, maintenance_windows, uptime_segments
 from monitoring.uptime.service import UptimeService
-
-DAY = 86400.0
 
 # Job names, as job_runs and the system metrics show them.
 HEALTH_JOB = "health_checks"
@@ -94,6 +97,17 @@ class Metrics:
 
 
 @dataclass
+class Ingest:
+    """Telemetry from apps in any language (OTLP, Sentry protocol): one guard, one tracker, one sink per app."""
+
+    projects: dict[str, str]  # SENTRY_PROJECTS: project -> service
+    guard: CardinalityGuard
+    cumulative: CumulativeTracker
+    sink: IngestSink
+    gate: ShedGate
+
+
+@dataclass
 class Services:
     """One Centinela: its parts and features, built by ``build_services``."""
 
@@ -114,11 +128,17 @@ class Services:
     alerting: AlertEngine
     dashboard: DashboardSources
     sessions: DashboardSessions
+    ingest: Ingest
     # Category name -> provider: what the metrics export, the alert figures and the dashboard read.
     categories: dict[str, CategoryProvider] = field(default_factory=dict)
     retention: list[RetentionRule] = field(default_factory=list)
     # Run at shutdown after the scheduler stops (final flushes), in order.
     shutdown_hooks: list[Callable[[], object]] = field(default_factory=list)
+
+    @property
+    def service_name(self) -> str:
+        """The service the embedded app's requests and errors count under (SERVICE_NAME)."""
+        return self.settings.service_name or DEFAULT_SERVICE
 
     def purge_expired(self) -> dict[str, int]:
         """The retention job: delete what each kind of data has outlived."""
@@ -149,6 +169,23 @@ def announce_generated_key(role: str, key_id: str, path: str) -> None:
     print(f"centinela: generated the {role} API key {key_id} (in {path}, mode 0600)", file=sys.stderr, flush=True)
 
 
+def seed_cardinality_guard(guard: CardinalityGuard, rollups: RequestRollups, own_service: str) -> None:
+    """Admit the services and routes the store already holds, in one order, before any new one:
+    every worker (and host) then keeps the same names at the bound, and a restart keeps them."""
+    try:
+        known = rollups.routes_by_service()
+    except Exception:  # a store down at start-up: the guard fills as telemetry arrives
+        import logging
+
+        logging.getLogger(__name__).warning("could not read known services to seed the ingest bounds", exc_info=True)
+        return
+    for service in sorted(known):
+        if service == own_service:
+            continue  # the embedded app's own requests are not ingested: they take no slot
+        for route in sorted(known[service]):
+            guard.admit(service, route)
+
+
 def build_services(
     settings: Settings,
     clock: Clock | None = None,
@@ -166,9 +203,10 @@ def build_services(
     # The store and a shared rate-limit storage must answer: DependencyUnavailable, one line, if not.
     check_store(store)
     store.migrate()
-    limits = RateLimits.from_settings(settings)
+    limits = RateLimits.from_settings(settings.ratelimit)
     check_rate_limit_storage(limits, settings.ratelimit_storage_uri, settings.ratelimit_fail_open)
-    keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key)
+    keyring = KeyRing.load(settings.metrics_api_key, settings.admin_api_key, settings.var_dir, announce_key,
+                           ingest_key=settings.ingest_api_key)
     audit = AuditLog(store, clock)
     scheduler = Scheduler(store, clock, settings.lease_ttl, settings.zone)
     categories: dict[str, CategoryProvider] = {}
@@ -196,7 +234,8 @@ def build_services(
     scheduler.on_start(metrics.sampler.prime)  # psutil's first cpu_percent() is 0.0: prime it per process
     retention.append(RetentionRule(system_samples, system_samples.c.at, SAMPLE_RETENTION_SECONDS))
     categories["system"] = SystemProvider(store, scheduler.describe, settings.system_sample_interval)
-    categories["performance"] = PerformanceProvider(metrics.rollups)
+    service_name = settings.service_name or DEFAULT_SERVICE
+    categories["performance"] = PerformanceProvider(metrics.rollups, service_name)
 
     # --- health checks and circuit breakers ------------------------------------------------
     health = HealthService(store, clock, settings)
@@ -230,8 +269,20 @@ def build_services(
         RetentionRule(error_groups, error_groups.c.last_seen, metrics_retention),
         RetentionRule(error_counts, error_counts.c.bucket_start, metrics_retention),
     ]
-    categories["errors"] = ErrorsProvider(store, clock)
-    sentry = SentryReporter.from_settings(settings, default_release)
+    categories["errors"] = ErrorsProvider(store, clock, service_name)
+    sentry = SentryReporter.from_settings(settings.sentry, default_release)
+
+    # --- ingest: OTLP and Sentry-protocol telemetry into the same recorder and error groups --
+    guard = CardinalityGuard(CardinalityBounds(settings.ingest_max_services, settings.ingest_max_routes))
+    seed_cardinality_guard(guard, metrics.rollups, service_name)
+    ingest = Ingest(
+        projects=dict(settings.sentry_projects),
+        guard=guard,
+        # Cumulative OTLP points become deltas here, per process (see its docstring).
+        cumulative=CumulativeTracker(clock),
+        sink=IngestSink(metrics.recorder, errors, guard, clock),
+        gate=ShedGate(),
+    )
 
     # --- business events --------------------------------------------------------------------
     business = BusinessEvents(
@@ -264,9 +315,9 @@ def build_services(
     # --- alerting: rules over every category above, into the outbox -----------------------
     alerting = AlertEngine(
         store, clock, audit, outbox,
-        policy=AlertPolicy.from_settings(settings),
+        policy=AlertPolicy.from_settings(settings.alerts),
         # The seed's rules, and one per dependency the health checks watch (derived rules).
-        rulebook=RuleBook.from_settings(store, clock, audit, settings, health.checks),
+        rulebook=RuleBook.from_settings(store, clock, audit, settings.alerts, health.checks),
         silences=Silences(store, clock, audit),
         inhibitions=Inhibitions(store, clock, audit),
         maintenance=uptime.calendar,
@@ -304,6 +355,7 @@ def build_services(
         dashboard=sources_of(store, clock, categories, metrics.rollups, uptime, alerting,
                              settings.dashboard_refresh_seconds),
         sessions=DashboardSessions(keyring, clock, store),
+        ingest=ingest,
         categories=categories,
         retention=retention,
         shutdown_hooks=shutdown_hooks,

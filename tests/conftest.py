@@ -18,6 +18,7 @@ from tests.support.gunicorn import GunicornServer
 
 METRICS_KEY = "test-metrics-key-0123456789abcdef"
 ADMIN_KEY = "test-admin-key-fedcba9876543210"
+INGEST_KEY = "test_ingest_key_0a1b2c3d4e5f6789"  # letters, digits and "_": it goes into DSNs
 
 STORE_KINDS = ["sqlite", "postgresql"]
 
@@ -107,6 +108,7 @@ def make_settings(tmp_path: Any, sqlite_url: str) -> Callable[..., Settings]:
         base_env = {
             "METRICS_API_KEY": METRICS_KEY,
             "ADMIN_API_KEY": ADMIN_KEY,
+            "INGEST_API_KEY": INGEST_KEY,
             "VAR_DIR": str(tmp_path / "var"),
             "DATABASE_URL": sqlite_url,
             "SCHEDULER_ENABLED": "false",
@@ -150,6 +152,7 @@ def monitoring(app: Any) -> Any:
 
 METRICS_HEADERS = {"X-API-Key": METRICS_KEY}
 ADMIN_HEADERS = {"X-Admin-Key": ADMIN_KEY}
+INGEST_HEADERS = {"X-API-Key": INGEST_KEY}
 
 
 @pytest.fixture

@@ -32,12 +32,12 @@ def test_the_default_rules_and_their_thresholds_from_the_environment(make_host: 
     table = {name: (r["figure"], r["comparison"], r["threshold"], r["window"], r["for"], r["keep_firing_for"],
                     r["severity"]) for name, r in rules.items()}
     assert table == {
-        "PaymentFailures": ("payment_failure_rate", ">", 0.02, "5m", "0", "5m", "critical"),
-        "HighErrorRate": ("error_rate", ">", 0.1, "5m", "0", "0", "high"),
-        "SlowApiResponse": ("api_p95_ms", ">", 1500.0, "5m", "3m", "0", "medium"),
-        "DatabaseUnavailable": ("dependency_down", ">", 0.0, "5m", "0", "0", "critical"),
-        "HighMemoryUsage": ("memory_usage_percent", ">", 90.0, "5m", "10m", "0", "medium"),
-        "RuleEvaluationFailing": ("rule_evaluation_failing", ">", 0.0, "1m", "0", "0", "high"),
+        "PaymentFailures": ("payment_failure_rate", ">", 0.02, "5m", "0s", "5m", "critical"),
+        "HighErrorRate": ("error_rate", ">", 0.1, "5m", "0s", "0s", "high"),
+        "SlowApiResponse": ("api_p95_ms", ">", 1500.0, "5m", "3m", "0s", "medium"),
+        "DatabaseUnavailable": ("dependency_down", ">", 0.0, "5m", "0s", "0s", "critical"),
+        "HighMemoryUsage": ("memory_usage_percent", ">", 90.0, "5m", "10m", "0s", "medium"),
+        "RuleEvaluationFailing": ("rule_evaluation_failing", ">", 0.0, "1m", "0s", "0s", "high"),
     }
     assert all(r["origin"] == "default" and r["enabled"] for r in rules.values())
     assert set(body["figures"]) == {"error_rate", "api_p95_ms", "payment_failure_rate", "memory_usage_percent",

@@ -48,11 +48,11 @@ def test_every_dependency_in_force_has_its_rules_and_says_where_they_come_from(
         assert derived == {
             # DatabaseUnavailable already watches database and orders-db (ALERT_DATABASE_CHECKS).
             "DatabaseSlow": ("dependency_response_time", ['service="database"'], ">", 1000.0, "3m", "1m", "medium"),
-            "StripeUnavailable": ("dependency_down", ['service="stripe"'], ">", 0.0, "5m", "0", "critical"),
+            "StripeUnavailable": ("dependency_down", ['service="stripe"'], ">", 0.0, "5m", "0s", "critical"),
             "StripeSlow": ("dependency_response_time", ['service="stripe"'], ">", 2000.0, "3m", "1m", "medium"),
-            "BrevoUnavailable": ("dependency_down", ['service="brevo"'], ">", 0.0, "5m", "0", "high"),
+            "BrevoUnavailable": ("dependency_down", ['service="brevo"'], ">", 0.0, "5m", "0s", "high"),
             "BrevoSlow": ("dependency_response_time", ['service="brevo"'], ">", 2000.0, "3m", "1m", "medium"),
-            "SearchUnavailable": ("dependency_down", ['service="search"'], ">", 0.0, "5m", "0", "high"),
+            "SearchUnavailable": ("dependency_down", ['service="search"'], ">", 0.0, "5m", "0s", "high"),
             "SearchSlow": ("dependency_response_time", ['service="search"'], ">", 300.0, "3m", "1m", "medium"),
         }
         assert rules["StripeUnavailable"]["derivedFrom"] == "health check stripe (critical): down is critical"

@@ -5,7 +5,7 @@ for the orders database.
 
 The configuration is the default one, with only intervals shortened by the environment (health
 rounds, evaluations, flushes, samples, the breaker's reset, the high and medium group waits, the
-figures' windows), plus what the README says an operator does: the orders database named in
+figures' windows), plus what docs/alerting.md says an operator does: the orders database named in
 ALERT_DATABASE_CHECKS, and, through update_rule, the rules' own `for` / `keep_firing_for` made
 short (and the memory threshold moved below and back above the machine's real use, since a test
 cannot fill the machine's memory).

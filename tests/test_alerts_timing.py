@@ -118,7 +118,7 @@ def test_a_rule_sets_its_own_timing(make_host: Callable[..., Host]) -> None:
     host = make_host(DEFAULT_TIMING)
     changed = host.post({"action": "update_rule", "rule": {
         "name": "HighErrorRate", "timing": {"group_wait": "0", "escalate_after": "none"}}})["rule"]
-    assert changed["timing"] == {"group_wait": "0", "escalate_after": "none"}
+    assert changed["timing"] == {"group_wait": "0s", "escalate_after": "none"}  # zero is written "0s" (durations.py)
     assert changed["effectiveTiming"] == {"groupWaitSeconds": 0.0, "groupIntervalSeconds": 30.0,
                                           "repeatIntervalSeconds": 14400.0, "escalateAfterSeconds": None}
     host.requests("/checkout", 10)

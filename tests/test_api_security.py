@@ -80,14 +80,14 @@ def test_keys_are_compared_in_constant_time(client: Any, monkeypatch: pytest.Mon
 def test_missing_keys_are_generated_once_with_mode_0600(tmp_path: Path) -> None:
     announced: list[tuple[str, str]] = []
     ring = KeyRing.load("", "", str(tmp_path), lambda role, value, path: announced.append((role, value)))
-    assert {role for role, _ in announced} == {"metrics", "admin"}
-    for role in ("metrics", "admin"):
+    assert {role for role, _ in announced} == {"metrics", "admin", "ingest"}
+    for role in ("metrics", "admin", "ingest"):
         path = tmp_path / f"{role}-api-key"
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert path.read_text().strip() == ring.get(role).secret
         assert len(ring.get(role).secret) >= 40
     again = KeyRing.load("", "", str(tmp_path), lambda *a: announced.append(a))
-    assert len(announced) == 2  # not announced again
+    assert len(announced) == 3  # not announced again
     assert again.get("admin").secret == ring.get("admin").secret
 
 
@@ -166,11 +166,11 @@ def test_oversized_body_is_refused_even_where_the_body_is_not_read(host_app: Fla
 
 
 def _limited_app(make_settings: Callable[..., Settings], storage: str) -> Flask:
-    settings = make_settings(
-        {"RATELIMIT_STORAGE_URI": storage, "RATELIMIT_DEFAULT": "3/minute", "RATELIMIT_HEALTH": "2/minute"}
-    )
+    # Centinela's own prefix (the host's RATELIMIT_KEY_PREFIX config is not Centinela's): runs
+    # that share one Redis must not share counters.
+    settings = make_settings({"RATELIMIT_STORAGE_URI": storage, "RATELIMIT_DEFAULT": "3/minute",
+                              "RATELIMIT_HEALTH": "2/minute", "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}"})
     app = Flask("limited")
-    app.config["RATELIMIT_KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     from monitoring.extension import Monitoring
 
     Monitoring(app, settings=settings)
@@ -199,10 +199,11 @@ def test_rate_limit_answers_429_json_with_retry_after(
     if storage == "redis":
         # a second app (another worker) on the same Redis shares the count
         other = Flask("other-worker")
-        other.config["RATELIMIT_KEY_PREFIX"] = app.config["RATELIMIT_KEY_PREFIX"]
         from monitoring.extension import Monitoring
 
-        Monitoring(other, settings=make_settings({"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_DEFAULT": "3/minute"}))
+        prefix = Monitoring.of(app).settings.ratelimit.ratelimit_key_prefix
+        Monitoring(other, settings=make_settings({"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_DEFAULT": "3/minute",
+                                                  "RATELIMIT_KEY_PREFIX": prefix}))
         assert other.test_client().get("/api/monitoring/metrics", headers=METRICS_HEADERS).status_code == 429
 
 

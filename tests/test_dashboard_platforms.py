@@ -247,7 +247,7 @@ def prometheus_version(binary: str) -> tuple[int, int]:
 
 
 def scrape_config(target: str, key_file: Path, version: tuple[int, int]) -> dict[str, Any]:
-    """The README's scrape config: the key in a header where Prometheus can send one (2.55+), else as a parameter."""
+    """The scrape config of docs/integrations.md: the key in a header (Prometheus 2.55+), else as a parameter."""
     job: dict[str, Any] = {
         "job_name": "centinela",
         "metrics_path": "/api/monitoring/metrics",
@@ -315,7 +315,7 @@ def test_a_real_prometheus_answers_every_grafana_query(gunicorn_server: Callable
                 (tmp_path / "prometheus.log").read_text()[-2000:]
             targets = requests.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
             assert [t["health"] for t in targets] == ["up"]
-            # The README's trade-off: a key sent as a parameter shows in Prometheus' own target listing.
+            # The trade-off docs/integrations.md states: a key sent as a parameter shows in the target listing.
             sent_as_parameter = "api_key" in scrape_config("x", key_file, prometheus_version(PROMETHEUS))[
                 "scrape_configs"][0]["params"]
             assert (METRICS_KEY in targets[0]["scrapeUrl"]) == sent_as_parameter

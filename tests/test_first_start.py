@@ -61,7 +61,7 @@ def test_make_run_from_another_folder_keeps_keys_out_of_the_log_and_files_privat
 ) -> None:
     url, var, log = first_start
     text = log.read_text()
-    for role in ("metrics", "admin"):
+    for role in ("metrics", "admin", "ingest"):
         key_file = var / f"{role}-api-key"
         secret = key_file.read_text().strip()
         assert len(secret) >= 40 and secret.isalnum()  # letters and digits only

@@ -64,4 +64,4 @@ def test_600_requests_read_back_as_600_from_whichever_worker_answers(
         exposition = requests.get(
             f"{server.url}/api/monitoring/metrics?format=prometheus", headers=HEADERS, timeout=10
         ).text
-        assert 'route="<unmatched>",status="4xx"} 600.0' in exposition
+        assert 'route="<unmatched>",service="app",status="4xx"} 600.0' in exposition

@@ -80,7 +80,7 @@ MOVES_EVERYWHERE = ["**coverage.enough"]
 COVERED_SECONDS = "performance.scope.coveredSeconds"
 # Series points are keyed by their bucket: a new minute adds a bucket and drops the oldest.
 SERIES_POINTS = re.compile(r"^series\.[^.]+\.points\[")
-DURATION = re.compile(r"^(?:(\d+)d )?(?:(\d+)h )?(?:(\d+)m )?(\d+)s$")
+DURATION = re.compile(r"^(?=\d)(?:(\d+)d ?)?(?:(\d+)h ?)?(?:(\d+)m ?)?(?:(\d+)s)?$")  # monitoring/durations.py
 
 
 def list_key(item: Any) -> str | None:

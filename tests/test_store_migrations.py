@@ -117,9 +117,19 @@ def test_a_store_made_before_alembic_upgrades_with_nothing_lost(store_url: str, 
     from monitoring.metrics.rollups import RequestRollups
 
     clock = ManualClock()
-    figures = RequestRollups(store, clock).figures(TimeWindow(clock.now() - 3600, clock.now() + 60, "1h"),
-                                                   include_internal=True)
+    rollups, hour = RequestRollups(store, clock), TimeWindow(clock.now() - 3600, clock.now() + 60, "1h")
+    figures = rollups.figures(hour, include_internal=True)
     assert figures.count == 30
+    # Rows from before the service dimension belong to the default service.
+    assert rollups.services() == ["app"] and [s.service for s in figures.per_service()] == ["app"]
+    assert rollups.figures(hour, include_internal=True, service="app").count == 30
+    assert rollups.figures(hour, include_internal=True, service="shop").count == 0
+    from monitoring.errors.tracking import error_figures, list_error_groups
+
+    (group,) = list_error_groups(store)
+    assert group.service == "app" and list_error_groups(store, service="shop") == []
+    errors = error_figures(store, hour, None, service="app")
+    assert (errors.count, errors.total, errors.totals) == (1, 1, {"app": 1})
     with store.read() as conn:
         (alert,) = conn.execute(text("SELECT severity, state FROM alerts")).all()
     assert tuple(alert) == ("critical", "firing")

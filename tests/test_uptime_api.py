@@ -15,7 +15,7 @@ from tests.support import contract
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.scheduler import Scheduler
-from monitoring.uptime.durations import format_duration
+from monitoring.durations import format_duration
 from monitoring.uptime.maintenance import parse_window_spec
 from tests.conftest import METRICS_HEADERS
 from tests.test_metrics_export import load_into_datadog_models
@@ -349,7 +349,9 @@ def test_incidents_and_the_timeline_are_kept_incident_retention_days(
 
 
 def test_format_duration() -> None:
+    # monitoring/durations.py's one formatter: the non-zero units ("1h", formerly "1h 0m 0s" here);
+    # the uptime figures pass it whole seconds (59.9 s of uptime reads "59s").
     assert format_duration(0) == "0s"
-    assert format_duration(59.9) == "59s"
-    assert format_duration(3600) == "1h 0m 0s"
+    assert format_duration(int(59.9)) == "59s"
+    assert format_duration(3600) == "1h"
     assert format_duration(5 * DAY + 14 * 3600 + 23 * 60 + 45) == "5d 14h 23m 45s"

@@ -40,10 +40,11 @@ from monitoring.alerts.inhibition import Inhibitions
 from monitoring.alerts.lifecycle import FIRING, OPEN_STATES, PENDING, RESOLUTION, RESOLVED, Alert, AlertLedger, \
     clean_strings, fingerprint, group_key
 from monitoring.alerts.matchers import matches_all
-from monitoring.alerts.policy import AlertPolicy, Timing, describe_span, format_duration
+from monitoring.alerts.policy import AlertPolicy, Timing, describe_span
 from monitoring.alerts.rules import MANUAL_ALERT, Rule, RuleBook
 from monitoring.alerts.silences import Silences
 from monitoring.clock import Clock
+from monitoring.durations import format_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.notify.model import FIRING as FIRING_EVENT, SEVERITIES, Notification
@@ -295,7 +296,7 @@ class AlertEngine:
             return RuleOutcome(error=sanitise_text(f"{type(exc).__name__}: {exc}")[:500])
 
     def _read_rule(self, rule: Rule, reader: FigureReader) -> RuleOutcome:
-        samples = [s for s in reader.samples(rule.figure, rule.window) if matches_all(rule.match, s.labels)]
+        samples = [s for s in reader.samples(rule.figure, rule.window, rule.service) if matches_all(rule.match, s.labels)]
         outcome = RuleOutcome(samples=len(samples))
         for sample in samples:
             if not math.isfinite(sample.value):

@@ -15,6 +15,10 @@ Rules name a figure in one flat namespace:
 
 A figure with no data in the window (no requests, no payments) gives no sample, so an alert
 on it resolves rather than firing on a made-up 0.
+
+``samples(figure, window, service)``: with a service, the request figures are that service's
+(their sample carries the label ``service``), and exported figures come from the categories
+that count requests (monitoring.metrics.scope.ScopedProvider), read in that service's scope.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from monitoring.health.circuit import CLOSED
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.rollups import RequestFigures, RequestRollups
+from monitoring.metrics.scope import INCLUDE_INTERNAL, ScopedProvider
 from monitoring.metrics.system import system_figures
 from monitoring.metrics.windows import format_window
 from monitoring.store.alerts_tables import alert_rule_status
@@ -97,8 +102,8 @@ class FigureReader:
     categories: Mapping[str, Callable[[TimeWindow], CategoryReport]]
     health_snapshot: Callable[[], Any] | None = None
     memory_live_within: float = 50.0
-    _requests: dict[float, RequestFigures] = field(default_factory=dict)
-    _reports: dict[tuple[str, float], CategoryReport | Exception] = field(default_factory=dict)
+    _requests: dict[tuple[float, str | None], RequestFigures] = field(default_factory=dict)
+    _reports: dict[tuple[str, float, str | None], CategoryReport | Exception] = field(default_factory=dict)
     _health: Any = None
 
     def window(self, seconds: float) -> TimeWindow:
@@ -106,14 +111,18 @@ class FigureReader:
         this very instant, as in a test or a burst, still counts)."""
         return TimeWindow(self.now - seconds, self.now + INCLUDE_NOW, format_window(seconds))
 
-    def samples(self, figure: str, window_seconds: float) -> list[Sample]:
+    def samples(self, figure: str, window_seconds: float, service: str | None = None) -> list[Sample]:
+        """The figure's samples over the window; ``service`` narrows request and error figures to one service."""
+        labels = {} if service is None else {"service": service}
         if figure == ERROR_RATE:
-            requests = self._request_figures(window_seconds)
-            return [Sample({}, requests.errors / requests.count)] if requests.count else []
+            requests = self._request_figures(window_seconds, service)
+            return [Sample(labels, requests.errors / requests.count)] if requests.count else []
         if figure == API_P95_MS:
-            requests = self._request_figures(window_seconds)
+            requests = self._request_figures(window_seconds, service)
             (p95,) = requests.histogram.quantiles((0.95,))
-            return [] if p95 is None or not requests.count else [Sample({}, round(p95 * 1000.0, 3))]
+            return [] if p95 is None or not requests.count else [Sample(labels, round(p95 * 1000.0, 3))]
+        if service is not None and figure in BUILTIN_FIGURES:
+            return []  # not a per-service figure (rules refuse the pair; a stored one reads nothing)
         if figure == PAYMENT_FAILURE_RATE:
             return self._payment_failure_rate(self.window(window_seconds))
         if figure == MEMORY_USAGE:
@@ -125,7 +134,7 @@ class FigureReader:
             return self._dependency_response_times(self.window(window_seconds))
         if figure == RULE_EVALUATION_FAILING:
             return self._rule_failures()
-        return self._exported(figure, window_seconds)
+        return self._exported(figure, window_seconds, service)
 
     def _rule_failures(self) -> list[Sample]:
         with self.store.read() as conn:
@@ -133,11 +142,13 @@ class FigureReader:
         return [Sample({"rule": row.name}, 1.0 if row.error else 0.0, row.error or "")
                 for row in rows if row.name != RULE_FAILURE_RULE]
 
-    def _request_figures(self, window_seconds: float) -> RequestFigures:
-        if window_seconds not in self._requests:
+    def _request_figures(self, window_seconds: float, service: str | None = None) -> RequestFigures:
+        key = (window_seconds, service)
+        if key not in self._requests:
             rollups = RequestRollups(self.store, self.clock)
-            self._requests[window_seconds] = rollups.figures(self.window(window_seconds), include_internal=False)
-        return self._requests[window_seconds]
+            self._requests[key] = rollups.figures(self.window(window_seconds), include_internal=False,
+                                                  service=service)
+        return self._requests[key]
 
     def _payment_failure_rate(self, window: TimeWindow) -> list[Sample]:
         p = payment_events
@@ -188,20 +199,27 @@ class FigureReader:
             if name in services and mean is not None
         ]
 
-    def _report(self, category: str, window_seconds: float) -> CategoryReport | Exception:
-        key = (category, window_seconds)
+    def _report(self, category: str, window_seconds: float, service: str | None = None) -> CategoryReport | Exception:
+        key = (category, window_seconds, service)
         if key not in self._reports:
+            provider = self.categories[category]
             try:
-                self._reports[key] = self.categories[category](self.window(window_seconds))
+                if service is None:
+                    self._reports[key] = provider(self.window(window_seconds))
+                else:
+                    assert isinstance(provider, ScopedProvider)
+                    self._reports[key] = provider.report(self.window(window_seconds), INCLUDE_INTERNAL, service)
             except Exception as exc:  # one failing category must not hide the others' figures
                 self._reports[key] = exc
         return self._reports[key]
 
-    def _exported(self, figure: str, window_seconds: float) -> list[Sample]:
+    def _exported(self, figure: str, window_seconds: float, service: str | None = None) -> list[Sample]:
         found: list[Sample] = []
         failures: list[str] = []
         for category in sorted(self.categories):
-            report = self._report(category, window_seconds)
+            if service is not None and not isinstance(self.categories[category], ScopedProvider):
+                continue  # not per service: nothing of it belongs to one service
+            report = self._report(category, window_seconds, service)
             if isinstance(report, Exception):
                 failures.append(f"{category}: {type(report).__name__}")
                 continue

@@ -14,18 +14,23 @@ The defaults follow the system description's severity matrix: a critical alert g
 once and escalates with its first notification; a high one within 10 s, escalating after
 30 min; medium and low ones wait to be grouped.
 
-The parsers at the bottom are used by config.py, so a bad value stops start-up; this module
-imports nothing heavy for that reason.
+The parsers at the bottom are used by monitoring/settings.py, so a bad value stops start-up;
+this module imports nothing heavy for that reason. Durations are read and written by
+monitoring/durations.py, as everywhere.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+from monitoring.durations import DAY, HOUR, MINUTE, parse_duration
 from monitoring.notify.model import SEVERITIES, SEVERITY_MATRIX
 from monitoring.notify.routing import parse_severity_object
+
+if TYPE_CHECKING:  # the settings parse their values with this module's parsers
+    from monitoring.settings import AlertSettings
 
 NEVER = "none"
 GROUP_WAIT = "group_wait"
@@ -41,7 +46,7 @@ def describe_delay(seconds: float | None) -> str:
         return "None"
     if seconds == 0:
         return "Immediate"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+    for unit, size in (("d", DAY), ("h", HOUR), ("min", MINUTE)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)} {unit}"
     return f"{seconds:g} s"
@@ -73,25 +78,25 @@ class Timing:
 # seconds, while medium and low alerts gather their group.
 DEFAULT_ESCALATION: dict[str, float | None] = {p.severity: p.escalate_after_seconds for p in SEVERITY_MATRIX}
 DEFAULT_TIMINGS: dict[str, Timing] = {
-    "critical": Timing(group_wait=0.0, group_interval=0.0, repeat_interval=4 * 3600.0,
+    "critical": Timing(group_wait=0.0, group_interval=0.0, repeat_interval=4 * HOUR,
                        escalate_after=DEFAULT_ESCALATION["critical"]),
-    "high": Timing(group_wait=10.0, group_interval=30.0, repeat_interval=4 * 3600.0,
+    "high": Timing(group_wait=10.0, group_interval=30.0, repeat_interval=4 * HOUR,
                    escalate_after=DEFAULT_ESCALATION["high"]),
-    "medium": Timing(group_wait=60.0, group_interval=300.0, repeat_interval=4 * 3600.0,
+    "medium": Timing(group_wait=60.0, group_interval=300.0, repeat_interval=4 * HOUR,
                      escalate_after=DEFAULT_ESCALATION["medium"]),
-    "low": Timing(group_wait=300.0, group_interval=300.0, repeat_interval=4 * 3600.0,
+    "low": Timing(group_wait=300.0, group_interval=300.0, repeat_interval=4 * HOUR,
                   escalate_after=DEFAULT_ESCALATION["low"]),
-    "info": Timing(group_wait=300.0, group_interval=300.0, repeat_interval=4 * 3600.0,
+    "info": Timing(group_wait=300.0, group_interval=300.0, repeat_interval=4 * HOUR,
                    escalate_after=DEFAULT_ESCALATION["info"]),
 }
 
 
-def _timings_from(settings: Any) -> dict[str, Timing]:
+def _timings_from(settings: AlertSettings) -> dict[str, Timing]:
     variables = {
-        GROUP_WAIT: getattr(settings, "alert_group_wait", {}),
-        GROUP_INTERVAL: getattr(settings, "alert_group_interval", {}),
-        REPEAT_INTERVAL: getattr(settings, "alert_repeat_interval", {}),
-        ESCALATE_AFTER: getattr(settings, "alert_escalation_after", {}),
+        GROUP_WAIT: settings.alert_group_wait,
+        GROUP_INTERVAL: settings.alert_group_interval,
+        REPEAT_INTERVAL: settings.alert_repeat_interval,
+        ESCALATE_AFTER: settings.alert_escalation_after,
     }
     return {
         severity: timing.with_overrides({name: by_severity[severity] for name, by_severity in variables.items()
@@ -106,7 +111,8 @@ class AlertPolicy:
     evaluation_interval: float = 15.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AlertPolicy":
+    def from_settings(cls, settings: AlertSettings) -> "AlertPolicy":
+        """From the alerts section: ALERT_GROUP_WAIT, ..., ALERT_EVALUATION_INTERVAL."""
         return cls(timings=_timings_from(settings), evaluation_interval=settings.alert_evaluation_interval)
 
     def timing(self, severity: str, overrides: Mapping[str, float | None] | None = None) -> Timing:
@@ -137,41 +143,11 @@ class AlertPolicy:
 
 # --- parsers for config.py ---------------------------------------------------------------------
 
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)")
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-DURATION_HELP = "a duration such as 0, 30s, 5m, 4h or 1d"
-
-
-def parse_duration(raw: Any, low: float = 0.0, high: float = 30 * 86400.0) -> float:
-    """Seconds from a number or ``30s`` / ``5m`` / ``4h`` / ``1d``, within [low, high]; ValueError otherwise."""
-    if isinstance(raw, bool):
-        raise ValueError(f"expected {DURATION_HELP}")
-    if isinstance(raw, (int, float)):
-        seconds = float(raw)
-    elif isinstance(raw, str) and (match := _DURATION.fullmatch(raw.strip().lower())):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(f"expected {DURATION_HELP}")
-    if not low <= seconds <= high:
-        raise ValueError(f"expected {DURATION_HELP}, from {format_duration(low)} to {format_duration(high)}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest way to write a duration: 0, 45s, 5m, 90m, 4h, 1d."""
-    if seconds == 0:
-        return "0"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 def describe_span(seconds: float) -> str:
     """How long something lasted, for people: ``4 s``, ``5 m 4 s``, ``2 h 3 m``, ``1 d 2 h``."""
     whole = max(0, int(round(seconds)))
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1)):
         if whole >= size or (unit == "s" and not parts):
             parts.append(f"{whole // size} {unit}")
             whole %= size
@@ -180,10 +156,10 @@ def describe_span(seconds: float) -> str:
 
 # Bounds of each timing (seconds), for the environment and for rules.
 TIMING_BOUNDS: dict[str, tuple[float, float]] = {
-    GROUP_WAIT: (0.0, 3600.0),
-    GROUP_INTERVAL: (0.0, 86400.0),
-    REPEAT_INTERVAL: (60.0, 30 * 86400.0),
-    ESCALATE_AFTER: (0.0, 7 * 86400.0),
+    GROUP_WAIT: (0.0, HOUR),
+    GROUP_INTERVAL: (0.0, DAY),
+    REPEAT_INTERVAL: (MINUTE, 30 * DAY),
+    ESCALATE_AFTER: (0.0, 7 * DAY),
 }
 
 
@@ -239,14 +215,6 @@ def parse_escalation_after(raw: str) -> dict[str, float | None]:
     """ALERT_ESCALATION_AFTER: ``{"high": "15m", "low": "none"}`` (severities left out keep the
     matrix's delay), or one duration (or ``none``) for every severity."""
     return _per_severity(ESCALATE_AFTER, raw)
-
-
-_WINDOW_LOW, _WINDOW_HIGH = 60.0, 30 * 86400.0
-
-
-def parse_window(raw: str) -> float:
-    """ALERT_*_WINDOW: the default window of a figure's rules, 1m to 30d."""
-    return parse_duration(raw, _WINDOW_LOW, _WINDOW_HIGH)
 
 
 _CHECK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the health checks' own name rule

@@ -14,6 +14,12 @@ A rule reads one figure (``figures.py``) over its window, keeps the label sets i
 select, and compares each value with its threshold. A label set over the threshold for
 ``for`` seconds fires; a firing one stays firing ``keep_firing_for`` seconds after it stops
 breaching, which damps flapping.
+
+A rule may watch one service (``service``: the app whose requests and errors it reads, as
+SERVICE_NAME or an ingested ``service.name`` names it): ``error_rate`` and ``api_p95_ms`` then
+read that service's requests only, and an exported figure is read from the request and error
+categories in that service's scope (figures of other categories have no sample). Without
+``service`` (the default rules) a rule reads every service combined, as before services.
 """
 from __future__ import annotations
 
@@ -26,14 +32,15 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from monitoring.settings import Settings
+from monitoring.settings import AlertSettings
 from monitoring.alerts.admin import Actor, InvalidRule
 from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
     ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
 from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
-from monitoring.alerts.policy import NEVER, TIMING_FIELDS, format_duration, parse_duration, \
-    parse_timing_value
+from monitoring.alerts.policy import NEVER, TIMING_FIELDS, parse_timing_value
 from monitoring.clock import Clock
+from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
+from monitoring.durations import DAY, MINUTE, format_duration, parse_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.model import SEVERITIES
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog
@@ -61,10 +68,13 @@ MAX_GROUP_BY = 10
 MAX_SUMMARY = 300
 MAX_DESCRIPTION = 1000
 MAX_URL = 500
-MIN_WINDOW, MAX_WINDOW = 60.0, 30 * 86400.0
-MAX_HOLD = 86400.0  # for / keep_firing_for
-FIELDS = ("name", "figure", "match", "comparison", "threshold", "window", "for", "keep_firing_for", "severity",
-          "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
+MIN_WINDOW, MAX_WINDOW = MINUTE, 30 * DAY  # also the bounds of ALERT_*_WINDOW (monitoring/settings.py)
+MAX_HOLD = DAY  # for / keep_firing_for
+FIELDS = ("name", "figure", "service", "match", "comparison", "threshold", "window", "for", "keep_firing_for",
+          "severity", "labels", "summary", "description", "runbook_url", "group_by", "timing", "enabled")
+MAX_SERVICE = MAX_SERVICE_CHARS
+# Built-in figures that are per service; the others (payments, memory, dependencies) are not.
+SERVICE_FIGURES = (ERROR_RATE, API_P95_MS)
 DEFAULT_WINDOW = 300.0
 REQUIRED = ("name", "figure", "comparison", "threshold", "severity", "summary")
 
@@ -97,6 +107,7 @@ class Rule:
     # escalate_after None: never), laid over its severity's timing. Empty: the severity's.
     timing: Mapping[str, float | None] = field(default_factory=dict)
     enabled: bool = True
+    service: str | None = None  # the one service whose requests and errors it reads; None: all combined
     origin: str = CUSTOM  # default (the environment), derived (a health check) or custom (the API)
     derived_from: str = ""  # derived rules: which check, and why this severity
 
@@ -108,6 +119,7 @@ class Rule:
         return {
             "name": self.name,
             "figure": self.figure,
+            "service": self.service,
             "match": matchers_json(self.match),
             "comparison": self.comparison,
             "threshold": self.threshold,
@@ -182,6 +194,16 @@ def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, fl
                               "dotted name such as api.response_time.p99")
         else:
             values["figure"] = figure
+    service = data.get("service")
+    if service is not None:
+        if not isinstance(service, str) or not is_service_name(service):
+            problem("service", f"must be a service name of 1 to {MAX_SERVICE} printable characters, or null for "
+                               "every service")
+        elif isinstance(figure, str) and figure in BUILTIN_FIGURES and figure not in SERVICE_FIGURES:
+            problem("service", f"{figure} is not per service; service applies to {', '.join(SERVICE_FIGURES)} "
+                               "and to exported request and error figures")
+        else:
+            values["service"] = service
     comparison = data.get("comparison")
     if comparison is not None:
         if not isinstance(comparison, str) or comparison not in COMPARISONS:
@@ -271,7 +293,7 @@ def update_rule_json(current: Rule, changes: Mapping[str, Any]) -> Rule:
 # --- the defaults ---------------------------------------------------------------------------------
 
 
-def default_windows(settings: Settings) -> dict[str, float]:
+def default_windows(settings: AlertSettings) -> dict[str, float]:
     """Each built-in figure's default window (ALERT_*_WINDOW)."""
     return {
         PAYMENT_FAILURE_RATE: settings.alert_payment_failure_rate_window,
@@ -282,7 +304,7 @@ def default_windows(settings: Settings) -> dict[str, float]:
     }
 
 
-def default_rules(settings: Settings) -> list[Rule]:
+def default_rules(settings: AlertSettings) -> list[Rule]:
     """The five rules of the system description (thresholds and windows from the environment), and
     RuleEvaluationFailing, which watches the others."""
     database_checks = "|".join(re.escape(name) for name in settings.alert_database_checks)
@@ -352,7 +374,7 @@ def rule_stem(check_name: str) -> str:
     return stem if stem[:1].isalpha() else f"Dependency{stem}"
 
 
-def derived_rules(checks: Iterable[CheckInForce], settings: Settings) -> list[Rule]:
+def derived_rules(checks: Iterable[CheckInForce], settings: AlertSettings) -> list[Rule]:
     """One down rule per dependency (critical or high, by the check), one slow rule per
     dependency with a latency threshold (medium); DatabaseUnavailable's checks have their down
     rule already."""
@@ -409,9 +431,9 @@ class RuleBook:
         self.windows = dict(windows or {})
 
     @classmethod
-    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: Settings,
+    def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: AlertSettings,
                       checks: Callable[[], Iterable[CheckInForce]] | None = None) -> "RuleBook":
-        """The defaults and windows from the environment; derived rules from ``checks`` (the health
+        """The defaults and windows from the alerts settings; derived rules from ``checks`` (the health
         checks in force, read at each evaluation so that a check added later has its rules)."""
         derived = (lambda: derived_rules(checks(), settings)) if checks is not None else None
         return cls(store, clock, audit, default_rules(settings), derived, default_windows(settings))

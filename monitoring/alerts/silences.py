@@ -13,8 +13,8 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.alerts.admin import Actor, InvalidSilence
 from monitoring.alerts.matchers import Matcher, matches_all, parse_matchers, to_json as matchers_json
-from monitoring.alerts.policy import parse_duration
 from monitoring.clock import Clock, isoformat, parse_timestamp
+from monitoring.durations import DAY, MINUTE, parse_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.security.audit import ADMIN_ACTION, AuditLog
 from monitoring.store.alerts_tables import alert_silences
@@ -22,7 +22,7 @@ from monitoring.store.database import Store
 
 PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
 STATES = (PENDING, ACTIVE, EXPIRED)
-MAX_SILENCE = 90 * 86400.0
+MAX_SILENCE = 90 * DAY
 MAX_COMMENT = 500
 SILENCE_FIELDS = ("matchers", "starts_at", "ends_at", "duration", "comment")
 
@@ -117,7 +117,7 @@ def parse_silence(body: Mapping[str, Any], now: float) -> SilenceSpec:
             problem("ends_at", "must be an RFC 3339 timestamp such as 2026-11-14T04:00:00Z")
     else:
         try:
-            ends_at = starts_at + parse_duration(body["duration"], 60.0, MAX_SILENCE)
+            ends_at = starts_at + parse_duration(body["duration"], MINUTE, MAX_SILENCE)
         except ValueError as exc:
             problem("duration", str(exc).replace("expected", "must be", 1))
     if ends_at is not None and not problems:

@@ -26,7 +26,6 @@ from monitoring.alerts.engine import AlertEngine, AlertNotFound, AlertStateConfl
 from monitoring.alerts.figures import BUILTIN_FIGURES
 from monitoring.alerts.lifecycle import FIRING, PENDING, STATES, Alert
 from monitoring.alerts.matchers import matches_all
-from monitoring.alerts.policy import parse_duration
 from monitoring.alerts.rules import Rule, RuleExists, RuleNotFound
 from monitoring.alerts.silences import STATES as SILENCE_STATES
 from monitoring.alerts.silences import SilenceExpired, SilenceNotFound, parse_silence
@@ -49,6 +48,7 @@ from monitoring.api.errors import ApiError
 from monitoring.api.paging import Before, NextPage, next_page, page_size
 from monitoring.api.params import MAX_ID
 from monitoring.clock import isoformat
+from monitoring.durations import DAY, parse_duration
 from monitoring.extension import Monitoring, current_monitoring
 from monitoring.notify.channel import CHANNEL_NAMES, CHANNEL_NAMES_SHOWN, is_channel_name
 from monitoring.notify.model import SEVERITIES
@@ -221,6 +221,9 @@ class RuleSpec(Document):
     name: str = Field(pattern="^[A-Za-z][A-Za-z0-9_]{0,63}$")
     figure: str = Field(description="A built-in figure (" + ", ".join(BUILTIN_FIGURES) + ") or the dotted name of "
                         "any exported figure (its Datadog name).")
+    service: str | None = Field(None, max_length=100, description="The one service whose requests and errors the "
+                                "rule reads (error_rate, api_p95_ms, exported request and error figures); null: "
+                                "every service combined.")
     match: list[str] = Field(max_length=20, description=_MATCHERS_DESCRIPTION)
     comparison: Literal[">", ">=", "<", "<=", "==", "!="]
     threshold: float

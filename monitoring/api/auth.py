@@ -1,4 +1,7 @@
-"""Key checks for views: 401 for a missing or wrong key, 403 for a read key on an admin action.
+"""Key checks for views: 401 for a missing or wrong key, 403 for a key without the role.
+
+403 is a read key on an admin action, or the ingest key anywhere but the endpoints that take
+telemetry: it reads no figure, alert or dashboard.
 
 Every refusal is written to the audit log with the anonymised client address.
 """
@@ -13,7 +16,7 @@ from monitoring.api.errors import ApiError
 from monitoring.errors.sanitiser import anonymise_ip
 from monitoring.extension import current_monitoring
 from monitoring.security.audit import ACCESS_DENIED
-from monitoring.security.keys import ADMIN, METRICS, ApiKey
+from monitoring.security.keys import ADMIN, INGEST, METRICS, ApiKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,19 +42,34 @@ def optional_key() -> ApiKey | None:
     return current_monitoring().keyring.identify(presented) if presented else None
 
 
-def check_key(role: str) -> ApiKey:
-    """The presented key if it grants ``role``; otherwise audit the refusal and raise 401/403."""
+_FORBIDDEN_MESSAGES = {
+    ADMIN: "this action needs the admin key (X-Admin-Key)",
+    METRICS: "this needs the read key (METRICS_API_KEY) or the admin key",
+    INGEST: "this endpoint takes the ingest key (INGEST_API_KEY)",
+}
+
+
+def check_key(role: str, *also: str, presented: str | None | bool = False) -> ApiKey:
+    """The presented key if it grants ``role`` (or one of ``also``); otherwise audit the refusal and raise 401/403.
+
+    ``presented`` is the key when the view found it elsewhere (an ingest protocol's header);
+    by default it is read from X-Admin-Key, X-API-Key or ``?api_key=``.
+    """
     monitoring = current_monitoring()
-    presented = presented_key()
-    key = monitoring.keyring.identify(presented) if presented else None
+    if presented is False:
+        presented = presented_key()
+    key = monitoring.keyring.identify(presented) if presented else None  # type: ignore[arg-type]
     if key is None:
-        reason = "missing_key" if presented is None else "wrong_key"
+        reason = "missing_key" if not presented else "wrong_key"
         _refuse(reason, role)
-        message = "an API key is required" if presented is None else "the API key is not valid"
+        message = "an API key is required" if not presented else "the API key is not valid"
         raise ApiError(401, f"{message}: send it in the X-API-Key header", "unauthorized")
-    if not key.grants(role):
+    if not any(key.grants(wanted) for wanted in (role, *also)):
         _refuse("insufficient_role", role, actor=key.key_id)
-        raise ApiError(403, "this action needs the admin key (X-Admin-Key)", "forbidden")
+        message = _FORBIDDEN_MESSAGES[role]
+        if key.role == INGEST:
+            message += "; the ingest key only sends telemetry"
+        raise ApiError(403, message, "forbidden")
     g.api_key = key
     return key
 
@@ -73,15 +91,15 @@ def require_key_unless_public() -> None:
         check_key(METRICS)
 
 
-def require_key(role: str) -> Callable[[F], F]:
-    """View decorator: the view runs only for a key that grants ``role``."""
-    if role not in (METRICS, ADMIN):
+def require_key(role: str, *also: str) -> Callable[[F], F]:
+    """View decorator: the view runs only for a key that grants ``role`` (or one of ``also``)."""
+    if role not in (METRICS, ADMIN, INGEST) or not set(also) <= {METRICS, ADMIN, INGEST}:
         raise ValueError(role)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            check_key(role)
+            check_key(role, *also)
             return view(*args, **kwargs)
 
         wrapped.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI test

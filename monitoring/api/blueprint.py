@@ -58,16 +58,21 @@ def centinela_blueprint(
     url_prefix: str,
     *,
     budgets: Sequence[tuple[str, IdentityFunc]] = (BY_ADDRESS,),
+    body_limit: Callable[[Any], int] | None = None,
     **options: Any,
 ) -> Blueprint:
-    """A Blueprint with Centinela's guards; ``budgets`` are (budget name, identity) pairs counted per request."""
+    """A Blueprint with Centinela's guards; ``budgets`` are (budget name, identity) pairs counted per request.
+
+    ``body_limit(settings)`` replaces MAX_BODY_BYTES for endpoints whose protocol sets its own
+    (OTLP: 64 MiB; Sentry envelopes: 40 MiB as sent).
+    """
     bp = Blueprint(name, import_name, url_prefix=url_prefix, **options)
     limits = tuple(budgets)
 
     @bp.before_request
     def _guard() -> None:
         monitoring = current_monitoring()
-        limit = monitoring.settings.max_body_bytes
+        limit = body_limit(monitoring.settings) if body_limit is not None else monitoring.settings.max_body_bytes
         # One byte more than the limit may be read: Werkzeug stops a chunked body at the limit
         # without a word, so reading limit + 1 is how read_body() tells "too large" from "just fits".
         request.max_content_length = limit + 1

@@ -20,6 +20,7 @@ from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_body
+from monitoring.api.metrics import SERVICE_PARAMETER, service_arg
 from monitoring.clock import isoformat
 from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard
 from monitoring.dashboard.series import BucketMemo
@@ -62,11 +63,11 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def _document(view: str) -> dict[str, Any]:
+def _document(view: str, service: str | None = None) -> dict[str, Any]:
     monitoring = current_monitoring()
     if monitoring.dashboard_memo is None:
         monitoring.dashboard_memo = BucketMemo()  # series buckets, reused while the store's counts hold
-    return build_dashboard(monitoring.services.dashboard, view, monitoring.dashboard_memo)
+    return build_dashboard(monitoring.services.dashboard, view, monitoring.dashboard_memo, service)
 
 
 def _sessions() -> DashboardSessions:
@@ -113,8 +114,9 @@ def dashboard():  # type: ignore[no-untyped-def]
         return jsonify(datadog_dashboard())
     if output == "html":
         return _page()
+    service = service_arg()
     check_key(METRICS)
-    return _no_store(jsonify(_document(FULL)))
+    return _no_store(jsonify(_document(FULL, service)))
 
 
 @bp.get("/dashboard/data")
@@ -122,6 +124,7 @@ def dashboard_data():  # type: ignore[no-untyped-def]
     """The page's feed: the full document for a signed-in viewer (or a key header), else the public one."""
     key: ApiKey | None = None
     session = None
+    service = service_arg()
     if presented_key() is not None:
         key = check_key(METRICS)
     else:
@@ -129,7 +132,7 @@ def dashboard_data():  # type: ignore[no-untyped-def]
         key = session.key if session else None
         if key is None and not current_monitoring().public:
             check_key(METRICS)  # DASHBOARD_PUBLIC=false: no public view, sign in first
-    document = _document(FULL if key else PUBLIC)
+    document = _document(FULL if key else PUBLIC, service)
     document["viewer"] = {
         "signedIn": session is not None,
         "role": key.role if key else None,
@@ -296,6 +299,14 @@ _DOCUMENT = {
         "incidents": _section("Incident count, the open incident and the recent ones."),
         "restricted": {"type": "array", "items": {"type": "string"},
                        "description": "view=public: the sections left out, which need the metrics key."},
+        "appServices": {
+            "description": "view=full: the services the store knows (requests or errors) and the one these figures "
+            "are of (`selected`, the service parameter; null: every service combined). The page offers a picker "
+            "when there is more than one.",
+            "oneOf": [{"type": "object", "required": ["selected", "known"], "properties": {
+                "selected": {"type": ["string", "null"]},
+                "known": {"type": "array", "items": {"type": "string"}}}}, _UNAVAILABLE],
+        },
         "performance": _section("Request figures over the last hour (the performance category), top routes."),
         "series": {
             "description": "Per-bucket series: `1h` (1-minute buckets) and `24h` (15-minute buckets).",
@@ -343,11 +354,19 @@ OPENAPI_PATHS = {
                 {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
                 {"name": "platform", "in": "query", "schema": {"type": "string", "enum": list(PLATFORMS)},
                  "description": "A dashboard document to import into Grafana or Datadog; not with format=html."},
+                SERVICE_PARAMETER,
             ],
             "responses": {
                 "200": {
                     "description": "The dashboard document, the HTML page, or a Grafana / Datadog dashboard.",
-                    "content": {"application/json": {"schema": {"oneOf": [_DOCUMENT, {"type": "object"}]}}, **_HTML},
+                    # Each alternative requires keys the others lack, so exactly one matches.
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        _DOCUMENT,
+                        {"type": "object", "required": ["panels", "schemaVersion", "uid"],
+                         "description": "platform=grafana: a Grafana dashboard (schema of Grafana 11.6)."},
+                        {"type": "object", "required": ["widgets", "layout_type"],
+                         "description": "platform=datadog: a Datadog dashboard (POST /api/v1/dashboard body)."},
+                    ]}}, **_HTML},
                 },
                 **_DOCUMENT_RESPONSES,
             },
@@ -361,6 +380,7 @@ OPENAPI_PATHS = {
             "uptime, incidents; business and request figures are not in it). `viewer` says which.",
             "tags": ["dashboard"],
             "security": [{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
+            "parameters": [SERVICE_PARAMETER],
             "responses": {
                 "200": {"description": "The dashboard document for this viewer.",
                         "content": {"application/json": {"schema": _DOCUMENT}}},

@@ -11,6 +11,7 @@ from flask import jsonify
 
 from monitoring.api.auth import require_key
 from monitoring.api.blueprint import centinela_blueprint
+from monitoring.api.metrics import SERVICE_PARAMETER, service_arg
 from monitoring.api.params import int_arg, time_arg
 from monitoring.errors.tracking import list_error_groups
 from monitoring.extension import current_services
@@ -25,7 +26,8 @@ bp = centinela_blueprint("centinela_errors", __name__, "/api/monitoring")
 @require_key(METRICS)
 def errors():  # type: ignore[no-untyped-def]
     monitoring = current_services()
-    groups = list_error_groups(monitoring.store, since=time_arg("since"), limit=int_arg("limit", 50, 1, MAX_LIMIT))
+    groups = list_error_groups(monitoring.store, since=time_arg("since"), limit=int_arg("limit", 50, 1, MAX_LIMIT),
+                               service=service_arg())
     return jsonify({"groups": [group.to_json() for group in groups]})
 
 
@@ -34,6 +36,7 @@ _GROUP = {
     "properties": {
         "fingerprint": {"type": "string", "description": "Hash of the exception type and the innermost frame of "
                                                         "the app's own code."},
+        "service": {"type": "string", "description": "The service the errors came from."},
         "type": {"type": "string"},
         "where": {"type": "string", "description": "module:function of that frame."},
         "line": {"type": "integer", "description": "Line of the latest occurrence."},
@@ -60,6 +63,7 @@ OPENAPI_PATHS = {
                  "description": "Only groups last seen at or after this time."},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50}},
+                SERVICE_PARAMETER,
             ],
             "responses": {
                 "200": {

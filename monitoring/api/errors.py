@@ -116,11 +116,16 @@ def store_unavailable_response(exc: Exception) -> Response:
     return response
 
 
-def register_store_unavailable_handler(target: Any) -> None:
-    """On a blueprint (or the service's app): SQLAlchemy's outage errors answer 503 store_unavailable."""
+def store_outage_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's errors that may mean the store does not answer (store_unavailable_response tells)."""
     from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeoutError
 
-    for error_class in (OperationalError, InterfaceError, PoolTimeoutError):
+    return (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def register_store_unavailable_handler(target: Any) -> None:
+    """On a blueprint (or the service's app): SQLAlchemy's outage errors answer 503 store_unavailable."""
+    for error_class in store_outage_errors():
         target.register_error_handler(error_class, store_unavailable_response)
 
 

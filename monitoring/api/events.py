@@ -1,4 +1,4 @@
-"""/api/monitoring/events: business events from apps in any language (metrics key).
+"""/api/monitoring/events: business events from apps in any language (ingest key, or the metrics key).
 
 The body is one event object, or ``{"events": [...]}`` with at most MAX_BATCH events. Every
 item is validated first; if any is bad the answer is 400 listing each bad field and nothing
@@ -24,7 +24,7 @@ from monitoring.business.events import (
     InvalidEvents,
 )
 from monitoring.extension import current_services
-from monitoring.security.keys import METRICS
+from monitoring.security.keys import INGEST, METRICS
 
 # Per key (RATELIMIT_EVENTS) instead of the default: an app posting events is one client
 # whatever addresses its workers use.
@@ -48,7 +48,7 @@ def _items(body: Any) -> list[Any]:
 
 
 @bp.post("/events")
-@require_key(METRICS)
+@require_key(METRICS, INGEST)  # the metrics key kept for compatibility; INGEST_API_KEY is the one to hand out
 def post_events():  # type: ignore[no-untyped-def]
     items = _items(json_body())
     try:
@@ -135,7 +135,7 @@ OPENAPI_PATHS = {
             f"{', '.join(EVENT_TYPES)}. Every item is validated; one bad item answers 400 listing every bad "
             "field and stores nothing. Rate limited per key by RATELIMIT_EVENTS.",
             "tags": ["business"],
-            "security": [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
+            "security": [{"IngestKey": []}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
             "requestBody": {
                 "required": True,
                 "content": {

@@ -11,6 +11,7 @@ from monitoring.api.auth import require_key
 from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.errors import ApiError
 from monitoring.api.params import flag_arg
+from monitoring.durations import DAY
 from monitoring.extension import current_services
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.exporters import (
@@ -21,8 +22,9 @@ from monitoring.metrics.exporters import (
     render_json,
     render_prometheus,
 )
-from monitoring.metrics.scope import ScopedProvider
-from monitoring.metrics.windows import DAY, DEFAULT_WINDOW, EXAMPLES, parse_window
+from monitoring.metrics.scope import MAX_SERVICE_CHARS, ScopedProvider, parse_service
+from monitoring.durations import DAY
+from monitoring.metrics.windows import DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services
 from monitoring.store.database import is_store_unavailable
@@ -57,13 +59,31 @@ def _categories(monitoring: Services) -> list[str]:
     return [category]
 
 
-def _section(monitoring: Services, name: str, window: TimeWindow, include_internal: bool) -> Section:
+def service_arg() -> str | None:
+    """The ``service`` query parameter: None for every service, else one name (400 for a name no service has)."""
+    raw = request.args.get("service")
+    try:
+        return parse_service(raw)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), "invalid_parameter") from None
+
+
+SERVICE_PARAMETER: dict[str, Any] = {
+    "name": "service", "in": "query",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_CHARS},
+    "description": "Only this service's requests and errors (SERVICE_NAME of an embedded app, service.name of an "
+    "ingested one); every service combined when absent. A service the store does not know has empty figures.",
+}
+
+
+def _section(monitoring: Services, name: str, window: TimeWindow, include_internal: bool,
+             service: str | None = None) -> Section:
     provider = monitoring.categories.get(name)
     if provider is None:
         return Unavailable(f"no {name} figures in this service yet: their provider is not installed")
     try:
         if isinstance(provider, ScopedProvider):  # it counts requests: in this answer's one scope
-            return provider.report(window, include_internal)
+            return provider.report(window, include_internal, service)
         report = provider(window)
     except Exception as error:
         if is_store_unavailable(error):
@@ -87,7 +107,8 @@ def metrics():  # type: ignore[no-untyped-def]
     names = _categories(monitoring)
     window = _window(monitoring)
     include_internal = flag_arg("include_internal")
-    sections = {name: _section(monitoring, name, window, include_internal) for name in names}
+    service = service_arg()
+    sections = {name: _section(monitoring, name, window, include_internal, service) for name in names}
     if output == "prometheus":
         body, content_type = render_prometheus(sections, request.headers.get("Accept"))
         return Response(body, content_type=content_type)
@@ -139,11 +160,33 @@ _PERFORMANCE = {
                 "percentileRelativeError": {"type": "number"},
             },
         },
+        "service": {"type": ["string", "null"],
+                    "description": "The service of these figures (the service parameter); null: every service."},
+        "services": {
+            "type": "array",
+            "description": "The same figures per service, busiest first.",
+            "items": {
+                "type": "object",
+                "required": ["service", "requests.count"],
+                "properties": {
+                    "service": {"type": "string"},
+                    "requests.count": {"type": "integer"},
+                    "requests.per_second": {"type": "number"},
+                    "errors.count": {"type": "integer"},
+                    "errors.share": {"type": "number"},
+                    "api.response_time.p50": _number("ms"),
+                    "api.response_time.p95": _number("ms"),
+                    "api.response_time.p99": _number("ms"),
+                    "status": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
         "routes": {
             "type": "array",
             "items": {
                 "type": "object",
                 "properties": {
+                    "service": {"type": "string"},
                     "method": {"type": "string"},
                     "route": {"type": "string", "description": "URL rule template, or <unmatched>."},
                     "internal": {"type": "boolean"},
@@ -158,6 +201,27 @@ _PERFORMANCE = {
                 },
             },
         },
+    },
+}
+
+_ERRORS = {
+    "type": "object",
+    "description": "Unhandled exceptions over the window (error tracking and ingested errors).",
+    "properties": {
+        "errors.count": {"type": "integer"},
+        "errors.rate": {"type": "number", "description": "Errors per minute."},
+        "errors.share": _number("Errors per request, 0-1; null when no requests were counted."),
+        "errors.total": {"type": "integer", "description": "Since the store began, in the service scope."},
+        "requests.count": {"type": ["integer", "null"]},
+        "service": {"type": ["string", "null"],
+                    "description": "The service of these figures (the service parameter); null: every service."},
+        "services": {
+            "type": "array",
+            "description": "Errors in the window per service, most first.",
+            "items": {"type": "object", "required": ["service", "errors.count"],
+                      "properties": {"service": {"type": "string"}, "errors.count": {"type": "integer"}}},
+        },
+        "groups": {"type": "array", "items": {"type": "object"}},
     },
 }
 
@@ -203,6 +267,8 @@ OPENAPI_PATHS = {
                  "totals and do not depend on it."},
                 {"name": "include_internal", "in": "query", "schema": {"type": "boolean", "default": False},
                  "description": "Count requests to the monitoring endpoints themselves in the performance figures."},
+                {**SERVICE_PARAMETER, "description": SERVICE_PARAMETER["description"] + " Narrows the performance "
+                 "and errors categories (and the Prometheus request and error families); the others have no service."},
                 {"name": "Accept", "in": "header", "schema": {"type": "string"},
                  "description": "With format=prometheus, `application/openmetrics-text` selects OpenMetrics 1.0."},
             ],
@@ -212,22 +278,30 @@ OPENAPI_PATHS = {
                     "OpenMetrics 1.0 ending with `# EOF`, or the Datadog series body (JSON).",
                     "content": {
                         "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["timestamp", "window"],
-                                "properties": {
-                                    "timestamp": {"type": "string", "format": "date-time"},
-                                    "window": {
-                                        "type": "object",
-                                        "properties": {
-                                            "label": {"type": "string"},
-                                            "from": {"type": "string", "format": "date-time"},
-                                            "to": {"type": "string", "format": "date-time"},
-                                            "seconds": {"type": "number"},
+                            # Either the figures (format=json) or the Datadog series body: neither has
+                            # the other's required keys, so exactly one alternative matches.
+                            "schema": {"oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["timestamp", "window"],
+                                    "properties": {
+                                        "timestamp": {"type": "string", "format": "date-time"},
+                                        "window": {
+                                            "type": "object",
+                                            "properties": {
+                                                "label": {"type": "string"},
+                                                "from": {"type": "string", "format": "date-time"},
+                                                "to": {"type": "string", "format": "date-time"},
+                                                "seconds": {"type": "number"},
+                                            },
                                         },
+                                        "performance": {"oneOf": [_PERFORMANCE, _UNAVAILABLE]},
+                                        "errors": {"oneOf": [_ERRORS, _UNAVAILABLE]},
+                                        "system": {"oneOf": [_SYSTEM, _UNAVAILABLE]},
                                     },
-                                    "performance": {"oneOf": [_PERFORMANCE, _UNAVAILABLE]},
-                                    "system": {"oneOf": [_SYSTEM, _UNAVAILABLE]},
+                                    "additionalProperties": {"type": "object"},
+                                },
+                                {"type": "object", "required": ["series"], "properties": {
                                     "series": {
                                         "type": "array",
                                         "description": "format=datadog: the body for Datadog's POST /api/v1/series.",
@@ -243,9 +317,8 @@ OPENAPI_PATHS = {
                                             },
                                         },
                                     },
-                                },
-                                "additionalProperties": {"type": "object"},
-                            }
+                                }},
+                            ]}
                         },
                         "text/plain": {"schema": {"type": "string"}},
                         "application/openmetrics-text": {"schema": {"type": "string"}},

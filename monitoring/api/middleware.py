@@ -37,7 +37,7 @@ from werkzeug.local import LocalProxy
 from werkzeug.routing import Rule
 
 from monitoring.errors.sanitiser import sanitise_text
-from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestRecorder
+from monitoring.metrics.recorder import DEFAULT_SERVICE, UNMATCHED_ROUTE, RequestRecorder
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,10 @@ def is_internal_endpoint(endpoint: str | None) -> bool:
 
 
 def install_request_hooks(
-    app: Flask, recorder: RequestRecorder, start_process: Callable[[], object] | None = None
+    app: Flask, recorder: RequestRecorder, start_process: Callable[[], object] | None = None,
+    service: str = DEFAULT_SERVICE,
 ) -> None:
-    """Time every request of ``app`` into ``recorder`` (no I/O on the request path).
+    """Time every request of ``app`` into ``recorder`` (no I/O on the request path), under ``service``.
 
     ``start_process`` runs once in each process, on its first request (see the module docstring).
     """
@@ -105,7 +106,7 @@ def install_request_hooks(
             else:
                 rule, status = outcome
             route, internal = label(rule)
-            record(environ.get("REQUEST_METHOD", "GET"), route, status, elapsed, internal)
+            record(environ.get("REQUEST_METHOD", "GET"), route, status, elapsed, internal, service)
         except Exception:  # measuring must never be what breaks a response
             log.exception("request metrics: could not record a request")
 

@@ -44,6 +44,14 @@ COMPONENTS: dict[str, Any] = {
         "AdminKey": {"type": "apiKey", "in": "header", "name": "X-Admin-Key", "description": "ADMIN_API_KEY."},
         "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key",
                         "description": "Either key as a query parameter, for compatibility; prefer the headers."},
+        "IngestKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                      "description": "INGEST_API_KEY: sends telemetry, reads nothing (403 on every other endpoint)."},
+        "IngestBearer": {"type": "http", "scheme": "bearer",
+                         "description": "INGEST_API_KEY as Authorization: Bearer (OTEL_EXPORTER_OTLP_HEADERS)."},
+        "SentryAuth": {"type": "apiKey", "in": "header", "name": "X-Sentry-Auth",
+                       "description": "Sentry sentry_key=INGEST_API_KEY, ... as Sentry SDKs send it (from the DSN)."},
+        "SentryKeyQuery": {"type": "apiKey", "in": "query", "name": "sentry_key",
+                           "description": "INGEST_API_KEY in the query string, as browser Sentry SDKs send it."},
     },
     "schemas": {
         "Error": _ERROR_SCHEMA,
@@ -64,14 +72,16 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
-def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "") -> dict[str, Any]:
+def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "",
+                   modules: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The document: the endpoints declared with ``@endpoint`` (monitoring.api.contract) as spectree
-    generates them from their models, and the ones not converted yet from their OPENAPI_PATHS."""
+    generates them from their models, and the hand-written OPENAPI_PATHS of ``modules`` (the
+    blueprint modules the app serves; all of them by default)."""
     from monitoring.api.contract import openapi_document
     from monitoring.extension import API_MODULES
 
     document = openapi_document(app, version)
-    for name in API_MODULES:
+    for name in API_MODULES if modules is None else modules:
         paths = getattr(importlib.import_module(name), "OPENAPI_PATHS", {})
         document["paths"].update({url_prefix + path: item for path, item in paths.items()})
     components = document.setdefault("components", {})
@@ -95,7 +105,7 @@ def document_of_current_app() -> dict[str, Any]:
         from monitoring.extension import package_version
 
         monitoring.openapi_document = build_document(current_app, package_version("centinela") or "dev",
-                                                     monitoring.settings.url_prefix)
+                                                     monitoring.settings.url_prefix, monitoring.api_modules)
     return monitoring.openapi_document
 
 

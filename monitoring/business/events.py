@@ -21,6 +21,7 @@ from typing import Any
 
 from monitoring.business.currencies import is_currency
 from monitoring.clock import Clock
+from monitoring.durations import DAY
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.security.keys import load_or_generate_secret
 from monitoring.store.business_tables import (
@@ -254,7 +255,7 @@ class _ItemChecker:
             self.fail("timestamp", f"is more than {MAX_FUTURE_SECONDS:g} seconds in the future")
             return None
         if at < now - max_age_seconds:
-            self.fail("timestamp", f"is older than the {max_age_seconds / 86400:g}-day retention")
+            self.fail("timestamp", f"is older than the {max_age_seconds / DAY:g}-day retention")
             return None
         return at
 

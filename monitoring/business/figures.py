@@ -17,15 +17,16 @@ from sqlalchemy import Column, and_, distinct, func, select
 
 from monitoring.business.currencies import format_minor_units
 from monitoring.business.events import FAILED, PAYMENT_OUTCOMES, SUCCEEDED, TICKET_OPERATIONS
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.store.business_tables import business_totals, payment_events, ticket_events, user_activity_events
 from monitoring.store.database import Store
 
 ACTIVE_USER_WINDOWS: tuple[tuple[str, float], ...] = (
-    ("5m", 300.0),
-    ("1h", 3600.0),
-    ("24h", 86400.0),
-    ("30d", 30 * 86400.0),
+    ("5m", 5 * MINUTE),
+    ("1h", HOUR),
+    ("24h", DAY),
+    ("30d", 30 * DAY),
 )
 
 

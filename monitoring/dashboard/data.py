@@ -18,6 +18,11 @@ Two views. ``full`` is for a caller with the metrics key (or the page's signed s
 section. ``public`` is what the HTML page shows to anyone: health and uptime only; the other
 sections are not in the document at all (not merely hidden by the page), and ``restricted``
 names them.
+
+Services. The full view reads one service (``service``) or every service combined (None,
+the default); ``appServices`` lists the services the store knows (requests or errors) and
+which is selected, so the page offers a picker when there is more than one. The public view
+has no per-service figures and no list.
 """
 from __future__ import annotations
 
@@ -29,10 +34,13 @@ from typing import Any, Callable, Mapping
 from monitoring.alerts.report import with_firing_alert
 from monitoring.clock import Clock, isoformat
 from monitoring.dashboard.series import SERIES, BucketMemo, payment_series, request_series, series_json
+from monitoring.durations import DAY, HOUR
 from monitoring.metrics.categories import CategoryProvider, CategoryReport, TimeWindow
 from monitoring.metrics.exporters import Unavailable
+from monitoring.errors.tracking import error_services
 from monitoring.metrics.performance import performance_json
 from monitoring.metrics.rollups import RequestRollups
+from monitoring.metrics.scope import INCLUDE_INTERNAL, ScopedProvider
 from monitoring.notify.model import SEVERITIES
 from monitoring.store.database import Store, is_store_unavailable
 
@@ -42,8 +50,6 @@ PUBLIC = "public"
 FULL = "full"
 VIEWS = (PUBLIC, FULL)
 DEFAULT_REFRESH_SECONDS = 5
-HOUR = 3600.0
-DAY = 86400.0
 TOP_ROUTES = 10
 RESTRICTED_SECTIONS = ("performance", "series", "errors", "business", "alerts")
 
@@ -82,11 +88,14 @@ def _section(name: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return _unavailable(f"the {name} figures could not be computed; the details are in the server log")
 
 
-def _category(sources: DashboardSources, name: str, window: TimeWindow) -> dict[str, Any]:
+def _category(sources: DashboardSources, name: str, window: TimeWindow, service: str | None = None) -> dict[str, Any]:
     provider = sources.categories.get(name)
     if provider is None:
         raise LookupError(name)
-    report = provider(window)
+    if service is not None and isinstance(provider, ScopedProvider):
+        report = provider.report(window, INCLUDE_INTERNAL, service)
+    else:
+        report = provider(window)
     if not isinstance(report, CategoryReport):
         raise TypeError(f"the {name} provider returned {type(report).__name__}, not a CategoryReport")
     return report.json
@@ -206,27 +215,38 @@ def uptime_sections(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 # --- sections for the metrics key ------------------------------------------------------------
 
 
-def performance_section(sources: DashboardSources, now: float) -> dict[str, Any]:
+def performance_section(sources: DashboardSources, now: float, service: str | None = None) -> dict[str, Any]:
     """The last hour's request figures (the ``performance`` category's JSON), top routes only."""
     window = trailing(now, HOUR, "1h")
-    figures = performance_json(sources.rollups.figures(window))
+    figures = performance_json(sources.rollups.figures(window, service=service))
     figures["routes"] = figures["routes"][:TOP_ROUTES]
     return {"window": _window_json(window), **figures}
 
 
-def series_section(sources: DashboardSources, now: float, memo: BucketMemo | None = None) -> dict[str, Any]:
+def series_section(sources: DashboardSources, now: float, memo: BucketMemo | None = None,
+                   service: str | None = None) -> dict[str, Any]:
     """Latency percentiles, throughput, error share and payments per bucket: last hour and last 24 h."""
     charts = {}
     for spec in SERIES:
         payments = payment_series(sources.store, spec, now) if "business" in sources.categories else None
-        charts[spec.label] = series_json(spec, now, request_series(sources.rollups, spec, now, memo), payments)
+        requests = request_series(sources.rollups, spec, now, memo, service)
+        charts[spec.label] = series_json(spec, now, requests, payments)
     return charts
 
 
-def _category_section(sources: DashboardSources, name: str, window: TimeWindow) -> dict[str, Any]:
+def _category_section(sources: DashboardSources, name: str, window: TimeWindow,
+                      service: str | None = None) -> dict[str, Any]:
     if name not in sources.categories:
         return _unavailable(f"no {name} figures in this service: their provider is not installed")
-    return {"window": _window_json(window), **_category(sources, name, window)}
+    return {"window": _window_json(window), **_category(sources, name, window, service)}
+
+
+def app_services_section(sources: DashboardSources, service: str | None) -> dict[str, Any]:
+    """The services the store knows (requests or errors), and the one selected (None: all combined)."""
+    known = set(sources.rollups.services())
+    if "errors" in sources.categories:
+        known.update(error_services(sources.store))
+    return {"selected": service, "known": sorted(known)}
 
 
 def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
@@ -246,8 +266,12 @@ def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------------
 
 
-def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | None = None) -> dict[str, Any]:
-    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``buckets`` between refreshes."""
+def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | None = None,
+                    service: str | None = None) -> dict[str, Any]:
+    """The dashboard document for ``view`` (``full`` or ``public``); pass the app's ``buckets`` between refreshes.
+
+    ``service``: the full view's request and error figures of one service (None: every service).
+    """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}")
     now = sources.clock.now()  # the one moment every section of this answer is read at
@@ -274,9 +298,11 @@ def build_dashboard(sources: DashboardSources, view: str, buckets: BucketMemo | 
     if view == PUBLIC:
         document["restricted"] = list(RESTRICTED_SECTIONS)
         return document
-    document["performance"] = _section("performance", lambda: performance_section(sources, now))
-    document["series"] = _section("series", lambda: series_section(sources, now, buckets))
-    document["errors"] = _section("errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h")))
+    document["appServices"] = _section("services", lambda: app_services_section(sources, service))
+    document["performance"] = _section("performance", lambda: performance_section(sources, now, service))
+    document["series"] = _section("series", lambda: series_section(sources, now, buckets, service))
+    document["errors"] = _section("errors", lambda: _category_section(sources, "errors", trailing(now, DAY, "24h"),
+                                                                      service))
     document["business"] = _section("business", lambda: _category_section(sources, "business", today_utc(now)))
     document["alerts"] = _section("alerts", lambda: alerts_section(sources, now))
     if document["alerts"].get("active"):  # the banner names a firing alert worse than the health status

@@ -32,8 +32,9 @@ from sqlalchemy import Integer, cast, func, select
 
 from monitoring.business.events import FAILED, SUCCEEDED
 from monitoring.clock import isoformat
+from monitoring.durations import HOUR
 from monitoring.metrics.categories import TimeWindow
-from monitoring.metrics.rollups import HOUR, RequestRollups
+from monitoring.metrics.rollups import RequestRollups
 from monitoring.store.business_tables import payment_events
 from monitoring.store.database import Store
 
@@ -87,48 +88,51 @@ class BucketMemo:
     """Figures of buckets already computed, each with the request count it was computed from."""
 
     def __init__(self) -> None:
-        self._points: dict[tuple[int, float], RequestPoint] = {}
+        # (service or None for all, step, start) -> point: one span per series per service viewed.
+        self._points: dict[tuple[str | None, int, float], RequestPoint] = {}
         self._lock = threading.Lock()
 
-    def get(self, step: int, start: float, count: int) -> RequestPoint | None:
+    def get(self, step: int, start: float, count: int, service: str | None = None) -> RequestPoint | None:
         """The remembered bucket, if the store still holds ``count`` requests in it."""
         with self._lock:
-            found = self._points.get((step, start))
+            found = self._points.get((service, step, start))
         return found if found is not None and found.count == count else None
 
-    def put(self, step: int, point: RequestPoint) -> None:
+    def put(self, step: int, point: RequestPoint, service: str | None = None) -> None:
         with self._lock:
-            self._points[(step, point.start)] = point
+            self._points[(service, step, point.start)] = point
 
     def forget_before(self, step: int, start: float) -> None:
         """Drop the buckets of ``step`` that fell out of the span (keeps the memo at one span per series)."""
         with self._lock:
-            for key in [k for k in self._points if k[0] == step and k[1] < start]:
+            for key in [k for k in self._points if k[1] == step and k[2] < start]:
                 del self._points[key]
 
 
 def request_series(rollups: RequestRollups, spec: SeriesSpec, now: float,
-                   memo: BucketMemo | None = None) -> list[RequestPoint]:
-    """Requests of the monitored app (monitoring endpoints left out, as in every SLO figure) per bucket."""
+                   memo: BucketMemo | None = None, service: str | None = None) -> list[RequestPoint]:
+    """Requests of the monitored app (monitoring endpoints left out, as in every SLO figure) per bucket;
+    of one service, or every service combined when ``service`` is None."""
     starts = spec.starts(now)
     if spec.step % HOUR and starts[0] < now - rollups.minute_horizon:
         # Older minutes are merged into hour rows: a bucket shorter than an hour would read the whole hour.
         raise ValueError(f"series {spec.label}: buckets shorter than an hour only within the minute horizon")
-    counts = rollups.counts_per_bucket(starts[0], spec.step, spec.buckets) if memo is not None else None
+    counts = (rollups.counts_per_bucket(starts[0], spec.step, spec.buckets, service=service)
+              if memo is not None else None)
     if memo is not None:
         memo.forget_before(spec.step, starts[0])
     points = []
     for i, start in enumerate(starts):
         elapsed = max(0.0, min(start + spec.step, now) - start)
-        known = memo.get(spec.step, start, counts[i]) if memo is not None and counts is not None else None
+        known = memo.get(spec.step, start, counts[i], service) if memo is not None and counts is not None else None
         if known is not None:
             points.append(replace(known, seconds=elapsed))
             continue
-        figures = rollups.figures(TimeWindow(start, start + spec.step, f"{spec.step}s"))
+        figures = rollups.figures(TimeWindow(start, start + spec.step, f"{spec.step}s"), service=service)
         p50, p95, p99 = figures.histogram.quantiles((0.5, 0.95, 0.99))
         point = RequestPoint(start, elapsed, figures.count, figures.errors, p50, p95, p99)
         if memo is not None:
-            memo.put(spec.step, point)
+            memo.put(spec.step, point, service)
         points.append(point)
     return points
 

@@ -16,9 +16,10 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from monitoring.errors.sanitiser import sanitise
+from monitoring.settings import SentrySettings
 
 if TYPE_CHECKING:  # sentry-sdk is imported only when Sentry is configured (see SentryReporter.start)
     from sentry_sdk.client import BaseClient
@@ -46,7 +47,7 @@ class SentryOptions:
         )
 
 
-def sentry_options(settings: Any, default_release: str = "") -> SentryOptions | None:
+def sentry_options(settings: SentrySettings, default_release: str = "") -> SentryOptions | None:
     """The options from the settings, or None when SENTRY_DSN is unset (Sentry off).
 
     The release is SENTRY_RELEASE, else ``default_release`` (an embedding app's own version,
@@ -164,7 +165,7 @@ class SentryReporter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any, default_release: str = "") -> SentryReporter:
+    def from_settings(cls, settings: SentrySettings, default_release: str = "") -> SentryReporter:
         return cls(sentry_options(settings, default_release))
 
     def start(self) -> bool:

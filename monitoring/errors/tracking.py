@@ -12,6 +12,18 @@ The fingerprint is the exception type plus the innermost frame of *our* code: th
 deepest frame that is not in the standard library or an installed package, named by
 module and function (not file path or line, which differ between hosts and deploys).
 A ``KeyError`` raised inside ``json`` from ``checkout()`` groups under ``checkout``.
+
+Services. Every group belongs to one service: the embedded app's SERVICE_NAME, or the
+service an ingested error came from. The fingerprint hashes the service too, so two
+services' groups never merge, except for DEFAULT_SERVICE, whose fingerprints are the ones
+stored before the dimension existed (its groups keep counting where they were). Two ways in:
+
+* ``capture(exc, route="", service=DEFAULT_SERVICE)``: a live exception (the Flask adapter).
+* ``record_error(service=..., fingerprint=..., exception_type=..., ...)``: an error already
+  decoded, grouped and sanitised elsewhere (ingest's IngestedError: an OTLP exception event
+  or a Sentry event). Memory only, like capture; the same flush writes both.
+
+Reads take ``service`` (None: every service combined; an unknown name: no errors).
 """
 from __future__ import annotations
 
@@ -37,6 +49,7 @@ from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWind
 from monitoring.metrics.scope import INCLUDE_INTERNAL
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups, error_totals
+from monitoring.store.metrics_tables import DEFAULT_SERVICE, SERVICE_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +113,11 @@ def _type_name(exc: BaseException) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
-def fingerprint(exc: BaseException) -> Fingerprint:
-    """The exception's group: its type plus the innermost frame of our code (or the innermost frame)."""
+def fingerprint(exc: BaseException, service: str = DEFAULT_SERVICE) -> Fingerprint:
+    """The exception's group: its type plus the innermost frame of our code (or the innermost frame).
+
+    The key hashes ``service`` too, except for DEFAULT_SERVICE (whose keys predate services).
+    """
     chosen: tuple[str, str, int] | None = None
     innermost: tuple[str, str, int] | None = None
     tb: TracebackType | None = exc.__traceback__
@@ -115,7 +131,10 @@ def fingerprint(exc: BaseException) -> Fingerprint:
         tb = tb.tb_next
     module, function, line = chosen or innermost or ("", "", 0)
     exception_type = _type_name(exc)
-    key = hashlib.sha256(f"{exception_type}\0{module}\0{function}".encode()).hexdigest()[:16]
+    grouped = f"{exception_type}\0{module}\0{function}"
+    if service != DEFAULT_SERVICE:
+        grouped = f"{service}\0{grouped}"
+    key = hashlib.sha256(grouped.encode("utf-8", "replace")).hexdigest()[:16]
     return Fingerprint(key, exception_type, module, function, line)
 
 
@@ -151,6 +170,7 @@ class _PendingGroup:
     last_seen: float
     count: int = 0
     buckets: dict[float, int] = field(default_factory=dict)
+    service: str = DEFAULT_SERVICE
 
     def add(self, at: float, count: int = 1) -> None:
         bucket = math.floor(at / BUCKET_SECONDS) * BUCKET_SECONDS
@@ -182,10 +202,11 @@ class ErrorTracker:
         self._pending: dict[str, _PendingGroup] = {}
         self._lock = threading.Lock()
 
-    def capture(self, exc: BaseException, route: str = "") -> Fingerprint:
-        """Count one unhandled exception (memory only; the store sees it at the next flush)."""
+    def capture(self, exc: BaseException, route: str = "", service: str = DEFAULT_SERVICE) -> Fingerprint:
+        """Count one unhandled exception of ``service`` (memory only; the store sees it at the next flush)."""
         now = self.clock.now()
-        found = fingerprint(exc)
+        service = service[:SERVICE_LENGTH]
+        found = fingerprint(exc, service)
         with self._lock:
             group = self._pending.get(found.key)
             if group is not None:
@@ -195,15 +216,48 @@ class ErrorTracker:
                 self.dropped += 1
                 return found
         # Formatting and sanitising the trace happens outside the lock, once per group per flush.
-        fresh = _PendingGroup(found, _safe_message(exc), _safe_trace(exc), route[:300], now, now)
+        fresh = _PendingGroup(found, _safe_message(exc), _safe_trace(exc), route[:300], now, now, service=service)
         fresh.add(now)
+        self._add_fresh(fresh)
+        return found
+
+    def record_error(self, *, service: str, fingerprint: str, exception_type: str, message: str,
+                     stack_trace: str = "", at: float | None = None, route: str = "",
+                     module: str = "", function: str = "", line: int = 0) -> bool:
+        """Count one error grouped elsewhere (an ingested one); False when refused as over the pending bound.
+
+        ``fingerprint`` is the group's key (up to 32 characters; ingest's are 16 hex digits
+        that hash the service). The texts must be sanitised already (ingest's are); they
+        are only cut to the stored lengths here. ``at`` is when it happened, epoch seconds
+        (default: now); ``module``/``function`` name where, for display (``where``).
+        Memory only: the next ``flush`` writes it, with the captured ones.
+        """
+        at = self.clock.now() if at is None else at
+        key = fingerprint[:32]
         with self._lock:
-            group = self._pending.get(found.key)
+            group = self._pending.get(key)
+            if group is not None:
+                group.add(at)
+                return True
+            if len(self._pending) >= self.max_pending_groups:
+                self.dropped += 1
+                return False
+        found = Fingerprint(key, exception_type[:200], module[:200], function[:200], line)
+        message = message[:MAX_MESSAGE_CHARS]
+        if len(stack_trace) > MAX_TRACE_CHARS:
+            stack_trace = "[... truncated ...]\n" + stack_trace[-MAX_TRACE_CHARS:]
+        fresh = _PendingGroup(found, message, stack_trace, route[:300], at, at, service=service[:SERVICE_LENGTH])
+        fresh.add(at)
+        self._add_fresh(fresh)
+        return True
+
+    def _add_fresh(self, fresh: _PendingGroup) -> None:
+        with self._lock:
+            group = self._pending.get(fresh.fingerprint.key)
             if group is None:
-                self._pending[found.key] = fresh
+                self._pending[fresh.fingerprint.key] = fresh
             else:
                 group.absorb(fresh)
-        return found
 
     @property
     def pending(self) -> int:
@@ -256,6 +310,7 @@ class ErrorTracker:
                 [
                     {
                         "fingerprint": g.fingerprint.key,
+                        "service": g.service,
                         "exception_type": g.fingerprint.exception_type[:200],
                         "module": g.fingerprint.module[:200],
                         "function": g.fingerprint.function[:200],
@@ -281,10 +336,14 @@ class ErrorTracker:
                     for bucket, count in sorted(g.buckets.items())
                 ],
             )
+            per_service: dict[str, int] = {}
+            for g in groups:
+                per_service[g.service] = per_service.get(g.service, 0) + g.count
             conn.execute(
-                totals.values(name="errors", value=sum(g.count for g in groups)).on_conflict_do_update(
-                    index_elements=["name"], set_={"value": error_totals.c.value + totals.excluded.value}
-                )
+                totals.on_conflict_do_update(
+                    index_elements=["name", "service"], set_={"value": error_totals.c.value + totals.excluded.value}
+                ),
+                [{"name": "errors", "service": service, "value": value} for service, value in sorted(per_service.items())],
             )
 
 
@@ -307,12 +366,20 @@ class ErrorGroup:
     first_seen: float
     last_seen: float
     count_in_window: int | None = None
+    service: str = DEFAULT_SERVICE
+
+    @property
+    def where(self) -> str:
+        if not self.module:
+            return ""
+        return f"{self.module}:{self.function}" if self.function else self.module
 
     def to_json(self, include_trace: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "fingerprint": self.fingerprint,
+            "service": self.service,
             "type": self.exception_type,
-            "where": f"{self.module}:{self.function}" if self.module else "",
+            "where": self.where,
             "line": self.line,
             "route": self.route,
             "message": self.message,
@@ -331,14 +398,18 @@ def _group(row: Any, count_in_window: int | None = None) -> ErrorGroup:
     return ErrorGroup(
         row.fingerprint, row.exception_type, row.module, row.function, int(row.line), row.message,
         row.stack_trace, row.route, int(row.count), float(row.first_seen), float(row.last_seen), count_in_window,
+        row.service,
     )
 
 
-def list_error_groups(store: Store, since: float | None = None, limit: int = 50) -> list[ErrorGroup]:
-    """Groups last seen at or after ``since`` (all when None), most recently seen first."""
+def list_error_groups(store: Store, since: float | None = None, limit: int = 50,
+                      service: str | None = None) -> list[ErrorGroup]:
+    """Groups last seen at or after ``since`` (all when None), most recently seen first; of one service or all."""
     query = select(error_groups).order_by(error_groups.c.last_seen.desc(), error_groups.c.fingerprint).limit(limit)
     if since is not None:
         query = query.where(error_groups.c.last_seen >= since)
+    if service is not None:
+        query = query.where(error_groups.c.service == service)
     with store.read() as conn:
         return [_group(row) for row in conn.execute(query)]
 
@@ -349,9 +420,12 @@ class ErrorFigures:
 
     window: TimeWindow
     count: int
-    total: int  # every error captured since the store began (the Prometheus counter)
+    total: int  # every error captured since the store began (the Prometheus counter), in the service scope
     requests: int | None  # requests served in the window; None while request metrics are unavailable
     top_groups: list[ErrorGroup]
+    service: str | None = None  # the one service read, or None for every service
+    totals: dict[str, int] = field(default_factory=dict)  # the running total per service (Prometheus)
+    per_service: dict[str, int] = field(default_factory=dict)  # errors in the window per service
 
     @property
     def rate_per_minute(self) -> float:
@@ -366,7 +440,7 @@ class ErrorFigures:
 
 
 def requests_in_window(store: Store, clock: Clock, window: TimeWindow,
-                       include_internal: bool = INCLUDE_INTERNAL) -> int | None:
+                       include_internal: bool = INCLUDE_INTERNAL, service: str | None = None) -> int | None:
     """Requests the monitored app served in the window, from the request-metrics rollups.
 
     The one place the errors figures depend on the request metrics, counting the requests
@@ -377,41 +451,70 @@ def requests_in_window(store: Store, clock: Clock, window: TimeWindow,
         from monitoring.metrics.rollups import RequestRollups
     except ImportError:  # request metrics not installed: the share is reported as unknown
         return None
-    return RequestRollups(store, clock).counts(window, include_internal=include_internal).count
+    return RequestRollups(store, clock).counts(window, include_internal=include_internal, service=service).count
 
 
-def error_figures(store: Store, window: TimeWindow, requests: int | None, top: int = TOP_GROUPS) -> ErrorFigures:
-    """Counts from the 10-second buckets whose start lies in the window (widened to whole buckets)."""
-    c = error_counts
+def error_services(store: Store) -> list[str]:
+    """Every service with error groups in the store (the service index's leading column)."""
+    with store.read() as conn:
+        return [row[0] for row in conn.execute(
+            select(error_groups.c.service).distinct().order_by(error_groups.c.service))]
+
+
+def error_figures(store: Store, window: TimeWindow, requests: int | None, top: int = TOP_GROUPS,
+                  service: str | None = None) -> ErrorFigures:
+    """Counts from the 10-second buckets whose start lies in the window (widened to whole buckets).
+
+    ``service`` keeps one service's groups (None: every service); the counts of a group are
+    found by its fingerprint, the groups of a service by the (service, last_seen) index.
+    """
+    c, g = error_counts, error_groups
     in_window = (c.c.bucket_start >= math.floor(window.start / BUCKET_SECONDS) * BUCKET_SECONDS) & (
         c.c.bucket_start < window.end
     )
-    per_group = (
-        select(c.c.fingerprint, func.sum(c.c.count).label("in_window"))
-        .where(in_window)
-        .group_by(c.c.fingerprint)
-        .subquery()
-    )
+    per_group_query = select(c.c.fingerprint, func.sum(c.c.count).label("in_window")).where(in_window)
+    if service is not None:
+        # A group last seen before the window has no bucket in it: only groups seen since count.
+        per_group_query = per_group_query.where(c.c.fingerprint.in_(
+            select(g.c.fingerprint).where(g.c.service == service, g.c.last_seen >= window.start - BUCKET_SECONDS)
+            .scalar_subquery()))
+    per_group = per_group_query.group_by(c.c.fingerprint).subquery()
+    totals_query = select(error_totals.c.service, error_totals.c.value).where(error_totals.c.name == "errors")
+    if service is not None:
+        totals_query = totals_query.where(error_totals.c.service == service)
     with store.read() as conn:
-        count = conn.execute(select(func.coalesce(func.sum(c.c.count), 0)).where(in_window)).scalar_one()
-        total = conn.execute(select(error_totals.c.value).where(error_totals.c.name == "errors")).scalar()
+        per_service = {
+            row.service: int(row.in_window)
+            for row in conn.execute(
+                select(g.c.service, func.sum(per_group.c.in_window).label("in_window"))
+                .join(per_group, per_group.c.fingerprint == g.c.fingerprint)
+                .group_by(g.c.service)
+            )
+        }
+        totals = {row.service: int(row.value) for row in conn.execute(totals_query)}
         rows = conn.execute(
-            select(error_groups, per_group.c.in_window)
-            .join(per_group, per_group.c.fingerprint == error_groups.c.fingerprint)
-            .order_by(per_group.c.in_window.desc(), error_groups.c.last_seen.desc())
+            select(g, per_group.c.in_window)
+            .join(per_group, per_group.c.fingerprint == g.c.fingerprint)
+            .order_by(per_group.c.in_window.desc(), g.c.last_seen.desc())
             .limit(top)
         ).all()
     top_groups = [_group(row, int(row.in_window)) for row in rows]
-    return ErrorFigures(window, int(count), int(total or 0), requests, top_groups)
+    return ErrorFigures(window, sum(per_service.values()), sum(totals.values()), requests, top_groups,
+                        service, totals, per_service)
 
 
 # --- the ``errors`` metric category ---------------------------------------------------------
 
 
-def errors_report(figures: ErrorFigures) -> CategoryReport:
+def errors_report(figures: ErrorFigures, default_service: str = DEFAULT_SERVICE) -> CategoryReport:
     """JSON under the system description's names (``errors.rate`` in errors/min), Prometheus in
     base units, Datadog under ``errors.unhandled.*`` (the performance category already sends
-    ``errors.rate`` for 5xx responses, and Datadog series share one namespace)."""
+    ``errors.rate`` for 5xx responses, and Datadog series share one namespace).
+
+    The Prometheus counter has a ``service`` label (one series per service; the embedded app's
+    ``default_service`` at 0 before its first error, so rate() sees the first one); Datadog
+    gets the window's count per service, tagged ``service:<name>``.
+    """
     share = figures.share
     body = {
         "errors.count": figures.count,
@@ -419,13 +522,23 @@ def errors_report(figures: ErrorFigures) -> CategoryReport:
         "errors.share": None if share is None else round(share, 6),
         "errors.total": figures.total,
         "requests.count": figures.requests,
+        "service": figures.service,
+        "services": [{"service": name, "errors.count": count}
+                     for name, count in sorted(figures.per_service.items(), key=lambda item: (-item[1], item[0]))],
         "groups": [group.to_json(include_trace=False) for group in figures.top_groups],
     }
     total = CounterMetricFamily(
         "centinela_errors",
         "Unhandled exceptions captured in the monitored app since the store began, all workers and hosts.",
-        value=figures.total,
+        labels=["service"],
     )
+    totals = dict(figures.totals)
+    if figures.service is None:
+        totals.setdefault(default_service, 0)
+    elif not totals:
+        totals[figures.service] = 0
+    for name, value in sorted(totals.items()):
+        total.add_metric([name], value)
     prometheus: list[Metric] = [total]
     if share is not None:
         ratio = GaugeMetricFamily(
@@ -442,20 +555,24 @@ def errors_report(figures: ErrorFigures) -> CategoryReport:
     ]
     if share is not None:
         datadog.append(DatadogPoint("errors.unhandled.share", share))
+    datadog += [DatadogPoint("errors.unhandled.count", float(count), "count", (f"service:{name}",), interval)
+                for name, count in sorted(figures.per_service.items())
+                if len(figures.per_service) > 1]  # one service: its count is the overall one
     return CategoryReport(json=body, prometheus=prometheus, datadog=datadog)
 
 
 class ErrorsProvider:
     """``monitoring.metric_categories["errors"]``."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, service_name: str = DEFAULT_SERVICE) -> None:
         self.store = store
         self.clock = clock
+        self.service_name = service_name  # the embedded app's SERVICE_NAME
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
         return self.report(window, INCLUDE_INTERNAL)
 
-    def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport:
+    def report(self, window: TimeWindow, include_internal: bool, service: str | None = None) -> CategoryReport:
         """The figures, with requests counted in the caller's scope (monitoring.metrics.scope.ScopedProvider)."""
-        requests = requests_in_window(self.store, self.clock, window, include_internal)
-        return errors_report(error_figures(self.store, window, requests))
+        requests = requests_in_window(self.store, self.clock, window, include_internal, service)
+        return errors_report(error_figures(self.store, window, requests, service=service), self.service_name)

@@ -385,7 +385,7 @@ class HealthService:
     def _stale_after(self, checks: list[Check]) -> float:
         """Results older than this no longer vouch for anything: the job has stopped running."""
         longest = max((c.timeout for c in checks), default=DEFAULT_TIMEOUT)
-        return 3 * self.settings.health_check_interval + self.settings.lease_ttl + longest
+        return 3 * self.settings.health.health_check_interval + self.settings.scheduler.lease_ttl + longest
 
     def snapshot(self, now: float | None = None) -> HealthSnapshot:
         """Every dependency's latest stored result (cheap: two small reads in one transaction), as at ``now``."""

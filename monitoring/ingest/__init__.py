@@ -13,7 +13,7 @@ errors
     InflatedBodyTooLarge / ItemTooLarge (413), UnsupportedMediaType /
     UnsupportedContentEncoding (415), ConflictingCredentials (401).
 body
-    ``decode_body(body, content_encoding, limits)``: identity, gzip, deflate; the raw limit,
+    ``decode_body(body, content_encoding, limits)``: identity, gzip, deflate, br; the raw limit,
     then the inflated limit enforced while inflating (a gzip bomb costs at most the limit).
     BodyLimits and the defaults OTLP_BODY_LIMITS (64 MiB, the specification's recommendation),
     SENTRY_ENVELOPE_LIMITS (40 MiB raw, 100 MiB inflated), SENTRY_STORE_LIMITS (1 MiB).
@@ -81,7 +81,13 @@ Wiring it (phase 2)
   ``OTHER`` there.
 * One CumulativeTracker per app (the composition root), built with the app's clock; read
   its docstring about several workers before choosing how metrics are served.
-* Content-Encoding ``br`` is refused (415): sentry-python compresses with brotli instead of
-  gzip when the ``brotli`` package is installed in the sending app; supporting it needs that
-  package here too.
+* Content-Encoding ``br``: sentry-python compresses with brotli instead of gzip when the
+  ``brotli`` package is installed in the sending app. Decoded (bounded, like gzip) when the
+  ``brotli`` package (1.2+) is installed here too (requirements.txt pins it; an embedding
+  app installs ``centinela[brotli]``); refused with 415 and a message saying so otherwise.
+
+Phase 2, as built: ``monitoring/api/otlp.py`` and ``monitoring/api/sentry_ingest.py`` (the
+endpoints, sharing ``monitoring/api/ingest_http.py``), ``sink`` (records batches into the
+recorder and the error tracker), the ``Ingest`` parts in ``monitoring/services.py``, and
+``projects`` (SENTRY_PROJECTS).
 """

@@ -1,4 +1,4 @@
-"""Request bodies as both protocols send them: identity, gzip or deflate, under two size limits.
+"""Request bodies as both protocols send them: identity, gzip, deflate or br, under two size limits.
 
 ``decode_body`` checks the raw size first, then inflates incrementally with
 ``zlib.decompressobj`` and ``max_length``, so a small body that inflates past the limit (a gzip
@@ -6,6 +6,11 @@ bomb) is refused after at most ``max_inflated_bytes`` plus one step of output ha
 produced: memory stays bounded by the limit, never by what the body claims to hold. The
 inflated body is returned as one ``bytes`` object, so the peak is about twice the limit while
 the pieces are joined.
+
+``br`` (Brotli) is what sentry-python sends instead of gzip when the ``brotli`` package is
+installed in the sending app. It is decoded with that package's ``Decompressor`` and its
+``output_buffer_limit`` (brotli 1.2 or later), step by step under the same limit; without the
+package (or with an older one) ``br`` is refused with 415, and the message says why.
 
 Limits (defaults below, each settable by phase 2's settings):
 
@@ -82,17 +87,58 @@ def decode_body(body: bytes, content_encoding: str | None, limits: BodyLimits) -
     if len(codings) > _MAX_ENCODINGS:
         raise UnsupportedContentEncoding(f"more than {_MAX_ENCODINGS} stacked content encodings")
     for coding in codings:
-        if coding not in ("gzip", "x-gzip", "deflate"):
+        if coding == "br" and not brotli_supported():
             raise UnsupportedContentEncoding(
-                f"Content-Encoding {coding[:40]!r} is not supported; send gzip, deflate or identity"
+                "Content-Encoding 'br' needs the brotli package (1.2 or later) on the Centinela side; "
+                "send gzip, deflate or identity"
+            )
+        if coding not in ("gzip", "x-gzip", "deflate", "br"):
+            raise UnsupportedContentEncoding(
+                f"Content-Encoding {coding[:40]!r} is not supported; send gzip, deflate, br or identity"
             )
     data = bytes(body)
     for coding in reversed(codings):  # the last coding listed was applied last
         if coding == "deflate":
             data = _inflate(data, limits.max_inflated_bytes)
+        elif coding == "br":
+            data = _unbrotli(data, limits.max_inflated_bytes)
         else:
             data = _gunzip(data, limits.max_inflated_bytes)
     return data
+
+
+def brotli_supported() -> bool:
+    """Whether ``br`` bodies can be decoded: the brotli package, with bounded output (1.2+)."""
+    try:
+        import brotli  # type: ignore[import-untyped]  # optional, ships no types
+    except ImportError:
+        return False
+    return hasattr(brotli.Decompressor(), "can_accept_more_data")
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    import brotli
+
+    decompressor = brotli.Decompressor()
+    chunks: list[bytes] = []
+    produced = 0
+    pending = data
+    try:
+        while True:
+            chunk = decompressor.process(pending, output_buffer_limit=min(_INFLATE_STEP, limit - produced + 1))
+            pending = b""
+            produced += len(chunk)
+            if produced > limit:
+                raise _inflated_too_large(limit)
+            if chunk:
+                chunks.append(chunk)
+            if decompressor.is_finished():
+                return b"".join(chunks)
+            if decompressor.can_accept_more_data() and not chunk:
+                # It wants input and every byte was given: the stream stops short.
+                raise UndecodableBody("compressed body is truncated")
+    except brotli.error as exc:
+        raise UndecodableBody(f"compressed body does not decode as brotli ({exc})") from None
 
 
 def _inflated_too_large(limit: int) -> InflatedBodyTooLarge:

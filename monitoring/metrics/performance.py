@@ -6,6 +6,11 @@ base units and conventional names: the request counters and latency histogram ar
 totals since the store began (from ``request_routes``), so Prometheus itself takes rates and
 ``histogram_quantile`` over whatever range it likes; resource figures are gauges. Datadog
 gets the window's figures under the JSON names.
+
+Services: JSON has the figures of the answer's scope (one service, or all combined) and
+``services``, the same figures per service; every route says its service. Prometheus
+request families carry a ``service`` label, Datadog points per route and per service a
+``service:<name>`` tag (the overall points stay untagged, as before).
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from monitoring.clock import isoformat, parse_timestamp
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.metrics.histogram import PROMETHEUS_BUCKETS, RELATIVE_ACCURACY, LatencyHistogram
 from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestAggregate
-from monitoring.metrics.rollups import RequestFigures, RequestRollups, RouteFigures, RouteTotal
+from monitoring.metrics.rollups import RequestFigures, RequestRollups, RouteFigures, RouteTotal, ServiceFigures
+from monitoring.store.metrics_tables import DEFAULT_SERVICE
 from monitoring.metrics.scope import INCLUDE_INTERNAL, INTERNAL_NOTE, scope_name
 from monitoring.metrics.system import SystemFigures, SystemSample, system_figures
 from monitoring.store.database import Store
@@ -46,6 +52,7 @@ def _status_json(status: list[int]) -> dict[str, int]:
 def _route_json(route: RouteFigures) -> dict[str, Any]:
     p50, p95, p99 = _percentiles_ms(route.histogram)
     return {
+        "service": route.service,
         "method": route.method,
         "route": route.route,
         "internal": route.internal,
@@ -57,6 +64,21 @@ def _route_json(route: RouteFigures) -> dict[str, Any]:
         "mean": _ms(route.histogram.sum / route.count) if route.count else None,
         "max": _ms(route.histogram.max),
         "status": _status_json(route.status),
+    }
+
+
+def _service_json(service: ServiceFigures, seconds: float) -> dict[str, Any]:
+    p50, p95, p99 = _percentiles_ms(service.histogram)
+    return {
+        "service": service.service,
+        "requests.count": service.count,
+        "requests.per_second": round(service.count / seconds, 4),
+        "errors.count": service.errors,
+        "errors.share": round(service.errors / service.count, 6) if service.count else 0.0,
+        "api.response_time.p50": p50,
+        "api.response_time.p95": p95,
+        "api.response_time.p99": p99,
+        "status": _status_json(service.status),
     }
 
 
@@ -85,40 +107,43 @@ def performance_json(figures: RequestFigures) -> dict[str, Any]:
             "coveredSeconds": round(seconds, 3),
             "percentileRelativeError": RELATIVE_ACCURACY,
         },
+        "service": figures.service,
+        "services": [_service_json(service, seconds) for service in figures.per_service()],
         "routes": [_route_json(route) for route in figures.routes],
     }
 
 
-def performance_prometheus(totals: list[RouteTotal]) -> list[Metric]:
-    """A counter per method, route, status class and internal flag; a histogram (le in seconds) per route.
+def performance_prometheus(totals: list[RouteTotal], default_service: str = DEFAULT_SERVICE) -> list[Metric]:
+    """A counter per service, method, route, status class and internal flag; a histogram (le in seconds) per route.
 
     Series exist before their first request, at 0, so that rate() and increase() see the first one
     and dashboards do not show "No data" on a fresh service: every status class of every route, and
-    ``GET <unmatched>`` of the monitored app, the one route every app has (any unknown path).
+    ``GET <unmatched>`` of the monitored app (``default_service``), the one route every app has.
     """
     requests = CounterMetricFamily(
         "centinela_http_requests",
         "HTTP requests handled by the monitored app since the store began, all workers and hosts.",
-        labels=["method", "route", "status", "internal"],
+        labels=["service", "method", "route", "status", "internal"],
     )
     durations = HistogramMetricFamily(
         "centinela_http_request_duration_seconds",
         "Time Flask took to handle an HTTP request, all workers and hosts.",
-        labels=["method", "route", "internal"],
+        labels=["service", "method", "route", "internal"],
         unit="seconds",
     )
-    if not any((t.method, t.route, t.internal) == ("GET", UNMATCHED_ROUTE, False) for t in totals):
-        totals = [*totals, RouteTotal("GET", UNMATCHED_ROUTE, False, RequestAggregate(), None)]
+    unmatched = ("GET", UNMATCHED_ROUTE, False, default_service)
+    if not any((t.method, t.route, t.internal, t.service) == unmatched for t in totals):
+        totals = [*totals, RouteTotal("GET", UNMATCHED_ROUTE, False, RequestAggregate(), None, default_service)]
     for total in totals:
         internal = "true" if total.internal else "false"
         for cls, count in enumerate(total.aggregate.status):
             if count or cls:  # "other" (a status outside 100..599) only once one was sent
-                requests.add_metric([total.method, total.route, STATUS_LABELS[cls], internal], count,
+                requests.add_metric([total.service, total.method, total.route, STATUS_LABELS[cls], internal], count,
                                     created=total.created_at)
         histogram = total.aggregate.histogram
         buckets = [(_le(le), float(n)) for le, n in histogram.cumulative_buckets(PROMETHEUS_BUCKETS)]
         buckets.append(("+Inf", float(histogram.count)))
-        durations.add_metric([total.method, total.route, internal], buckets, histogram.sum)
+        durations.add_metric([total.service, total.method, total.route, internal], buckets, histogram.sum)
     return [requests, durations]
 
 
@@ -144,27 +169,36 @@ def performance_datadog(figures: RequestFigures) -> list[DatadogPoint]:
         DatadogPoint("errors.share", figures.errors / figures.count if figures.count else 0.0),
     ]
     for route in figures.routes:
-        tags = (f"method:{route.method}", f"route:{route.route}")
+        tags = (f"service:{route.service}", f"method:{route.method}", f"route:{route.route}")
         points += _response_time_points(route.histogram, tags)
         points.append(DatadogPoint("requests.count", float(route.count), "count", tags, interval))
         points.append(DatadogPoint("errors.count", float(route.errors), "count", tags, interval))
+    services = figures.per_service()
+    for service in services if len(services) > 1 else ():  # one service: its figures are the overall ones
+        service_tags = (f"service:{service.service}",)
+        points += _response_time_points(service.histogram, service_tags)
+        points.append(DatadogPoint("requests.count", float(service.count), "count", service_tags, interval))
+        points.append(DatadogPoint("errors.count", float(service.errors), "count", service_tags, interval))
     return points
 
 
 class PerformanceProvider:
     """``monitoring.metric_categories["performance"]``: request figures over a window."""
 
-    def __init__(self, rollups: RequestRollups) -> None:
+    def __init__(self, rollups: RequestRollups, service_name: str = DEFAULT_SERVICE) -> None:
         self.rollups = rollups
+        self.service_name = service_name  # the embedded app's SERVICE_NAME: its zero series exist from the start
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
         return self.report(window, INCLUDE_INTERNAL)
 
-    def report(self, window: TimeWindow, include_internal: bool) -> CategoryReport:
-        figures = self.rollups.figures(window, include_internal)
+    def report(self, window: TimeWindow, include_internal: bool, service: str | None = None) -> CategoryReport:
+        """The figures of one service (or all combined when None), in the caller's scope."""
+        figures = self.rollups.figures(window, include_internal, service)
         return CategoryReport(
             json=performance_json(figures),
-            prometheus=performance_prometheus(self.rollups.totals()),
+            prometheus=performance_prometheus(self.rollups.totals(service),
+                                              self.service_name if service is None else service),
             datadog=performance_datadog(figures),
         )
 

@@ -18,6 +18,12 @@ so percentiles over any window, across workers and hosts, are a merge of at most
 rows per route, within the histogram's 1 % relative error. Figures come from the store only
 (not this process's unflushed minute), so every worker answers the same; the price is that the
 newest METRICS_FLUSH_INTERVAL seconds are not in them yet.
+
+Services. Every route belongs to one service (request_routes.service). Each read takes
+``service``: None (the default) combines every service, as before the dimension; a name
+keeps that service's routes only (an unknown name reads as no requests). ``services()``
+lists the services the store knows, and ``RequestFigures.per_service()`` breaks a combined
+read down without a second query.
 """
 from __future__ import annotations
 
@@ -38,17 +44,22 @@ from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.histogram import FORMAT_VERSION, LatencyHistogram
 from monitoring.metrics.recorder import RequestAggregate, RequestRecorder, RollupKey
 from monitoring.metrics.scope import INCLUDE_INTERNAL
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.store.database import Store
-from monitoring.store.metrics_tables import ROUTE_LENGTH, STATUS_COLUMNS, request_rollups, request_routes
+from monitoring.store.metrics_tables import (
+    DEFAULT_SERVICE,
+    ROUTE_LENGTH,
+    SERVICE_LENGTH,
+    STATUS_COLUMNS,
+    request_rollups,
+    request_routes,
+)
 
-MINUTE = 60
-HOUR = 3600
-DAY = 86400
 MINUTE_HORIZON = 48 * HOUR
 # Any constant: every process that writes rollups takes the same PostgreSQL advisory lock.
 _ROLLUP_WRITER_LOCK = 0x726F6C6C
 
-RouteKey = tuple[str, str, bool]  # method, route template, internal
+RouteKey = tuple[str, str, bool, str]  # method, route template, internal, service
 
 # --- the stored histogram ----------------------------------------------------------------
 #
@@ -211,11 +222,20 @@ class AggregateReadout:
 
 @dataclass
 class RouteFigures(AggregateReadout):
-    """One route (method + template) over a window."""
+    """One route (method + template) of one service over a window."""
 
     method: str
     route: str
     internal: bool
+    aggregate: RequestAggregate = field(default_factory=RequestAggregate)
+    service: str = DEFAULT_SERVICE
+
+
+@dataclass
+class ServiceFigures(AggregateReadout):
+    """One service's requests over a window (its routes merged)."""
+
+    service: str
     aggregate: RequestAggregate = field(default_factory=RequestAggregate)
 
 
@@ -230,10 +250,21 @@ class RequestFigures(AggregateReadout):
     aggregate: RequestAggregate  # all routes in scope together
     routes: list[RouteFigures]
     internal_count: int  # requests to the monitoring endpoints in the window (left out unless included)
+    service: str | None = None  # the one service read, or None for all of them combined
 
     @property
     def covered_seconds(self) -> float:
         return max(self.covered_to - self.covered_from, 1e-9)
+
+    def per_service(self) -> list[ServiceFigures]:
+        """The routes merged per service, busiest first (histograms merge exactly, so p95 per service is exact)."""
+        found: dict[str, ServiceFigures] = {}
+        for route in self.routes:
+            entry = found.get(route.service)
+            if entry is None:
+                entry = found[route.service] = ServiceFigures(route.service)
+            entry.aggregate.merge(route.aggregate)
+        return sorted(found.values(), key=lambda f: (-f.count, f.service))
 
 
 @dataclass(frozen=True)
@@ -263,6 +294,7 @@ class RouteTotal:
     internal: bool
     aggregate: RequestAggregate
     created_at: float | None  # None: a series exported at 0 before the route's first request
+    service: str = DEFAULT_SERVICE
 
 
 @dataclass(frozen=True)
@@ -303,7 +335,7 @@ class RequestRollups:
         self.clock = clock
         self.minute_horizon = minute_horizon
         self.retention_seconds = retention_seconds
-        # (method, route, internal) -> id: ids never change once written, so any process may keep them.
+        # (method, route, internal, service) -> id: ids never change once written, so any process may keep them.
         self._route_ids: dict[RouteKey, int] = {}
 
     # --- writing -------------------------------------------------------------------------
@@ -320,13 +352,15 @@ class RequestRollups:
         if missing:
             t = request_routes
             conn.execute(
-                self.store.insert(t).on_conflict_do_nothing(index_elements=["route", "method", "internal"]),
-                [{"method": m, "route": r, "internal": int(i), **{name: 0 for name in STATUS_COLUMNS},
-                  "created_at": now, "updated_at": now} for m, r, i in sorted(missing)],
+                self.store.insert(t).on_conflict_do_nothing(index_elements=["service", "route", "method", "internal"]),
+                [{"service": v, "method": m, "route": r, "internal": int(i), **{name: 0 for name in STATUS_COLUMNS},
+                  "created_at": now, "updated_at": now} for m, r, i, v in sorted(missing)],
             )
-            routes = sorted({r for _, r, _ in missing})
-            for row in conn.execute(select(t.c.id, t.c.method, t.c.route, t.c.internal).where(t.c.route.in_(routes))):
-                key = (row.method, row.route, bool(row.internal))
+            services = sorted({v for _, _, _, v in missing})
+            routes = sorted({r for _, r, _, _ in missing})
+            for row in conn.execute(select(t.c.id, t.c.method, t.c.route, t.c.internal, t.c.service)
+                                    .where(t.c.service.in_(services), t.c.route.in_(routes))):
+                key = (row.method, row.route, bool(row.internal), row.service)
                 if key in missing:
                     ids[key] = int(row.id)
         return ids
@@ -339,7 +373,7 @@ class RequestRollups:
         for key, aggregate in entries.items():
             if not aggregate.count:
                 continue
-            route_key = (key.method, key.route[:ROUTE_LENGTH], bool(key.internal))
+            route_key = (key.method, key.route[:ROUTE_LENGTH], bool(key.internal), key.service[:SERVICE_LENGTH])
             minutes[key.minute][route_key] = aggregate
             for bucket in (hours[floor_to(key.minute, HOUR)], totals):
                 if route_key in bucket:
@@ -460,8 +494,9 @@ class RequestRollups:
                 covered_from, covered_to = min(covered_from, hour), max(covered_to, hour + HOUR)
         return ReadPlan(or_(*parts) if parts else false(), covered_from, covered_to)
 
-    def counts(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL) -> RequestCounts:
-        """Requests per status class over ``window``, summed in SQL (no histogram is read)."""
+    def counts(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL,
+               service: str | None = None) -> RequestCounts:
+        """Requests per status class over ``window`` (of one service, or all when None), summed in SQL."""
         t, r = request_rollups, request_routes
         plan = self.plan(window)
         query = (
@@ -471,11 +506,13 @@ class RequestRollups:
         )
         if not include_internal:
             query = query.where(r.c.internal == 0)
+        query = _of_service(query, service)
         with self.store.read() as conn:
             status = [int(n) for n in conn.execute(query).one()]
         return RequestCounts(window, plan.covered_from, plan.covered_to, status)
 
-    def counts_per_bucket(self, first: float, step: int, buckets: int, include_internal: bool = INCLUDE_INTERNAL) -> list[int]:
+    def counts_per_bucket(self, first: float, step: int, buckets: int, include_internal: bool = INCLUDE_INTERNAL,
+                          service: str | None = None) -> list[int]:
         """Requests per bucket of ``step`` seconds from ``first``, in one grouped SUM over the minute rows.
 
         No histogram is read: this is what tells a caller which buckets changed since it last
@@ -496,6 +533,7 @@ class RequestRollups:
         )
         if not include_internal:
             query = query.where(r.c.internal == 0)
+        query = _of_service(query, service)
         counts = [0] * buckets
         with self.store.read() as conn:
             for bucket, count in conn.execute(query):
@@ -503,8 +541,12 @@ class RequestRollups:
                     counts[int(bucket)] = int(count)
         return counts
 
-    def figures(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL) -> RequestFigures:
-        """Counts, status classes and merged histograms, overall and per route, over ``window``."""
+    def figures(self, window: TimeWindow, include_internal: bool = INCLUDE_INTERNAL,
+                service: str | None = None) -> RequestFigures:
+        """Counts, status classes and merged histograms, overall and per route, over ``window``.
+
+        ``service`` keeps one service's routes (None: every service combined).
+        """
         t, r = request_rollups, request_routes
         plan = self.plan(window)
         found: dict[int, tuple[RouteFigures, StoredHistogramSum]] = {}
@@ -513,19 +555,22 @@ class RequestRollups:
                 select(func.coalesce(sum(func.sum(t.c[name]) for name in STATUS_COLUMNS), 0))
                 .select_from(t.join(r, t.c.route_id == r.c.id))
                 .where(plan.condition, r.c.internal == 1)
+                .where(*_service_condition(service))
             ).scalar_one()
             query = (
-                select(t.c.route_id, r.c.method, r.c.route, r.c.internal, t.c.histogram,
+                select(t.c.route_id, r.c.method, r.c.route, r.c.internal, r.c.service, t.c.histogram,
                        *[t.c[name] for name in STATUS_COLUMNS])
                 .select_from(t.join(r, t.c.route_id == r.c.id))
                 .where(plan.condition)
             )
             if not include_internal:
                 query = query.where(r.c.internal == 0)
+            query = _of_service(query, service)
             for row in conn.execute(query):
                 entry = found.get(row.route_id)
                 if entry is None:
-                    entry = found[row.route_id] = (RouteFigures(row.method, row.route, bool(row.internal)),
+                    entry = found[row.route_id] = (RouteFigures(row.method, row.route, bool(row.internal),
+                                                                service=row.service),
                                                    StoredHistogramSum())
                 figures, histograms = entry
                 histograms.add(row.histogram)
@@ -542,22 +587,39 @@ class RequestRollups:
             covered_to=plan.covered_to,
             include_internal=include_internal,
             aggregate=overall,
-            routes=sorted((f for f, _ in found.values()), key=lambda f: (-f.count, f.route, f.method)),
+            routes=sorted((f for f, _ in found.values()), key=lambda f: (-f.count, f.route, f.method, f.service)),
             internal_count=int(internal_count),
+            service=service,
         )
 
-    def totals(self) -> list[RouteTotal]:
+    def totals(self, service: str | None = None) -> list[RouteTotal]:
         """Running totals per route since the store began (for Prometheus counters and buckets)."""
         t = request_routes
+        query = (
+            select(t.c.method, t.c.route, t.c.internal, t.c.service, t.c.histogram, t.c.created_at,
+                   *[t.c[name] for name in STATUS_COLUMNS])
+            .where(t.c.histogram.is_not(None), *_service_condition(service))
+            .order_by(t.c.service, t.c.route, t.c.method, t.c.internal)
+        )
         with self.store.read() as conn:
-            rows = conn.execute(
-                select(t.c.method, t.c.route, t.c.internal, t.c.histogram, t.c.created_at,
-                       *[t.c[name] for name in STATUS_COLUMNS])
-                .where(t.c.histogram.is_not(None))
-                .order_by(t.c.route, t.c.method, t.c.internal)
-            ).all()
-        return [RouteTotal(row.method, row.route, bool(row.internal), _aggregate_from_row(row), row.created_at)
-                for row in rows]
+            rows = conn.execute(query).all()
+        return [RouteTotal(row.method, row.route, bool(row.internal), _aggregate_from_row(row), row.created_at,
+                           row.service) for row in rows]
+
+    def services(self) -> list[str]:
+        """Every service with requests in the store, by name (the unique key's leading column)."""
+        t = request_routes
+        with self.store.read() as conn:
+            return [row[0] for row in conn.execute(select(t.c.service).distinct().order_by(t.c.service))]
+
+    def routes_by_service(self) -> dict[str, set[str]]:
+        """Every service's route templates in the store: what a cardinality guard can be seeded with at start."""
+        t = request_routes
+        found: dict[str, set[str]] = {}
+        with self.store.read() as conn:
+            for service, route in conn.execute(select(t.c.service, t.c.route).distinct()):
+                found.setdefault(service, set()).add(route)
+        return found
 
     def row_counts(self) -> dict[int, int]:
         """Rows per resolution (60, 3600): for the storage bench and the tests."""
@@ -565,6 +627,20 @@ class RequestRollups:
         with self.store.read() as conn:
             return {int(res): int(n) for res, n in conn.execute(
                 select(t.c.resolution, func.count()).group_by(t.c.resolution))}
+
+
+def _service_condition(service: str | None) -> list[Any]:
+    """The WHERE terms on request_routes for one service (none for every service)."""
+    return [] if service is None else [request_routes.c.service == service]
+
+
+def _of_service(query: Any, service: str | None) -> Any:
+    """``query`` over rollup rows, kept to one service's routes: their ids come from the
+    unique key (service first), so the rollup rows are still read by primary key."""
+    if service is None:
+        return query
+    ids = select(request_routes.c.id).where(request_routes.c.service == service)
+    return query.where(request_rollups.c.route_id.in_(ids.scalar_subquery()))
 
 
 def flush_recorder(recorder: RequestRecorder, rollups: RequestRollups) -> int:

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import re
 
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.metrics.categories import TimeWindow
-
-MINUTE = 60
-HOUR = 3600
-DAY = 86400
 
 UNIT_SECONDS = {"m": MINUTE, "h": HOUR, "d": DAY}
 DEFAULT_WINDOW = "5m"

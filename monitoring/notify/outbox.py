@@ -43,6 +43,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat
+from monitoring.durations import HOUR
 from monitoring.notify.channel import APPRISE, APPRISE_PREFIX, HTTP, SMTP, clip, expand_names, protocol_of
 from monitoring.notify.channels import ChannelSet, build_channels
 from monitoring.notify.model import DELIVERY_FAILURE, ESCALATED, FIRING, AlertSnapshot, Notification
@@ -74,7 +75,7 @@ MAX_ANSWER_CHARS = 500
 @dataclass(frozen=True)
 class DeliveryPolicy:
     timeout: float = 10.0
-    give_up_after: float = 24 * 3600.0
+    give_up_after: float = 24 * HOUR
     backoff_base: float = 5.0
     backoff_max: float = 600.0
 

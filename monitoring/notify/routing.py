@@ -15,12 +15,11 @@ reported to the fallback channel (``NOTIFY_FALLBACK_CHANNEL``), if one is set.
 ``by_severity``. ``apprise`` is a routing name for every Apprise channel (``apprise-<name>``,
 one per URL): wherever it is routed, each of them gets its own delivery.
 
-The parsers at the bottom are used by config.py, so a bad value stops start-up.
+The parsers at the bottom are used by monitoring/settings.py, so a bad value stops start-up.
 """
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +122,7 @@ def route(notification: Notification, routes: Routes, configured: Iterable[str])
     return [name for name in expand_names(wanted, present) if name in present]
 
 
-# --- parsers for config.py: each raises ValueError saying what is expected ---------------------
+# --- parsers for monitoring/settings.py: each raises ValueError saying what is expected ---------------------
 
 
 def parse_severity_object(raw: str, expected: str) -> dict[str, Any]:
@@ -173,15 +172,3 @@ def parse_url_kind(raw: str) -> str:
     if kind not in URL_KINDS:
         raise ValueError(f"expected one of: {', '.join(URL_KINDS)}")
     return kind
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(raw: str) -> float:
-    """A duration in seconds: ``90`` or ``90s``, ``15m``, ``24h``, ``2d``."""
-    match = _DURATION.match(raw.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError("expected a positive duration such as 3600, 90m, 24h or 2d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]

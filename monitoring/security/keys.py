@@ -1,4 +1,9 @@
-"""API keys: a read key (metrics) and an admin key, compared in constant time.
+"""API keys: a read key (metrics), an admin key and an ingest key, compared in constant time.
+
+The ingest key (INGEST_API_KEY) only sends telemetry: the OTLP and Sentry-protocol endpoints
+and POST /api/monitoring/events take it, every read and admin endpoint refuses it (403). It
+is the key that goes into an app's configuration, a browser bundle or a DSN, so it must
+unlock nothing else.
 
 A key that is not configured is generated once into VAR_DIR (a private folder, 0700) with
 mode 0600, so the service never runs open by default; the log says where it is and its key
@@ -22,7 +27,8 @@ from monitoring.private_files import private_directory
 
 METRICS = "metrics"
 ADMIN = "admin"
-ROLES = (METRICS, ADMIN)
+INGEST = "ingest"
+ROLES = (METRICS, ADMIN, INGEST)
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 _KEY_LENGTH = 43  # 43 characters of 62: 256 bits
@@ -50,7 +56,7 @@ class ApiKey:
         return key_id_of(self.role, self.secret)
 
     def grants(self, role: str) -> bool:
-        """The admin key grants read access too."""
+        """The admin key grants read access (and ingest) too; the ingest key grants nothing else."""
         return self.role == role or self.role == ADMIN
 
 
@@ -99,13 +105,14 @@ class KeyRing:
         admin_key: str,
         var_dir: str,
         announce: Callable[[str, str, str], None] | None = None,
+        ingest_key: str = "",
     ) -> "KeyRing":
         """Use the configured keys; generate (once) and keep any missing one under ``var_dir``.
 
         ``announce(role, key_id, path)`` is called for a key this call generated.
         """
         loaded = []
-        for role, configured in ((METRICS, metrics_key), (ADMIN, admin_key)):
+        for role, configured in ((METRICS, metrics_key), (ADMIN, admin_key), (INGEST, ingest_key)):
             if configured:
                 loaded.append(ApiKey(role, configured))
                 continue
@@ -114,8 +121,9 @@ class KeyRing:
                 path, (lambda v, r=role, p=path: announce(r, key_id_of(r, v), str(p))) if announce else None
             )
             loaded.append(ApiKey(role, value, generated=generated, path=str(path)))
-        if loaded[0].secret == loaded[1].secret:
-            raise ValueError("METRICS_API_KEY and ADMIN_API_KEY must differ")
+        secrets_by_role = {key.role: key.secret for key in loaded}
+        if len(set(secrets_by_role.values())) < len(secrets_by_role):
+            raise ValueError("METRICS_API_KEY, ADMIN_API_KEY and INGEST_API_KEY must all differ")
         return cls(tuple(loaded))
 
     def identify(self, presented: str) -> ApiKey | None:

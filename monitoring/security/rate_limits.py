@@ -22,11 +22,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+
+from monitoring.settings import RateLimitSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Budget:
     items: tuple[RateLimitItem, ...]
 
     @classmethod
-    def parse(cls, scope: str, text: str) -> "Budget":
+    def parse(cls, scope: str, text: str) -> Budget:
         return cls(scope, tuple(parse_many(text)))
 
 
@@ -87,7 +88,8 @@ class RateLimits:
         self._retry_at = 0.0  # time.monotonic() when a failing storage is asked again
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "RateLimits":
+    def from_settings(cls, settings: RateLimitSettings) -> RateLimits:
+        """From its own section of the settings (RATELIMIT_*)."""
         return cls(
             settings.ratelimit_storage_uri,
             {
@@ -96,6 +98,8 @@ class RateLimits:
                 "export": Budget.parse("export", settings.ratelimit_export),
                 "events": Budget.parse("events", settings.ratelimit_events),
                 "login": Budget.parse("dashboard-login", settings.ratelimit_login),
+                "ingest": Budget.parse("ingest", settings.ratelimit_ingest),
+                "ingest_address": Budget.parse("ingest-address", settings.ratelimit_ingest_address),
             },
             settings.ratelimit_enabled,
             settings.ratelimit_key_prefix,

@@ -1,9 +1,12 @@
 """Tables of the request metrics and the resource samples.
 
-``request_routes`` names each (method, route template, internal flag) once and keeps its
+``request_routes`` names each (service, method, route template, internal flag) once and keeps its
 running totals since the store began (requests per status class and the cumulative latency
 histogram): what Prometheus needs for ``_total`` counters and ``le`` buckets. The set of
-routes is bounded (URL rule templates), so it is never purged.
+routes is bounded (URL rule templates; ingested services and routes are capped by the ingest
+side's CardinalityGuard), so it is never purged. The service lives here, not in every rollup row:
+a rollup row names its route by id, and a read for one service finds that service's route ids
+through the unique key, which leads with ``service``.
 
 ``request_rollups`` holds one row per (interval, route) with the requests per status class
 and one latency histogram for all of them: minute rows (``resolution`` 60), kept 48 hours,
@@ -33,6 +36,10 @@ from sqlalchemy import (
 from monitoring.store.schema import Id, metadata
 
 ROUTE_LENGTH = 255
+SERVICE_LENGTH = 100
+# The service of rows written before the service dimension, and of callers that name none: the
+# import name of Centinela's own app (app.py), so a standalone Centinela keeps one service.
+DEFAULT_SERVICE = "app"
 # Requests per status class: index 0 is anything outside 100..599, 1..5 are 1xx..5xx.
 STATUS_COLUMNS = ("status_other", "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
 
@@ -45,6 +52,7 @@ request_routes = Table(
     "request_routes",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
+    Column("service", String(SERVICE_LENGTH), nullable=False, server_default=DEFAULT_SERVICE),
     Column("method", String(8), nullable=False),
     Column("route", String(ROUTE_LENGTH), nullable=False),  # URL rule template, never a raw path
     Column("internal", SmallInteger, nullable=False),  # 1 for the monitoring endpoints themselves
@@ -53,7 +61,7 @@ request_routes = Table(
     Column("histogram", LargeBinary, nullable=True),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
-    Index("ux_request_routes_key", "route", "method", "internal", unique=True),
+    Index("ux_request_routes_key", "service", "route", "method", "internal", unique=True),
 )
 
 request_rollups = Table(

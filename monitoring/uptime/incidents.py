@@ -16,10 +16,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat
+from monitoring.durations import format_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import incidents
-from monitoring.uptime.durations import format_duration
 
 OPEN = "open"
 RESOLVED = "resolved"
@@ -50,7 +50,7 @@ class Incident:
             "start": isoformat(self.started_at),
             "end": isoformat(self.ended_at),
             "durationSeconds": round(seconds, 3),
-            "duration": format_duration(seconds),
+            "duration": format_duration(int(seconds)),  # whole seconds, for people
             "services": list(self.services),
             "cause": self.cause,
         }

@@ -36,6 +36,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat, parse_timestamp
+from monitoring.durations import DAY, HOUR, MINUTE, parse_duration
 from monitoring.errors.sanitiser import sanitise_text
 from monitoring.health.definitions import NAME_PATTERN
 from monitoring.store.database import Store
@@ -51,10 +52,10 @@ CRON = "cron"
 KINDS = (ONE_OFF, WEEKLY, CRON)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-MIN_DURATION = 60.0
-MAX_DURATION = 7 * 86400.0
+MIN_DURATION = MINUTE
+MAX_DURATION = 7 * DAY
 # A recurring window may start at most once an hour: this bounds the work of expanding a 90-day range.
-MIN_RECURRENCE_SECONDS = 3600.0
+MIN_RECURRENCE_SECONDS = HOUR
 MAX_OCCURRENCES = 20_000
 MAX_REASON_LENGTH = 200
 MAX_SERVICES = 50
@@ -65,8 +66,6 @@ _FIELDS = {
     CRON: {"type", "cron", "duration", "timezone", "from", "until", "services", "reason"},
 }
 _START_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h|d)?")
-_DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _RECURRENCE_CHECK_FROM = datetime(2001, 1, 1, tzinfo=UTC)
 
 
@@ -309,7 +308,7 @@ def parse_window_spec(body: Mapping[str, Any]) -> MaintenanceSpec:
         if start is not None and end is not None:
             if end <= start:
                 problem("end", "must be after start")
-            elif end - start > 366 * 86400:
+            elif end - start > 366 * DAY:
                 problem("end", "a one-off window may last at most 366 days")
         spec_values.update(starts_at=start, ends_at=end,
                            schedule={"start": isoformat(start), "end": isoformat(end)})
@@ -368,15 +367,11 @@ def _instant(body: Mapping[str, Any], name: str, problem: Any, required: bool = 
 
 
 def _duration(raw: Any, problem: Any) -> float | None:
-    seconds: float | None = None
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        seconds = float(raw)
-    elif isinstance(raw, str) and (match := _DURATION.fullmatch(raw.strip().lower())):
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds is None or not MIN_DURATION <= seconds <= MAX_DURATION:
+    try:
+        return parse_duration(raw, MIN_DURATION, MAX_DURATION)
+    except ValueError:
         problem("duration", "must be seconds or a duration such as 90m, 2h or 1d, from 1m to 7d")
         return None
-    return seconds
 
 
 def _timezone(raw: Any, problem: Any) -> str | None:

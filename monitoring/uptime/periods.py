@@ -5,7 +5,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-DAY = 86400.0
+from monitoring.durations import DAY
+
 ROLLING_WINDOWS: dict[str, float] = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "90d": 90 * DAY}
 DEFAULT_WINDOW = "30d"
 VALID_FORMS = "window=24h, 7d, 30d or 90d, or month=YYYY-MM (a calendar month in UTC, not in the future)"

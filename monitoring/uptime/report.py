@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.metrics_core import GaugeMetricFamily
 
 from monitoring.clock import isoformat
+from monitoring.durations import format_duration
 from monitoring.metrics.categories import CategoryReport, DatadogPoint
-from monitoring.uptime.durations import format_duration
 from monitoring.uptime.intervals import Span
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _percent_of(part: float, whole: float) -> float | None:
 def _duration_json(seconds: float | None, definition: str) -> dict[str, Any]:
     return {
         "seconds": _round(seconds, 3),
-        "formatted": None if seconds is None else format_duration(seconds),
+        "formatted": None if seconds is None else format_duration(int(seconds)),  # whole seconds, for people
         "definition": definition,
     }
 
@@ -84,7 +84,7 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
             # down (the open incident says since when); unknown: no round vouches for now. The page never
             # says "Up for 0s" of a service that is down.
             "state": current_state(report),
-            "formatted": format_duration(up_for or 0.0),
+            "formatted": format_duration(int(up_for or 0)),
             "seconds": _round(up_for, 3) if up_for is not None else 0.0,
             "since": isoformat(report.up_since),
             "percentage": _round(availability.percentage),

@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from monitoring.clock import Clock
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.rollups import RequestRollups
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.store.database import Store
-
-MINUTE = 60.0
-HOUR = 3600.0
-DAY = 86400.0
 
 # Trailing windows whose burn rate is reported: the five of the SLA alerts, and their short partners.
 BURN_RATE_WINDOWS: dict[str, float] = {

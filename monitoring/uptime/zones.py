@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import select
 
 from monitoring.clock import isoformat
+from monitoring.durations import DAY
 from monitoring.store.database import Store
 from monitoring.store.schema import instances
 
-FORGET_AFTER = 86400.0
+FORGET_AFTER = DAY
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@
   var BREAKER = { closed: "Closed", open: "Open", half_open: "Half-open" };
   var SEVERITY_ORDER = ["critical", "high", "medium", "low", "info"];
 
-  var state = { range: "1h", doc: null, lastOk: null, timer: null, inFlight: false };
+  var state = { range: "1h", doc: null, lastOk: null, timer: null, inFlight: false, service: "" };
 
   // --- small DOM helpers -----------------------------------------------------------------------
 
@@ -512,9 +512,32 @@
     document.getElementById("restricted").hidden = full;
   }
 
+  // A picker of the app services the store knows, only when there is more than one to choose from.
+  function renderServicePicker(full, appServices) {
+    var known = full && appServices && appServices.known ? appServices.known : [];
+    var section = document.getElementById("app-service");
+    section.hidden = known.length < 2;
+    if (section.hidden) return;
+    var picker = document.getElementById("service-picker");
+    var names = known.join("\n");
+    if (picker.getAttribute("data-names") !== names) {  // rebuilt only when the set changes: an open list stays open
+      var options = [h("option", { value: "", text: "every service" })].concat(known.map(function (name) {
+        return h("option", { value: name, text: name });
+      }));
+      picker.replaceChildren.apply(picker, options);
+      picker.setAttribute("data-names", names);
+    }
+    picker.value = appServices.selected || "";
+  }
+
+  function feedUrl() {
+    return state.service ? FEED + "?service=" + encodeURIComponent(state.service) : FEED;
+  }
+
   function render(doc) {
     state.doc = doc;
     var full = doc.view === "full";
+    renderServicePicker(full, doc.appServices);
     renderBanner(doc);
     renderServices(doc.services);
     renderUptime(doc.uptime, doc.incidents);
@@ -535,7 +558,7 @@
   function refresh() {
     if (state.inFlight) return;
     state.inFlight = true;
-    fetch(FEED, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+    fetch(feedUrl(), { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
@@ -559,6 +582,10 @@
       });
   }
 
+  document.getElementById("service-picker").addEventListener("change", function (event) {
+    state.service = event.target.value;
+    refresh();
+  });
   document.querySelectorAll(".range button").forEach(function (button) {
     button.addEventListener("click", function () {
       state.range = button.getAttribute("data-range");
