@@ -404,11 +404,15 @@ def test_evaluation_is_a_leader_only_global_job(make_host: Callable[..., Host]) 
 
 
 def test_openapi_documents_every_alerts_action(client: Any) -> None:
-    operations = client.get("/api/openapi.json").get_json()["paths"]["/api/monitoring/alerts"]
+    document = client.get("/api/openapi.json").get_json()
+    operations = document["paths"]["/api/monitoring/alerts"]
     action = next(p for p in operations["get"]["parameters"] if p["name"] == "action")
     assert action["schema"]["enum"] == sorted(GET_VIEWS + ["deliveries"])
     body = operations["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body["properties"]["action"]["enum"] == POST_ACTIONS
+    union = document["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]  # one body per action
+    assert union["discriminator"]["propertyName"] == "action"
+    assert sorted(union["discriminator"]["mapping"]) == POST_ACTIONS
+    assert len(union["oneOf"]) == len(POST_ACTIONS)
     assert {"404", "409", "401", "403", "400"} <= set(operations["post"]["responses"])
 
 

@@ -1,8 +1,10 @@
 """What the admin actions carry: who asks (for the audit log), and input with problems (one
-{"field", "message"} per bad field, so that an answer names them all at once)."""
+{"field", "message"} per bad field, so that an answer names them all at once: monitoring.problems)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from monitoring.problems import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -14,19 +16,16 @@ class Actor:
     path: str = ""
 
 
-class InvalidInput(ValueError):
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-
-
 class InvalidRule(InvalidInput):
-    pass
+    code = "invalid_rule"
+    refusal = "the rule is not valid"
 
 
 class InvalidSilence(InvalidInput):
-    pass
+    code = "invalid_silence"
+    refusal = "the silence is not valid"
 
 
 class InvalidInhibitions(InvalidInput):
-    pass
+    code = "invalid_inhibitions"
+    refusal = "the inhibition rules are not valid"

@@ -27,18 +27,32 @@ import copy
 import functools
 import re
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import Flask, request
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
-from spectree import SpecTree
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 from spectree import Response as SpecResponse
+from spectree import SpecTree
 
 from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_json
 from monitoring.clock import parse_timestamp
+from monitoring.problems import InvalidInput
 from monitoring.security.keys import ADMIN, METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,10 +79,29 @@ def _clean_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_clean_text)]
 
 
-def whole_number(low: int, high: int) -> Any:
-    """An integer query parameter in [low, high], refused as "must be a whole number from low to high"."""
+@dataclass(frozen=True)
+class Checked:
+    """``Annotated`` metadata: a check run before the type's own validation, and the JSON Schema
+    it documents (``limit: Annotated[int, whole_number(1, 500)] = 50``)."""
+
+    check: Callable[[Any], Any]
+    schema: Mapping[str, Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return dict(self.schema)
+
+
+def whole_number(low: int, high: int) -> Checked:
+    """An integer query parameter in [low, high], refused as "must be a whole number from low to high".
+
+    Empty (``?limit=``) is the field's default, as if absent."""
 
     def check(value: Any) -> Any:
+        if value == "":
+            raise PydanticUseDefault()
         try:
             number = int(value) if isinstance(value, str) else value
         except ValueError:
@@ -77,7 +110,45 @@ def whole_number(low: int, high: int) -> Any:
             raise ValueError(f"must be a whole number from {low} to {high}")
         return number
 
-    return Annotated[int, Field(ge=low, le=high), BeforeValidator(check)]
+    return Checked(check, {"type": "integer", "minimum": low, "maximum": high})
+
+
+def text_of(low: int, high: int, *, nullable: bool = False) -> Checked:
+    """Text of ``low`` to ``high`` characters (with ``low`` >= 1, not blank), refused as
+    "must be text of low to high characters"; with ``nullable``, null (or absent) is ""."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return ""
+        if not isinstance(value, str) or len(value) > high or (low and len(value.strip()) < low):
+            raise ValueError(f"must be text of {low} to {high} characters")
+        return _clean_text(value)
+
+    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string", "maxLength": high}
+    if low:
+        schema["minLength"] = low
+    return Checked(check, schema)
+
+
+def Required(**kwargs: Any) -> Any:  # noqa: N802  # used like pydantic's Field
+    """A field that must be sent, refused in its type's own words when absent or null (the type's
+    validator sees None) instead of a bare "is required"; documented as required."""
+    return Field(None, validate_default=True, json_schema_extra={"x-required": True}, **kwargs)
+
+
+def choice(*values: str) -> Checked:
+    """A query parameter that is one of ``values``, refused as "must be one of: a, b, c".
+
+    Empty (``?state=``) is the field's default, as if absent."""
+
+    def check(value: Any) -> Any:
+        if value == "":
+            raise PydanticUseDefault()
+        if value not in values:
+            raise ValueError(f"must be one of: {', '.join(values)}")
+        return value
+
+    return Checked(check, {"type": "string", "enum": list(values)})
 
 
 def _flag(value: Any) -> Any:
@@ -112,16 +183,36 @@ Moment = Annotated[float | None, BeforeValidator(_moment),
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+def _required_are_required(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    for name, prop in schema.get("properties", {}).items():
+        if prop.pop("x-required", False):
+            prop.pop("default", None)
+            required.append(name)
+    if not required:
+        del schema["required"]
+
+
+def tidy_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a request model as documented (a model's own json_schema_extra calls it too)."""
+    # A field whose default is None is simply optional: "default": null would contradict its type.
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+    _required_are_required(schema)
+
+
 class Model(BaseModel):
     """Request models: unknown fields are an error, ``field_name`` is the JSON name."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True,
+                              json_schema_extra=tidy_schema)
 
 
 class QueryModel(BaseModel):
     """Query-string models: unknown parameters (api_key, cache busters) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=tidy_schema)
 
 
 class Document(BaseModel):
@@ -185,7 +276,7 @@ class Operation:
     descriptions: Mapping[int, str]
 
 
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     METRICS: [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
     ADMIN: [{"AdminKey": []}, {"ApiKeyQuery": []}],
     PUBLIC: [],
@@ -198,7 +289,7 @@ def endpoint(
     key: str | None,
     responses: Mapping[int, type[BaseModel] | None],
     query: type[QueryModel] | None = None,
-    body: type[Model] | None = None,
+    body: type[BaseModel] | None = None,
     headers_model: type[BaseModel] | None = None,
     security: list[dict[str, list[str]]] | None = None,
     tags: Sequence[str] = (),
@@ -235,14 +326,17 @@ def endpoint(
         @functools.wraps(view)
         def handler(*args: Any, **kwargs: Any) -> Any:
             if key in (METRICS, ADMIN):
-                check_key(key)  # type: ignore[arg-type]
+                check_key(key)
             elif key == PUBLIC_UNLESS_PRIVATE:
                 require_key_unless_public()
             if query is not None:
                 kwargs["query"] = parse_query(query)
             if body is not None:
                 kwargs["body"] = parse_body(body)
-            return view(*args, **kwargs)
+            try:
+                return view(*args, **kwargs)
+            except InvalidInput as exc:
+                raise invalid_input_error(exc) from None
 
         documented = document(handler)
         documented._centinela_operation = Operation(  # read by openapi_document()
@@ -269,25 +363,31 @@ def _implied_errors(key: str | None, query: Any, body: Any) -> list[int]:
 # --- parsing -----------------------------------------------------------------------------
 
 
-def parse_query(model: type[QueryModel]) -> QueryModel:
+def parse_query(model: type[BaseModel]) -> BaseModel:
     """The query string as ``model``; 400 ``invalid_parameter`` naming each bad parameter."""
     raw: dict[str, Any] = {}
     for name in request.args:
         values = request.args.getlist(name)
         raw[name] = values if len(values) > 1 else values[0]
     try:
-        return model.model_validate(raw)
+        return _validator(model)(raw)
     except ValidationError as exc:
         raise problems_error(exc, "invalid_parameter", "query parameter") from None
 
 
-def parse_body(model: type[Model]) -> Model:
+def parse_body(model: type[BaseModel]) -> BaseModel:
     """The JSON body as ``model``; 415 / 413 / 400 ``invalid_json`` / 400 ``invalid_body``."""
     data = read_json()
     try:
-        return model.model_validate(data)
+        return _validator(model)(data)
     except ValidationError as exc:
         raise problems_error(exc, "invalid_body", "body") from None
+
+
+def _validator(model: type[BaseModel]) -> Callable[[Any], BaseModel]:
+    # A model that documents several shapes (one per ?action=, say) picks the one that applies in
+    # its ``from_request`` classmethod, and may answer an ApiError of its own there.
+    return getattr(model, "from_request", None) or model.model_validate
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -296,10 +396,19 @@ def parse_body(model: type[Model]) -> Model:
 def problems_error(exc: ValidationError, code: str, what: str) -> ApiError:
     """pydantic's errors as the one error shape: the first in the message, all in ``items``."""
     items = [{"field": _location(error["loc"]), "message": _message(error)} for error in exc.errors()]
-    first = items[0]
-    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-    message = f"{first['field']} {first['message']}{more}" if first["field"] else f"{first['message']}{more}"
-    return ApiError(400, message, code, items=items)
+    return ApiError(400, _first_of(items), code, items=items)
+
+
+def invalid_input_error(exc: InvalidInput) -> ApiError:
+    """What the domain found wrong (a rule, a silence, a window...): 400 with its code, every problem
+    in ``problems``, the first in the message after what was refused."""
+    return ApiError(400, f"{exc.refusal}: {_first_of(exc.problems)}", exc.code, problems=exc.problems)
+
+
+def _first_of(problems: Sequence[Mapping[str, str]]) -> str:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{first['field']} {first['message']}{more}" if first["field"] else f"{first['message']}{more}"
 
 
 def _location(loc: Sequence[Any]) -> str:
@@ -414,9 +523,9 @@ def _complete(operation: dict[str, Any], declared: Operation) -> None:
         responses.setdefault(str(status), {"description": ""}).setdefault("headers", {}).update(headers)
     for status, description in declared.descriptions.items():
         responses.setdefault(str(status), {})["description"] = description
-    for status in ("429", "503"):
-        if status in responses:
-            responses[status].setdefault("headers", {})["Retry-After"] = {
+    for code in ("429", "503"):
+        if code in responses:
+            responses[code].setdefault("headers", {})["Retry-After"] = {
                 "schema": {"type": "integer"}, "description": "Seconds to wait."}
     for status, response in responses.items():
         if status.startswith("2"):

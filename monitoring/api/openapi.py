@@ -55,19 +55,6 @@ COMPONENTS: dict[str, Any] = {
     },
     "schemas": {
         "Error": _ERROR_SCHEMA,
-        "AuditEntry": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "at": {"type": "string", "format": "date-time"},
-                "kind": {"type": "string"},
-                "actor": {"type": "string", "description": "Key id (role and hash prefix), never the key."},
-                "action": {"type": "string"},
-                "clientIp": {"type": "string", "description": "Anonymised client address."},
-                "path": {"type": "string"},
-                "detail": {"type": "object"},
-            },
-        },
     },
     "responses": {
         "BadRequest": _error("A parameter or the body is not valid; the message says which."),

@@ -5,21 +5,24 @@ generic texts /api/health/check shows), under the default per-address rate limit
 """
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from typing import Annotated, Literal
 
-from monitoring.api.auth import require_key_unless_public
+from flask import Response, jsonify, url_for
+from pydantic import Field, WithJsonSchema
+
 from monitoring.api.blueprint import centinela_blueprint
-from monitoring.api.errors import ApiError
-from monitoring.api.params import int_arg
-from monitoring.extension import current_services
-from monitoring.uptime.periods import (
-    DEFAULT_WINDOW,
-    ROLLING_WINDOWS,
-    VALID_FORMS,
-    parse_period,
+from monitoring.api.contract import (
+    PUBLIC_UNLESS_PRIVATE,
+    Document,
+    QueryModel,
+    Timestamp,
+    endpoint,
 )
-from monitoring.uptime.report import INCIDENT_HISTORY_PATH, render_uptime
-from monitoring.uptime.service import UptimeService
+from monitoring.api.errors import ApiError
+from monitoring.api.paging import Before, NextPage, next_page, page_size
+from monitoring.extension import current_services
+from monitoring.uptime.periods import DEFAULT_WINDOW, ROLLING_WINDOWS, VALID_FORMS, parse_period
+from monitoring.uptime.report import render_uptime
 
 bp = centinela_blueprint("centinela_uptime", __name__, "/api/monitoring")
 
@@ -27,310 +30,238 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
 
-def _service() -> UptimeService:
-    require_key_unless_public()
-    return current_services().uptime
+# --- the contract ---------------------------------------------------------------------------
+
+# The period is checked against the clock (a month not begun yet is refused), so it is parsed in
+# the view by monitoring.uptime.periods, whose messages list the valid forms; the models document it.
+WindowName = Annotated[str | None, WithJsonSchema({"type": "string", "enum": list(ROLLING_WINDOWS)})]
+MonthName = Annotated[str | None, WithJsonSchema({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"})]
+
+
+class UptimeQuery(QueryModel):
+    window: WindowName = Field(None, description="A trailing window; not with month.",
+                               json_schema_extra={"default": DEFAULT_WINDOW})
+    month: MonthName = Field(None, description="A calendar month in UTC, e.g. 2026-02; not in the future; "
+                                               "not with window.")
+
+
+class IncidentsQuery(QueryModel):
+    before: Before = Field(None, description="Only incidents with a smaller id.")
+    limit: Annotated[int, page_size(MAX_PAGE)] = DEFAULT_PAGE
+
+
+class Incident(Document):
+    id: int
+    status: Literal["open", "resolved"]
+    start: Timestamp = Field(description="The first health round that found the service unhealthy.")
+    end: Timestamp | None = Field(description="The first round that found it up again; null while open.")
+    duration_seconds: float = Field(alias="durationSeconds", description="Up to now while open.")
+    duration: str = Field(examples=["0d 0h 12m 30s"])
+    services: list[str] = Field(description="Every dependency seen unhealthy during the incident.")
+    cause: str = Field(examples=["critical dependency down: stripe (HTTP 500)"])
+
+
+class ReliabilityFigure(Document):
+    seconds: float | None = Field(description="Null without incidents in the window.")
+    formatted: str | None = Field(examples=["5d 14h 23m 45s"])
+    definition: str
+
+
+class MaintenanceOccurrence(Document):
+    window: int
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    services: list[str] | None = Field(description="Null: the whole service.")
+    reason: str
+
+
+class Instance(Document):
+    id: str
+    status: Literal["up", "down"] = Field(description="down: its heartbeat is older than LEASE_TTL and it did not "
+                                          "stop cleanly (an instance that stopped cleanly is not listed).")
+    started_at: Timestamp = Field(alias="startedAt")
+    last_seen: Timestamp = Field(alias="lastSeen")
+
+
+class Zone(Document):
+    zone: str
+    status: Literal["up", "down"] = Field(description="Up while one of its instances heartbeats (within LEASE_TTL).")
+    instances_up: int = Field(alias="instancesUp")
+    last_seen: Timestamp = Field(alias="lastSeen")
+    instances: list[Instance]
+
+
+class Coverage(Document):
+    """What the figure rests on: below UPTIME_MIN_COVERAGE no SLA verdict is given."""
+
+    known: float | None = Field(description="% of the window outside maintenance that rounds vouch for.")
+    enough: bool = Field(description="known >= minimum: the figure can be judged against the SLA.")
+    minimum: float = Field(description="UPTIME_MIN_COVERAGE, %.")
+    summary: str = Field(examples=["measured for 2 min of 30 d"])
+
+
+class CurrentUptime(Document):
+    state: Literal["up", "down", "unknown"] = Field(
+        description="down: an incident is open; unknown: no round vouches for now.")
+    formatted: str = Field(description="How long the current up period has lasted ('0s' when not up).")
+    seconds: float
+    since: Timestamp | None = Field(description="When the current up period began; null when not up.")
+    percentage: float | None = Field(description="Up share of the known time outside maintenance, %.")
+    up_seconds: float = Field(alias="upSeconds")
+    degraded_seconds: float = Field(alias="degradedSeconds", description="Part of upSeconds.")
+    down_seconds: float = Field(alias="downSeconds")
+    coverage: Coverage
+    definition: str
+
+
+class Compliance(Document):
+    overall: bool | None
+    uptime: bool | None = Field(description="Null (not enough data) below UPTIME_MIN_COVERAGE of the window.")
+    error_rate: bool | None = Field(alias="errorRate", description="Null without requests.")
+
+
+class ErrorRate(Document):
+    share: float | None
+    threshold: float
+    requests: int
+    errors: int
+    covered_from: Timestamp | None = Field(alias="coveredFrom")
+    note: str
+
+
+class ErrorBudget(Document):
+    allowed_seconds: float = Field(alias="allowedSeconds")
+    allowed_minutes: float = Field(alias="allowedMinutes", description="43.2 for 99.9 % over 30 days.")
+    consumed_seconds: float = Field(alias="consumedSeconds")
+    consumed_minutes: float = Field(alias="consumedMinutes")
+    remaining_seconds: float = Field(alias="remainingSeconds")
+    remaining_minutes: float = Field(alias="remainingMinutes")
+    consumed_percentage: float | None = Field(alias="consumedPercentage")
+    remaining_percentage: float | None = Field(alias="remainingPercentage", description="Below 0 when overspent.")
+    exhausted: bool
+    definition: str
+
+
+class BurnRateAlert(Document):
+    severity: Literal["page", "ticket"]
+    long_window: str = Field(alias="longWindow")
+    short_window: str = Field(alias="shortWindow")
+    threshold: float
+    budget_spent: str = Field(alias="budgetSpent")
+    firing: bool
+
+
+class BurnRates(Document):
+    windows: dict[str, float | None] = Field(description="Burn rate over the trailing 5m, 30m, 1h, 2h, 6h, 1d and 3d.")
+    coverage: dict[str, float | None] = Field(description="Known time in % of each of those windows.")
+    alerts: list[BurnRateAlert] = Field(description="Multiwindow burn-rate alerts: 14.4x (1h and 5m), 6x (6h and "
+                                        "30m), 3x (1d and 2h), 1x (3d and 6h).")
+    definition: str
+
+
+class Sla(Document):
+    target: float = Field(description="SLA_TARGET, %.")
+    coverage: Coverage
+    compliance: Compliance
+    error_rate: ErrorRate = Field(alias="errorRate")
+    error_budget: ErrorBudget = Field(alias="errorBudget")
+    burn_rates: BurnRates = Field(alias="burnRates")
+
+
+class IncidentSummary(Document):
+    count: int = Field(description="Incidents with down time in the window.")
+    open: Incident | None
+    recent: list[Incident] = Field(description="Up to 10, newest first.")
+    history: str = Field(description="The paged history.")
+
+
+class Gap(Document):
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    seconds: float
+
+
+class WindowCoverage(Document):
+    known: float | None = Field(description="% of the window outside maintenance that rounds vouch for.")
+    unknown: float | None = Field(description="% no round vouches for (the monitor was not running).")
+    known_seconds: float = Field(alias="knownSeconds")
+    unknown_seconds: float = Field(alias="unknownSeconds")
+    maintenance_seconds: float = Field(alias="maintenanceSeconds")
+    grace_seconds: float = Field(alias="graceSeconds")
+    minimum: float = Field(description="UPTIME_MIN_COVERAGE, %.")
+    enough: bool
+    summary: str = Field(examples=["measured for 2 min of 30 d"])
+    gaps: list[Gap] = Field(description="The latest 20 unknown stretches.")
+    definition: str
+
+
+class MaintenanceSummary(Document):
+    active: list[MaintenanceOccurrence]
+    windows: list[MaintenanceOccurrence]
+
+
+class ReportWindow(Document):
+    label: str = Field(examples=["30d", "2026-02"])
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    seconds: float
+    measured_to: Timestamp = Field(alias="measuredTo", description="The end, or now for a month not over yet.")
+    complete: bool
+
+
+class UptimeDocument(Document):
+    status: Literal["healthy", "degraded", "unhealthy", "unknown"] = Field(
+        description="The health status now, as /api/health/check reports it.")
+    uptime: CurrentUptime
+    sla: Sla
+    zones: list[Zone]
+    incidents: IncidentSummary
+    mtbf: ReliabilityFigure
+    mttr: ReliabilityFigure
+    coverage: WindowCoverage
+    maintenance: MaintenanceSummary
+    window: ReportWindow
+
+
+class IncidentPage(Document):
+    incidents: list[Incident]
+    next: NextPage | None
+
+
+# --- the endpoints ------------------------------------------------------------------------
 
 
 @bp.get("/uptime")
-def uptime():  # type: ignore[no-untyped-def]
-    service = _service()
+@endpoint(key=PUBLIC_UNLESS_PRIVATE, query=UptimeQuery, responses={200: UptimeDocument}, tags=["uptime"],
+          descriptions={400: f"A bad window or month; the message lists the valid forms: {VALID_FORMS}."})
+def uptime(query: UptimeQuery) -> Response:
+    """Uptime, SLA, error budget, incidents and zones
+
+    Availability by time from the stored health rounds over a trailing window or a calendar
+    month (UTC): maintenance windows are left out, time no round vouches for is unknown. Public.
+    """
+    service = current_services().uptime
     now = service.clock.now()
     try:
-        period = parse_period(request.args.get("window") or None, request.args.get("month") or None, now)
+        period = parse_period(query.window or None, query.month or None, now)
     except ValueError as exc:
         raise ApiError(400, str(exc), "invalid_parameter") from None
     return jsonify(render_uptime(service.report(period, now)))
 
 
 @bp.get("/uptime/incidents")
-def incident_history():  # type: ignore[no-untyped-def]
-    service = _service()
-    limit = int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    before = int_arg("before", None, 1, 2**63 - 1)
-    assert limit is not None
-    page = service.incidents.page(before=before, limit=limit)
+@endpoint(key=PUBLIC_UNLESS_PRIVATE, query=IncidentsQuery, responses={200: IncidentPage}, tags=["uptime"])
+def incident_history(query: IncidentsQuery) -> Response:
+    """Incident history
+
+    Every incident kept (INCIDENT_RETENTION_DAYS), newest first; page on with `before=` the
+    `next.before` of the previous page. Public.
+    """
+    service = current_services().uptime
+    page = service.incidents.page(before=query.before, limit=query.limit)
     now = service.clock.now()
-    next_before = page[-1].id if len(page) == limit else None
-    return jsonify(
-        {
-            "incidents": [incident.to_json(now) for incident in page],
-            "next": {"before": next_before,
-                     "href": url_for("centinela_uptime.incident_history", before=next_before, limit=limit)}
-            if next_before
-            else None,
-        }
-    )
-
-
-# --- OpenAPI ---------------------------------------------------------------------------------------
-
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_DURATION = {
-    "type": "object",
-    "required": ["seconds", "formatted", "definition"],
-    "properties": {
-        "seconds": {"type": ["number", "null"], "description": "Null without incidents in the window."},
-        "formatted": {"type": ["string", "null"], "examples": ["5d 14h 23m 45s"]},
-        "definition": {"type": "string"},
-    },
-}
-_INCIDENT = {
-    "type": "object",
-    "required": ["id", "status", "start", "end", "durationSeconds", "duration", "services", "cause"],
-    "properties": {
-        "id": {"type": "integer"},
-        "status": {"enum": ["open", "resolved"]},
-        "start": {"type": "string", "format": "date-time",
-                  "description": "The first health round that found the service unhealthy."},
-        "end": {**_TIME, "description": "The first round that found it up again; null while open."},
-        "durationSeconds": {"type": "number", "description": "Up to now while open."},
-        "duration": {"type": "string", "examples": ["0d 0h 12m 30s"]},
-        "services": {"type": "array", "items": {"type": "string"},
-                     "description": "Every dependency seen unhealthy during the incident."},
-        "cause": {"type": "string", "examples": ["critical dependency down: stripe (HTTP 500)"]},
-    },
-}
-_OCCURRENCE = {
-    "type": "object",
-    "properties": {
-        "window": {"type": "integer"},
-        "from": {"type": "string", "format": "date-time"},
-        "to": {"type": "string", "format": "date-time"},
-        "services": {"type": ["array", "null"], "items": {"type": "string"},
-                     "description": "Null: the whole service."},
-        "reason": {"type": "string"},
-    },
-}
-_ZONE = {
-    "type": "object",
-    "required": ["zone", "status", "instancesUp", "lastSeen", "instances"],
-    "properties": {
-        "zone": {"type": "string"},
-        "status": {"enum": ["up", "down"], "description": "Up while one of its instances heartbeats (within LEASE_TTL)."},
-        "instancesUp": {"type": "integer"},
-        "lastSeen": {"type": "string", "format": "date-time"},
-        "instances": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "status": {"enum": ["up", "down"],
-                               "description": "down: its heartbeat is older than LEASE_TTL and it did not stop "
-                               "cleanly (an instance that stopped cleanly is not listed)."},
-                    "startedAt": {"type": "string", "format": "date-time"},
-                    "lastSeen": {"type": "string", "format": "date-time"},
-                },
-            },
-        },
-    },
-}
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
-_COVERAGE = {
-    "type": "object",
-    "required": ["known", "enough", "minimum", "summary"],
-    "description": "What the figure rests on: below UPTIME_MIN_COVERAGE no SLA verdict is given.",
-    "properties": {
-        "known": {**_NUMBER_OR_NULL, "description": "% of the window outside maintenance that rounds vouch for."},
-        "enough": {"type": "boolean", "description": "known >= minimum: the figure can be judged against the SLA."},
-        "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
-        "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
-    },
-}
-_UPTIME_DOCUMENT = {
-    "type": "object",
-    "required": ["status", "uptime", "sla", "zones", "incidents", "mtbf", "mttr", "coverage", "maintenance", "window"],
-    "properties": {
-        "status": {"enum": ["healthy", "degraded", "unhealthy", "unknown"],
-                   "description": "The health status now, as /api/health/check reports it."},
-        "uptime": {
-            "type": "object",
-            "required": ["state", "formatted", "percentage", "since", "coverage"],
-            "properties": {
-                "state": {"enum": ["up", "down", "unknown"],
-                          "description": "down: an incident is open; unknown: no round vouches for now."},
-                "formatted": {"type": "string", "description": "How long the current up period has lasted ('0s' when "
-                              "not up)."},
-                "seconds": {"type": "number"},
-                "since": {**_TIME, "description": "When the current up period began; null when not up."},
-                "percentage": {**_NUMBER_OR_NULL, "description": "Up share of the known time outside maintenance, %."},
-                "upSeconds": {"type": "number"},
-                "degradedSeconds": {"type": "number", "description": "Part of upSeconds."},
-                "downSeconds": {"type": "number"},
-                "coverage": _COVERAGE,
-                "definition": {"type": "string"},
-            },
-        },
-        "sla": {
-            "type": "object",
-            "required": ["target", "coverage", "compliance", "errorBudget", "burnRates"],
-            "properties": {
-                "target": {"type": "number", "description": "SLA_TARGET, %."},
-                "coverage": _COVERAGE,
-                "compliance": {
-                    "type": "object",
-                    "properties": {
-                        "overall": {"type": ["boolean", "null"]},
-                        "uptime": {"type": ["boolean", "null"],
-                                   "description": "Null (not enough data) below UPTIME_MIN_COVERAGE of the window."},
-                        "errorRate": {"type": ["boolean", "null"], "description": "Null without requests."},
-                    },
-                },
-                "errorRate": {"type": "object"},
-                "errorBudget": {
-                    "type": "object",
-                    "properties": {
-                        "allowedSeconds": {"type": "number"},
-                        "allowedMinutes": {"type": "number", "description": "43.2 for 99.9 % over 30 days."},
-                        "consumedSeconds": {"type": "number"},
-                        "consumedMinutes": {"type": "number"},
-                        "remainingSeconds": {"type": "number"},
-                        "remainingMinutes": {"type": "number"},
-                        "consumedPercentage": _NUMBER_OR_NULL,
-                        "remainingPercentage": {**_NUMBER_OR_NULL, "description": "Below 0 when overspent."},
-                        "exhausted": {"type": "boolean"},
-                        "definition": {"type": "string"},
-                    },
-                },
-                "burnRates": {
-                    "type": "object",
-                    "properties": {
-                        "windows": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
-                                    "description": "Burn rate over the trailing 5m, 30m, 1h, 2h, 6h, 1d and 3d."},
-                        "coverage": {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
-                                     "description": "Known time in % of each of those windows."},
-                        "alerts": {
-                            "type": "array",
-                            "description": "Multiwindow burn-rate alerts: 14.4x (1h and 5m), 6x (6h and 30m), "
-                            "3x (1d and 2h), 1x (3d and 6h).",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "severity": {"enum": ["page", "ticket"]},
-                                    "longWindow": {"type": "string"},
-                                    "shortWindow": {"type": "string"},
-                                    "threshold": {"type": "number"},
-                                    "budgetSpent": {"type": "string"},
-                                    "firing": {"type": "boolean"},
-                                },
-                            },
-                        },
-                        "definition": {"type": "string"},
-                    },
-                },
-            },
-        },
-        "zones": {"type": "array", "items": _ZONE},
-        "incidents": {
-            "type": "object",
-            "required": ["count", "open", "recent", "history"],
-            "properties": {
-                "count": {"type": "integer", "description": "Incidents with down time in the window."},
-                "open": {"oneOf": [_INCIDENT, {"type": "null"}]},
-                "recent": {"type": "array", "items": _INCIDENT, "description": "Up to 10, newest first."},
-                "history": {"type": "string", "description": "The paged history."},
-            },
-        },
-        "mtbf": _DURATION,
-        "mttr": _DURATION,
-        "coverage": {
-            "type": "object",
-            "required": ["known", "unknown"],
-            "properties": {
-                "known": {**_NUMBER_OR_NULL, "description": "% of the window outside maintenance that rounds vouch for."},
-                "unknown": {**_NUMBER_OR_NULL, "description": "% no round vouches for (the monitor was not running)."},
-                "knownSeconds": {"type": "number"},
-                "unknownSeconds": {"type": "number"},
-                "maintenanceSeconds": {"type": "number"},
-                "graceSeconds": {"type": "number"},
-                "minimum": {"type": "number", "description": "UPTIME_MIN_COVERAGE, %."},
-                "enough": {"type": "boolean"},
-                "summary": {"type": "string", "examples": ["measured for 2 min of 30 d"]},
-                "gaps": {"type": "array", "items": {"type": "object"}, "description": "The latest 20 unknown stretches."},
-                "definition": {"type": "string"},
-            },
-        },
-        "maintenance": {
-            "type": "object",
-            "properties": {
-                "active": {"type": "array", "items": _OCCURRENCE},
-                "windows": {"type": "array", "items": _OCCURRENCE},
-            },
-        },
-        "window": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "examples": ["30d", "2026-02"]},
-                "from": {"type": "string", "format": "date-time"},
-                "to": {"type": "string", "format": "date-time"},
-                "seconds": {"type": "number"},
-                "measuredTo": {"type": "string", "format": "date-time",
-                               "description": "The end, or now for a month not over yet."},
-                "complete": {"type": "boolean"},
-            },
-        },
-    },
-}
-
-OPENAPI_PATHS = {
-    "/api/monitoring/uptime": {
-        "get": {
-            "summary": "Uptime, SLA, error budget, incidents and zones",
-            "description": "Availability by time from the stored health rounds over a trailing window or a calendar "
-            "month (UTC): maintenance windows are left out, time no round vouches for is unknown. Public.",
-            "tags": ["uptime"],
-            "security": [],
-            "parameters": [
-                {"name": "window", "in": "query",
-                 "schema": {"type": "string", "enum": list(ROLLING_WINDOWS), "default": DEFAULT_WINDOW}},
-                {"name": "month", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
-                 "description": "A calendar month in UTC, e.g. 2026-02; not in the future; not with window."},
-            ],
-            "responses": {
-                "200": {"description": "The uptime report.",
-                        "content": {"application/json": {"schema": _UPTIME_DOCUMENT}}},
-                "400": {"description": f"A bad window or month; the message lists the valid forms: {VALID_FORMS}.",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    },
-    "/api/monitoring/uptime/incidents": {
-        "get": {
-            "summary": "Incident history",
-            "description": "Every incident kept (INCIDENT_RETENTION_DAYS), newest first; page on with `before=` the "
-            "`next.before` of the previous page. Public.",
-            "tags": ["uptime"],
-            "security": [],
-            "parameters": [
-                {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1},
-                 "description": "Only incidents with a smaller id."},
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
-            ],
-            "responses": {
-                "200": {
-                    "description": "A page of incidents.",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["incidents", "next"],
-                                "properties": {
-                                    "incidents": {"type": "array", "items": _INCIDENT},
-                                    "next": {
-                                        "type": ["object", "null"],
-                                        "properties": {"before": {"type": "integer"}, "href": {"type": "string"}},
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
-                "400": {"$ref": "#/components/responses/BadRequest"},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    },
-}
+    return jsonify({
+        "incidents": [incident.to_json(now) for incident in page],
+        "next": next_page(page, query.limit, lambda before: url_for("centinela_uptime.incident_history",
+                                                                    before=before, limit=query.limit)),
+    })

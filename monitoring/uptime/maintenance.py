@@ -42,6 +42,7 @@ from monitoring.health.definitions import NAME_PATTERN
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import maintenance_windows
 from monitoring.uptime.intervals import Span
+from monitoring.problems import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,11 @@ _START_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _RECURRENCE_CHECK_FROM = datetime(2001, 1, 1, tzinfo=UTC)
 
 
-class InvalidMaintenanceWindow(ValueError):
-    """A window spec with problems; ``problems`` is a list of {"field", "message"}, one per bad field."""
+class InvalidMaintenanceWindow(InvalidInput):
+    """A window spec with problems, one {"field", "message"} per bad field."""
 
-    def __init__(self, problems: list[dict[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+    code = "invalid_window"
+    refusal = "the maintenance window is not valid"
 
 
 @dataclass(frozen=True)
