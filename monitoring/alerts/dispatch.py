@@ -43,6 +43,7 @@ from monitoring.alerts.policy import Timing
 from monitoring.alerts.silences import Silence
 from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING as FIRING_EVENT, RESOLVED as RESOLVED_EVENT, \
     Notification
+from monitoring.notify.outbox import Outbox
 
 
 TimingOf = Callable[[Alert], Timing]
@@ -73,7 +74,7 @@ class DispatchRun:
 class Notifier:
     """Builds notifications for alerts and enqueues them with the caller's connection."""
 
-    def __init__(self, outbox: Any, ledger: AlertLedger, external_url: str = "") -> None:
+    def __init__(self, outbox: Outbox, ledger: AlertLedger, external_url: str = "") -> None:
         self.outbox = outbox
         self.ledger = ledger
         self.external_url = external_url.rstrip("/")

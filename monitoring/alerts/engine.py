@@ -174,7 +174,7 @@ class AlertEngine:
         health_snapshot: Callable[[], Any] | None = None,
         memory_live_within: float = 50.0,
         external_url: str = "",
-        wake_at: Callable[[float], None] | None = None,
+        wake_at: Callable[[float], object] | None = None,  # what it returns is not used
         leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
@@ -462,6 +462,7 @@ class AlertEngine:
             self._audit(conn, "alerts.trigger", actor, alert, severity=severity, description=description)
             rules = {rule.name: rule for rule in self.rulebook.rules(conn)}
             self._dispatch(conn, self.ledger.open_alerts(conn), now, outgoing, rules)
+            assert alert.id is not None  # the ledger inserted it
             alert = self.ledger.get(conn, alert.id) or alert  # as the dispatch left it
             sends_at = self._sends_at(conn, alert, timing, now)
         self._after_commit(outgoing, sends_at if sends_at is not None and sends_at > now else None)

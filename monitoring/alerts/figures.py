@@ -153,7 +153,7 @@ class FigureReader:
     def _payment_failure_rate(self, window: TimeWindow) -> list[Sample]:
         p = payment_events
         with self.store.read() as conn:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     select(p.c.outcome, func.count())
                     .where(p.c.at >= window.start, p.c.at < window.end)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import isoformat
 from monitoring.errors.sanitiser import sanitise
@@ -111,7 +111,7 @@ class Alert:
     resend_now: bool = field(default=False, compare=False)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Alert":
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> "Alert":
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
         values["labels"] = json.loads(row["labels"])
         values["annotations"] = json.loads(row["annotations"])

@@ -62,7 +62,9 @@ class Timing:
     escalate_after: float | None
 
     def with_overrides(self, overrides: Mapping[str, float | None]) -> "Timing":
-        return replace(self, **{k: v for k, v in overrides.items() if k in TIMING_FIELDS})
+        # The field names are only known at run time (filtered by TIMING_FIELDS), so mypy cannot
+        # match each value to its field; None is only ever given for escalate_after (the parsers' rule).
+        return replace(self, **{k: v for k, v in overrides.items() if k in TIMING_FIELDS})  # type: ignore[arg-type]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,7 +148,7 @@ class AlertPolicy:
 def describe_span(seconds: float) -> str:
     """How long something lasted, for people: ``4 s``, ``5 m 4 s``, ``2 h 3 m``, ``1 d 2 h``."""
     whole = max(0, int(round(seconds)))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1)):
         if whole >= size or (unit == "s" and not parts):
             parts.append(f"{whole // size} {unit}")

@@ -174,9 +174,9 @@ def parse_rule(data: Any, origin: str = CUSTOM, default_windows: Mapping[str, fl
         raise InvalidRule([{"field": "rule", "message": "must be a JSON object"}])
     for unknown in sorted(set(data) - set(FIELDS), key=str):
         problem(str(unknown)[:40], f"is not a field of a rule; fields: {', '.join(FIELDS)}")
-    for name in REQUIRED:
-        if data.get(name) is None:
-            problem(name, "is required")
+    for required in REQUIRED:
+        if data.get(required) is None:
+            problem(required, "is required")
     values: dict[str, Any] = {"origin": origin}
 
     name = data.get("name")
@@ -357,11 +357,19 @@ def default_rules(settings: AlertSettings) -> list[Rule]:
 
 
 class CheckInForce(Protocol):
-    """What a derived rule needs of a health check (monitoring.health.checks.Check has it)."""
+    """What a derived rule needs of a health check (monitoring.health.checks.Check has it).
 
-    name: str
-    critical: bool
-    latency_threshold_ms: float | None
+    Read-only properties, so that a frozen dataclass such as Check matches.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def critical(self) -> bool: ...
+
+    @property
+    def latency_threshold_ms(self) -> float | None: ...
 
 
 SLOW_FOR = 60.0  # the window mean must stay over the threshold this long: slow for a few minutes

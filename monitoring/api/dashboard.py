@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
@@ -82,7 +83,10 @@ def _session() -> Session | None:
     return _sessions().verify(request.cookies.get(COOKIE_NAME))
 
 
-def _no_store(response: Response) -> Response:
+_AnyResponse = TypeVar("_AnyResponse", bound=BaseResponse)  # Flask's own, or werkzeug's from redirect()
+
+
+def _no_store(response: _AnyResponse) -> _AnyResponse:
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -210,8 +214,8 @@ def login():  # type: ignore[no-untyped-def]
         limits.count(budget, address)
         _refuse("missing_key" if not presented else "wrong_key")
         return _page(LOGIN_MESSAGES["missing" if not presented else "wrong"], 401)
-    response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
-    response.set_cookie(
+    signed_in = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
+    signed_in.set_cookie(
         COOKIE_NAME,
         _sessions().issue(key),
         max_age=SESSION_SECONDS,
@@ -220,7 +224,7 @@ def login():  # type: ignore[no-untyped-def]
         httponly=True,
         samesite="Strict",
     )
-    return _no_store(response)
+    return _no_store(signed_in)
 
 
 @bp.post("/dashboard/logout")

@@ -26,8 +26,9 @@ bp = centinela_blueprint("centinela_errors", __name__, "/api/monitoring")
 @require_key(METRICS)
 def errors():  # type: ignore[no-untyped-def]
     monitoring = current_services()
-    groups = list_error_groups(monitoring.store, since=time_arg("since"), limit=int_arg("limit", 50, 1, MAX_LIMIT),
-                               service=service_arg())
+    limit = int_arg("limit", 50, 1, MAX_LIMIT)
+    assert limit is not None  # it has a default
+    groups = list_error_groups(monitoring.store, since=time_arg("since"), limit=limit, service=service_arg())
     return jsonify({"groups": [group.to_json() for group in groups]})
 
 

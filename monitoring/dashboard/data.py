@@ -253,7 +253,7 @@ def alerts_section(sources: DashboardSources, now: float) -> dict[str, Any]:
     """Open alerts, most severe first, and their counts (the ``alerts`` category's summary)."""
     if sources.alerts is None:
         return _unavailable("no alerting engine in this service: active alerts cannot be listed")
-    rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+    rank: dict[str | None, int] = {severity: i for i, severity in enumerate(SEVERITIES)}  # None: no severity, last
     active = sorted(sources.alerts(), key=lambda a: (a.get("state") != "firing", rank.get(a.get("severity"), 99)))
     section: dict[str, Any] = {"active": active}
     if "alerts" in sources.categories:

@@ -25,7 +25,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, TypedDict
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -113,19 +113,30 @@ def _exponential_buckets(point: HistogramPoint, scale: int) -> dict[int, int]:
     return buckets
 
 
+class _DeltaFields(TypedDict):
+    """The HistogramPoint fields a delta has whatever its kind (typed, so ``**`` keeps their types)."""
+
+    start_ns: int
+    time_ns: int
+    count: int
+    total_sum: float | None
+    minimum: float | None
+    maximum: float | None
+
+
 def _difference(current: HistogramPoint, previous: HistogramPoint) -> HistogramPoint | None:
     """``current - previous`` over (previous.time, current.time]; None when they do not subtract."""
     total_sum = None
     if current.total_sum is not None and previous.total_sum is not None:
         total_sum = current.total_sum - previous.total_sum
-    common = dict(
-        start_ns=previous.time_ns,
-        time_ns=current.time_ns,
-        count=current.count - previous.count,
-        total_sum=total_sum,
-        minimum=current.minimum,  # lifetime extremes: still true bounds of the delta's values
-        maximum=current.maximum,
-    )
+    common: _DeltaFields = {
+        "start_ns": previous.time_ns,
+        "time_ns": current.time_ns,
+        "count": current.count - previous.count,
+        "total_sum": total_sum,
+        "minimum": current.minimum,  # lifetime extremes: still true bounds of the delta's values
+        "maximum": current.maximum,
+    }
     if current.scale is None:
         if previous.scale is not None or current.bounds != previous.bounds:
             return None
@@ -139,7 +150,7 @@ def _difference(current: HistogramPoint, previous: HistogramPoint) -> HistogramP
     before = _exponential_buckets(previous, current.scale)
     indices = sorted(set(now) | set(before))
     if not indices:
-        counts: tuple[int, ...] = ()
+        counts = ()
         offset = 0
     else:
         offset = indices[0]
@@ -291,14 +302,24 @@ def _exponential_point(point: metrics_pb2.ExponentialHistogramDataPoint) -> Hist
     )
 
 
+class _ConversionOptions(TypedDict):
+    """The keyword arguments both histogram conversions take (typed, so ``**`` keeps their types)."""
+
+    unit_seconds: float
+    total_sum: float | None
+    minimum: float | None
+    maximum: float | None
+    exact_extremes: bool
+
+
 def _convert(point: HistogramPoint, unit_seconds: float, exact_extremes: bool) -> ConvertedHistogram:
-    options = dict(
-        unit_seconds=unit_seconds,
-        total_sum=point.total_sum,
-        minimum=point.minimum,
-        maximum=point.maximum,
-        exact_extremes=exact_extremes,
-    )
+    options: _ConversionOptions = {
+        "unit_seconds": unit_seconds,
+        "total_sum": point.total_sum,
+        "minimum": point.minimum,
+        "maximum": point.maximum,
+        "exact_extremes": exact_extremes,
+    }
     if point.scale is None:
         return explicit_to_histogram(point.bounds, point.counts, **options)
     return exponential_to_histogram(

@@ -224,6 +224,12 @@ def _request(event: dict[str, Any]) -> dict[str, Any]:
     return request if isinstance(request, dict) else {}
 
 
+def _object_at(container: dict[str, Any], key: str) -> dict[str, Any]:
+    """The JSON object under ``key``; empty when it is missing or not an object."""
+    value = container.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def request_method_and_route(event: dict[str, Any]) -> tuple[str, str] | None:
     """(method, route) of the request an event happened in; None when it names no request."""
     request = _request(event)
@@ -334,8 +340,8 @@ def request_from_transaction(
 ) -> IngestedRequest | str | None:
     """An http.server transaction as an IngestedRequest; a reason (str) when its times are refused;
     None when it is not a server request (other ops are ignored)."""
-    contexts = event.get("contexts") if isinstance(event.get("contexts"), dict) else {}
-    trace = contexts.get("trace") if isinstance(contexts.get("trace"), dict) else {}
+    contexts = _object_at(event, "contexts")
+    trace = _object_at(contexts, "trace")
     if trace.get("op") != "http.server":
         return None
     start = _moment(event.get("start_timestamp"))
@@ -347,9 +353,9 @@ def request_from_transaction(
         return reason
     where = request_method_and_route(event)
     method, route = where if where else (normalise_method(None), UNMATCHED_ROUTE)
-    response = contexts.get("response") if isinstance(contexts.get("response"), dict) else {}
-    data = trace.get("data") if isinstance(trace.get("data"), dict) else {}
-    tags = event.get("tags") if isinstance(event.get("tags"), dict) else {}
+    response = _object_at(contexts, "response")
+    data = _object_at(trace, "data")
+    tags = _object_at(event, "tags")
     status = (
         parse_status(response.get("status_code"))
         or parse_status(data.get("http.response.status_code"))

@@ -304,6 +304,7 @@ def system_prometheus(figures: SystemFigures, scheduler: dict[str, Any]) -> list
 
 def system_datadog(figures: SystemFigures) -> list[DatadogPoint]:
     points: list[DatadogPoint] = []
+    tags: tuple[str, ...]
     for host in figures.host_latest():
         tags = (f"hostname:{host.hostname}",)
         points.append(DatadogPoint("system.memory.usage", host.memory_percent, tags=tags))

@@ -31,12 +31,13 @@ import array
 import math
 import struct
 import sys
+import typing
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sqlalchemy import Integer, and_, bindparam, cast, delete, false, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, false, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from monitoring.clock import Clock
@@ -107,7 +108,7 @@ class _Stored:
     high: float
     zero: int
     first: int
-    counts: array.array  # bucket counts from index ``first`` on, zeros included
+    counts: array.array[int]  # bucket counts from index ``first`` on, zeros included
 
 
 def _unpack(blob: bytes) -> _Stored:
@@ -525,8 +526,10 @@ class RequestRollups:
         offset = (t.c.bucket_start - first) / step
         # SQLite's CAST truncates, which is floor here (bucket_start >= first); PostgreSQL's rounds, so floor it.
         index = (func.floor(offset) if self.store.dialect == "postgresql" else cast(offset, Integer)).label("bucket")
+        # typing.cast: sum() starts from the int 0, and ``0 + column`` is a column (the stubs cannot tell).
+        requests = typing.cast(ColumnElement[int], sum(func.coalesce(func.sum(t.c[name]), 0) for name in STATUS_COLUMNS))
         query = (
-            select(index, sum(func.coalesce(func.sum(t.c[name]), 0) for name in STATUS_COLUMNS))
+            select(index, requests)
             .select_from(t.join(r, t.c.route_id == r.c.id))
             .where(t.c.resolution == MINUTE, t.c.bucket_start >= first, t.c.bucket_start < first + step * buckets)
             .group_by(index)
@@ -551,8 +554,10 @@ class RequestRollups:
         plan = self.plan(window)
         found: dict[int, tuple[RouteFigures, StoredHistogramSum]] = {}
         with self.store.read() as conn:
+            # typing.cast: as in counts_per_bucket, sum() of column expressions is a column expression.
+            internal_requests = typing.cast(ColumnElement[int], sum(func.sum(t.c[name]) for name in STATUS_COLUMNS))
             internal_count = conn.execute(
-                select(func.coalesce(sum(func.sum(t.c[name]) for name in STATUS_COLUMNS), 0))
+                select(func.coalesce(internal_requests, 0))
                 .select_from(t.join(r, t.c.route_id == r.c.id))
                 .where(plan.condition, r.c.internal == 1)
                 .where(*_service_condition(service))

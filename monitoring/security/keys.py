@@ -60,6 +60,11 @@ class ApiKey:
         return self.role == role or self.role == ADMIN
 
 
+def _announcing(announce: Callable[[str, str, str], None], role: str, path: Path) -> Callable[[str], None]:
+    """``announce(role, key_id, path)`` bound to one role's key file, as load_or_generate_secret calls it."""
+    return lambda secret: announce(role, key_id_of(role, secret), str(path))
+
+
 def load_or_generate_secret(path: Path, announce: Callable[[str], None] | None) -> tuple[str, bool]:
     """Read the key at ``path``, or create it so that concurrent workers agree on one key.
 
@@ -118,7 +123,7 @@ class KeyRing:
                 continue
             path = Path(var_dir) / f"{role}-api-key"
             value, generated = load_or_generate_secret(
-                path, (lambda v, r=role, p=path: announce(r, key_id_of(r, v), str(p))) if announce else None
+                path, _announcing(announce, role, path) if announce else None
             )
             loaded.append(ApiKey(role, value, generated=generated, path=str(path)))
         secrets_by_role = {key.role: key.secret for key in loaded}
