@@ -6,8 +6,9 @@ Centinela never depends on this file; the service adds only where its data lives
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from monitoring.settings import VARIABLES, ConfigError, Settings, describe_variables
 

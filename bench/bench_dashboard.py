@@ -21,13 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from datetime import UTC
+
 from app import create_app  # noqa: E402
-from monitoring.settings import Settings  # noqa: E402
 from monitoring.clock import ManualClock  # noqa: E402
 from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard  # noqa: E402
 from monitoring.dashboard.series import BucketMemo  # noqa: E402
 from monitoring.metrics.recorder import RequestRecorder  # noqa: E402
 from monitoring.metrics.rollups import RequestRollups, flush_recorder  # noqa: E402
+from monitoring.settings import Settings  # noqa: E402
 
 NOW = 1_767_225_600.0 + 86400 * 2 + 0.5  # 2026-01-03T00:00:00.5Z
 
@@ -61,9 +63,9 @@ def seed(app: object, clock: ManualClock, routes: int, hours: int) -> int:
 
 
 def _stamp(epoch: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def timed(build: object, runs: int) -> list[float]:

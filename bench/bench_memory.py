@@ -23,8 +23,9 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -83,9 +84,9 @@ def main() -> None:
     serve(bare, 2_000, rng)
     rss_bare = rss_mb()
 
-    from monitoring.settings import Settings
     from monitoring.clock import ManualClock
     from monitoring.extension import Monitoring
+    from monitoring.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="centinela-memory-"))
     settings = Settings.from_env({

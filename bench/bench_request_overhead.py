@@ -39,8 +39,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,8 +67,8 @@ def build_app(variant: str | None = None) -> Any:
     if variant == "middleware":
         _install_middleware_only(app)
     elif variant == "monitoring":
-        from monitoring.settings import Settings
         from monitoring.extension import Monitoring
+        from monitoring.settings import Settings
 
         Monitoring(app, settings=Settings.from_env())
     elif variant == "prometheus_flask_exporter":
@@ -241,7 +242,7 @@ def in_process_us_per_request(variant: str, workdir: Path, n: int = 20_000, repe
         return lambda data: None
 
     def one() -> None:
-        for chunk in app(dict(environ), start_response):
+        for _chunk in app(dict(environ), start_response):
             pass
 
     for _ in range(2000):  # warm caches (route labels, lazy imports)
@@ -303,7 +304,7 @@ def main() -> None:
     print(f"  {'variant':<27} {'req/s':>7} {'ratio':>7} {'best ratio':>10} {'worker CPU us/req':>18} "
           f"{'added':>7} {'worker RSS':>11} failed")
     for variant in VARIANTS:
-        ratio = statistics.median(v / b for v, b in zip(rates[variant], bare_rates))
+        ratio = statistics.median(v / b for v, b in zip(rates[variant], bare_rates, strict=False))
         best = max(rates[variant]) / max(bare_rates)
         cpu = statistics.median(cpu_us[variant])
         print(f"  {variant:<27} {statistics.median(rates[variant]):7.0f} {ratio:7.3f} {best:10.3f} {cpu:18.1f} "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitoring.errors.sanitiser import sanitise, sanitise_text  # noqa: E402
+from monitoring.security.pii import sanitise, sanitise_text  # noqa: E402
 
 ORDINARY_LOG = (
     "2024-05-01T10:00:00.123Z level=info logger=centinela.checks method=GET path=/api/v1/checks/123 "
@@ -105,7 +105,8 @@ def main() -> None:
         print(f"  {name:<18} {took_small * 1e3:9.3f} ms {took_large * 1e3:9.3f} ms   {took_large / took_small:5.1f}x")
     event = {"request": {"headers": [["Cookie", "a=b"], ["X-Api-Key", "k"]], "url": "/x?api_key=1"},
              "user": {"email": "ana@example.com", "ip_address": "203.0.113.9"},
-             "exception": {"values": [{"value": PII_LOG, "stacktrace": {"frames": [{"vars": {"card": "4242424242424242"}}] * 20}}]}}
+             "exception": {"values": [{"value": PII_LOG,
+                                       "stacktrace": {"frames": [{"vars": {"card": "4242424242424242"}}] * 20}}]}}
     print(f"Sentry-like event (20 frames): {best_of(20, lambda: sanitise(event)) * 1e3:7.3f} ms")
 
 

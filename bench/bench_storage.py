@@ -172,14 +172,14 @@ def main() -> None:
     for index, route in enumerate(traffic):
         stored = next(r for r in figures.routes if r.route == route.name)
         exact = weighted_quantiles([(route.pool_samples[k], n) for k, n in chosen[index].items()], QUANTILES)
-        for q, estimate, truth in zip(QUANTILES, stored.histogram.quantiles(QUANTILES), exact):
+        for q, estimate, truth in zip(QUANTILES, stored.histogram.quantiles(QUANTILES), exact, strict=False):
             worst[q] = max(worst[q], abs(estimate - truth) / truth)
     groups = [(traffic[i].pool_samples[k], n) for i in range(len(traffic)) for k, n in chosen[i].items()]
     exact_all = weighted_quantiles(groups, QUANTILES)
     estimate_all = figures.histogram.quantiles(QUANTILES)
     print(f"final day from the store: {figures.count:,} requests (expected {1440 * args.rate * args.routes:,}), "
           f"{figures.errors:,} 5xx")
-    for q, estimate, truth in zip(QUANTILES, estimate_all, exact_all):
+    for q, estimate, truth in zip(QUANTILES, estimate_all, exact_all, strict=False):
         print(f"  p{q * 100:g} overall: {estimate * 1000:8.3f} ms vs exact {truth * 1000:8.3f} ms: "
               f"error {abs(estimate - truth) / truth * 100:.3f} %; worst of the {len(traffic)} routes "
               f"{worst[q] * 100:.3f} %  (bound {RELATIVE_ACCURACY * 100:.0f} %)")

@@ -17,7 +17,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from app import create_app  # noqa: E402
-from monitoring.settings import Settings  # noqa: E402
 from monitoring import business  # noqa: E402
 from monitoring.clock import ManualClock  # noqa: E402
 from monitoring.metrics.recorder import RequestRecorder  # noqa: E402
 from monitoring.metrics.rollups import RequestRollups, flush_recorder  # noqa: E402
+from monitoring.settings import Settings  # noqa: E402
 from tests.support.gunicorn import GunicornServer  # noqa: E402
 from tests.support.receiver import RecordingHTTPServer  # noqa: E402
 
@@ -41,7 +41,7 @@ ROUTES = (("GET", "/events/<slug>", 0.035), ("GET", "/tickets/<order_id>", 0.060
 
 
 def stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def seed(var_dir: Path, now: float) -> None:
@@ -59,7 +59,7 @@ def seed(var_dir: Path, now: float) -> None:
     for minute in range(24 * 60):
         at = first_minute + minute * 60
         clock.set(at + 1)
-        hour_of_day = datetime.fromtimestamp(at, tz=timezone.utc).hour
+        hour_of_day = datetime.fromtimestamp(at, tz=UTC).hour
         load = 0.35 + 0.65 * math.sin(math.pi * ((hour_of_day + 6) % 24) / 24) ** 2
         slow = 1.8 if 50 <= (now - at) / 60 <= 58 else 1.0
         for method, route, typical in ROUTES:

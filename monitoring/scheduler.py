@@ -30,9 +30,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select, update
@@ -67,7 +67,7 @@ class Instance:
     pid: int
 
     @classmethod
-    def current(cls, zone: str) -> "Instance":
+    def current(cls, zone: str) -> Instance:
         hostname = socket.gethostname()
         pid = os.getpid()
         return cls(f"{hostname}:{pid}:{uuid.uuid4().hex[:6]}", zone, hostname, pid)
@@ -289,7 +289,7 @@ class Scheduler:
         scheduler = self._scheduler
         if scheduler is None or self._pid != os.getpid():
             return  # start() runs them at once anyway
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for job in self.jobs.values():
             if job.scope != GLOBAL or (during_outage_only and not job.during_outage) \
                     or (skip_during_outage and job.during_outage):
@@ -325,7 +325,7 @@ class Scheduler:
             scheduler = self._scheduler
             if scheduler is None or self._pid != os.getpid():
                 return False
-            when = datetime.fromtimestamp(max(at, self.clock.now()), timezone.utc)
+            when = datetime.fromtimestamp(max(at, self.clock.now()), UTC)
             existing = scheduler.get_job(name)
             if existing is not None and existing.next_run_time is not None and existing.next_run_time <= when:
                 return True
@@ -363,7 +363,7 @@ class Scheduler:
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
             scheduler.add_job(self._watch_store, "interval", seconds=STORE_WATCH_INTERVAL, id=STORE_WATCH_JOB)
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             for job in self.jobs.values():
                 target = self.run_global if job.scope == GLOBAL else self.run_process
                 options = {}

@@ -15,8 +15,8 @@ outbox), everything before the dashboard (which reads them all).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from monitoring.alerts.engine import AlertEngine
 from monitoring.alerts.inhibition import Inhibitions
@@ -56,9 +56,8 @@ from monitoring.store.alerts_tables import alert_events, alert_silences, alerts
 from monitoring.store.business_tables import payment_events, ticket_events, user_activity_events
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups
-from monitoring.store.metrics_tables import DEFAULT_SERVICE
 from monitoring.store.health_tables import health_events, health_results
-from monitoring.store.metrics_tables import system_samples
+from monitoring.store.metrics_tables import DEFAULT_SERVICE, system_samples
 from monitoring.store.notify_tables import notify_deliveries
 from monitoring.store.retention import RetentionRule, purge_expired
 from monitoring.store.schema import audit_log, dashboard_sessions, instances, job_runs

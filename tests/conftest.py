@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -12,8 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
+from monitoring.settings import Settings
 from tests.support.gunicorn import GunicornServer
 
 METRICS_KEY = "test-metrics-key-0123456789abcdef"

@@ -4,14 +4,15 @@ keys; every bad input with its JSON error; the ``alerts`` metric category."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from app import create_app
-from monitoring.settings import ConfigError, Settings
 from monitoring.alerts.matchers import parse_matcher
 from monitoring.clock import ManualClock
+from monitoring.settings import ConfigError, Settings
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
 from tests.test_alerts_support import ALERTS, Host, make_host, receiver  # noqa: F401
 from tests.test_notify_api import error_of

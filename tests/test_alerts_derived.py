@@ -6,7 +6,7 @@ comes from; changed and disabled like any rule."""
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select

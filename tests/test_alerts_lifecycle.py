@@ -4,7 +4,7 @@ label set; the state change and its notifications commit (or roll back) together
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select, text

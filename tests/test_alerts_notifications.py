@@ -4,7 +4,8 @@ after each severity's delay, manual alerts; what reaches a real receiver."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

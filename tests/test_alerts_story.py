@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -65,7 +66,7 @@ class Receivers:
     def __init__(self) -> None:
         self.servers = {name: RecordingHTTPServer() for name in ("webhook", "slack", "pagerduty", "escalation")}
 
-    def __enter__(self) -> "Receivers":
+    def __enter__(self) -> Receivers:
         for server in self.servers.values():
             server.start()
         return self

@@ -4,18 +4,19 @@ what the engine decided (alerts, history, outbox rows)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask, abort
 from sqlalchemy import select
 
-from monitoring.settings import Settings
 from monitoring.alerts.engine import EvaluationRun
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.notify.model import Notification
+from monitoring.settings import Settings
 from monitoring.store.notify_tables import notify_deliveries
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS
 from tests.support.receiver import RecordingHTTPServer

@@ -5,7 +5,8 @@ quiet after recovery (a cleared alert is neither repeated nor escalated, and the
 the latest, never the breach's); an escalation that an earlier resolve cancels."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

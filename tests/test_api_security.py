@@ -8,16 +8,17 @@ import os
 import stat
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from flask import Flask
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.api.errors import json_object
 from monitoring.security.keys import KeyRing
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, METRICS_HEADERS, METRICS_KEY
 
 AUDIT = "/api/monitoring/audit"

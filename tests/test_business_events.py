@@ -6,20 +6,21 @@ import json
 import os
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
 from sqlalchemy import func, select, text
 
 from app import create_app
-from monitoring.settings import Settings
-from monitoring.extension import Monitoring
 from monitoring.business import InvalidEvents, RecordResult
 from monitoring.business.events import MAX_BATCH, UserIdHasher
 from monitoring.clock import ManualClock
+from monitoring.extension import Monitoring
+from monitoring.settings import Settings
 from monitoring.store.business_tables import business_totals, payment_events, ticket_events, user_activity_events
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS, METRICS_KEY
 
@@ -106,7 +107,7 @@ def test_python_api_raises_on_bad_values_and_stores_nothing(app: Any, monitoring
 
 
 def test_python_api_timestamps_as_datetime_or_epoch(app: Any, monitoring: Any, clock: ManualClock) -> None:
-    earlier = datetime.fromtimestamp(clock.now(), tz=timezone.utc) - timedelta(hours=2)
+    earlier = datetime.fromtimestamp(clock.now(), tz=UTC) - timedelta(hours=2)
     with app.app_context():
         monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=earlier)
         monitoring.business.record_payment("succeeded", 100, "EUR", timestamp=clock.now() - 60)

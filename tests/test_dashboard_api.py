@@ -6,19 +6,20 @@ import json
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock, isoformat
 from monitoring.dashboard.data import DashboardSources, build_dashboard
 from monitoring.dashboard.session import COOKIE_NAME, SESSION_SECONDS, same_origin
 from monitoring.metrics.categories import CategoryReport, TimeWindow
 from monitoring.metrics.rollups import RequestRollups
 from monitoring.security.audit import ACCESS_DENIED
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, METRICS_HEADERS, METRICS_KEY
 from tests.support.receiver import RecordingHTTPServer
 
@@ -386,7 +387,7 @@ def test_failed_sign_ins_are_rate_limited_per_address(make_settings: Callable[..
     client = application.test_client()
     # A good sign-in costs nothing: only failures count.
     assert sign_in(client).status_code == 303
-    assert [sign_in(client, "guess-%d" % i).status_code for i in range(3)] == [401, 401, 401]
+    assert [sign_in(client, f"guess-{i}").status_code for i in range(3)] == [401, 401, 401]
     limited = sign_in(client, "guess-3")
     assert limited.status_code == 429 and limited.mimetype == "text/html"
     assert 0 < int(limited.headers["Retry-After"]) <= 61

@@ -13,19 +13,20 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_KEY, METRICS_KEY
 from tests.support.gunicorn import PROJECT_ROOT, GunicornServer
 from tests.support.receiver import RecordingHTTPServer
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, PAGE, Watched, open_dashboard, sign_in, wait_until
+from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, Watched, open_dashboard, sign_in, wait_until
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,8 +7,9 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -16,10 +17,10 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.dashboard.datadog import datadog_dashboard, metric_queries
 from monitoring.dashboard.grafana import DATASOURCE_VARIABLE, grafana_dashboard, promql_expressions
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_KEY, METRICS_HEADERS, METRICS_KEY
 from tests.support.receiver import RecordingHTTPServer, free_port
 

@@ -2,8 +2,8 @@
 rollups through the real recorder and flush, payments from real business events."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -103,7 +103,7 @@ def test_payment_buckets_count_by_outcome_on_both_stores(store: Store) -> None:
     recorder = BusinessRecorder(store, clock, UserIdHasher("test-hash-key"), 30 * 86400)
 
     def paid(at: float, outcome: str) -> dict[str, object]:
-        stamp = datetime.fromtimestamp(at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp = datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
         return {"type": "payment", "outcome": outcome, "amount": 1000, "currency": "EUR", "timestamp": stamp}
 
     recorder.record_raw([

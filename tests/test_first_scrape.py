@@ -4,7 +4,8 @@ not measured yet as NaN in Prometheus (never absent, never a made-up 0)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -12,10 +13,10 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.dashboard.datadog import MEASURED_ONLY, WIDGETS, datadog_dashboard, metric_queries
 from monitoring.dashboard.grafana import grafana_dashboard, promql_expressions
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_KEY, METRICS_HEADERS, METRICS_KEY
 from tests.support.receiver import RecordingHTTPServer
 from tests.test_dashboard_platforms import datadog_metric_name, promql_metric_names

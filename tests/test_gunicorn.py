@@ -6,8 +6,9 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
@@ -108,7 +109,7 @@ def test_global_job_runs_once_per_interval_and_moves_when_the_leader_is_killed(
     holders = {holder for holder, _ in runs}
     assert len(holders) == 1, runs
     steady = [t for _, t in runs][1:]
-    gaps = [b - a for a, b in zip(steady, steady[1:])]
+    gaps = [b - a for a, b in zip(steady, steady[1:], strict=False)]
     assert gaps and min(gaps) > interval * 0.5, gaps  # never twice in one interval
     assert 3 <= len(runs) <= 8, len(runs)
 

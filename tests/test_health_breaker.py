@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.health.circuit import (
     CLOSED,
@@ -20,6 +20,7 @@ from monitoring.health.circuit import (
 )
 from monitoring.health.events import list_events
 from monitoring.health.service import HealthService
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from tests.support.receiver import RecordingHTTPServer
 

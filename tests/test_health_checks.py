@@ -7,17 +7,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
 from monitoring.health.definitions import HttpCheckDefinition, TcpCheckDefinition
 from monitoring.health.events import list_events
 from monitoring.health.service import HealthService
+from monitoring.settings import ConfigError, Settings
 from monitoring.store.database import Store
 from monitoring.store.health_tables import health_events, health_results, health_status
 from tests.support.receiver import RecordingHTTPServer, Response, SwitchableTCPServer, free_port

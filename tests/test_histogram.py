@@ -12,7 +12,8 @@ import random
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitoring.metrics import histogram as hm
 from monitoring.metrics.histogram import (
@@ -534,7 +535,7 @@ def test_cumulative_buckets_property(samples: list[float], bounds: list[float]) 
 def test_cumulative_buckets_exact_away_from_bounds() -> None:
     # Samples at the geometric midpoints between Prometheus bounds: no sample
     # falls in a straddling bucket, so counts are exact.
-    mids = [math.sqrt(a * b) for a, b in zip(PROMETHEUS_BUCKETS, PROMETHEUS_BUCKETS[1:])]
+    mids = [math.sqrt(a * b) for a, b in zip(PROMETHEUS_BUCKETS, PROMETHEUS_BUCKETS[1:], strict=False)]
     samples = [0.001] * 3 + [m for k, m in enumerate(mids) for _ in range(k + 1)] + [50.0] * 2
     h = build(samples)
     assert h.cumulative_buckets() == [(le, exact_le(samples, le)) for le in PROMETHEUS_BUCKETS]

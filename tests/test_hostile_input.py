@@ -3,7 +3,8 @@ every one is a 400 in the one error shape, on SQLite and PostgreSQL, and nothing
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select

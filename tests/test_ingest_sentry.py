@@ -9,7 +9,8 @@ import gzip
 import json
 import time
 import zlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sentry_sdk
@@ -21,7 +22,6 @@ from sentry_sdk.integrations.flask import FlaskIntegration
 from monitoring.clock import ManualClock
 from monitoring.errors.sentry import shutdown_sentry
 from monitoring.ingest.body import SENTRY_ENVELOPE_LIMITS, brotli_supported, decode_body
-from monitoring.ingest.records import IngestedError
 from monitoring.ingest.errors import (
     ConflictingCredentials,
     IngestError,
@@ -30,6 +30,7 @@ from monitoring.ingest.errors import (
     UndecodableBody,
     UnsupportedMediaType,
 )
+from monitoring.ingest.records import IngestedError
 from monitoring.ingest.sentry_protocol import (
     SentryBatch,
     check_envelope_content_type,

@@ -6,18 +6,19 @@ import math
 import random
 import shutil
 import subprocess
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus
 
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.metrics.histogram import PROMETHEUS_BUCKETS
+from monitoring.settings import Settings
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS, METRICS_KEY
 
 URL = "/api/monitoring/metrics"

@@ -3,18 +3,19 @@ unhandled exceptions), the cardinality bound, and host apps that call Monitoring
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask, abort
 
-from monitoring.settings import Settings
 from monitoring.api.middleware import install_request_hooks, is_internal_endpoint, route_template
 from monitoring.clock import ManualClock
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.recorder import OVERFLOW_ROUTE, UNMATCHED_ROUTE, RequestRecorder, RollupKey
 from monitoring.metrics.rollups import RequestRollups
+from monitoring.settings import Settings
 from tests.conftest import METRICS_HEADERS
 
 

@@ -6,9 +6,10 @@ import math
 import random
 import threading
 import zlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from monitoring.clock import ManualClock
 from monitoring.metrics.categories import TimeWindow
@@ -194,7 +195,7 @@ def test_a_failed_flush_keeps_the_samples_for_the_next_one(tmp_path, clock: Manu
     recorder = RequestRecorder(clock)
     recorder.record("GET", "/a", 200, 0.01)
     broken = RequestRollups(Store(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}"), clock)
-    with pytest.raises(Exception):
+    with pytest.raises(DBAPIError):  # unable to open database file
         flush_recorder(recorder, broken)  # no tables there: the flush fails
     recorder.record("GET", "/a", 200, 0.02)
     assert flush_recorder(recorder, rollups) == 1  # one minute row

@@ -4,7 +4,8 @@ registered with the scheduler, and every bad input with its JSON error."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask

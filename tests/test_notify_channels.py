@@ -9,20 +9,21 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
 from monitoring.notify.channel import mask_secret, mask_url
 from monitoring.notify.channels import build_channels, detect_kind
 from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING, RESOLVED, AlertSnapshot, Notification
 from monitoring.notify.outbox import DELIVERED, Outbox
 from monitoring.notify.pagerduty import pagerduty_event
-from monitoring.notify.slack import slack_message
 from monitoring.notify.routing import Routes
+from monitoring.notify.slack import slack_message
+from monitoring.settings import ConfigError, Settings
 from tests.support.receiver import RecordedRequest, RecordingHTTPServer
 from tests.test_notify_support import (  # noqa: F401  (fixtures)
     START,

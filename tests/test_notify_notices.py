@@ -4,11 +4,11 @@ for a third party while Sentry is on; the dashboard banner names a firing alert 
 health status; an older store gains the column the lifecycle needs."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from flask import Flask
 from alembic import command
-from sqlalchemy import inspect, text
+from flask import Flask
+from sqlalchemy import inspect
 
 from monitoring.errors.sentry import sentry_active
 from monitoring.notify.prompt import PromptDelivery

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -152,7 +153,7 @@ def test_retry_after_as_an_http_date_is_honoured(
     receiver: RecordingHTTPServer, make_outbox: Callable[..., Outbox], clock: ManualClock
 ) -> None:
     outbox = make_outbox(webhook_env(receiver))
-    when = format_datetime(datetime.fromtimestamp(START + 300, tz=timezone.utc), usegmt=True)
+    when = format_datetime(datetime.fromtimestamp(START + 300, tz=UTC), usegmt=True)
     assert when == "Thu, 01 Jan 2026 00:05:00 GMT"
     receiver.respond(503, {"error": "down"}, {"Retry-After": when})
     (key,) = enqueue(outbox, make_notification())

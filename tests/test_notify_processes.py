@@ -10,13 +10,14 @@ scheduler tick it could drive itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from monitoring.settings import Settings
 from monitoring.notify.outbox import DELIVERED, Delivery, Outbox
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from tests.conftest import ADMIN_KEY, METRICS_KEY
 from tests.support.receiver import RecordingHTTPServer

@@ -2,14 +2,15 @@
 alerting engine will build them, an outbox on a real store, a Block Kit checker."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
 from monitoring.notify.model import FIRING, AlertSnapshot, Notification
 from monitoring.notify.outbox import Outbox
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from tests.support.receiver import RecordingHTTPServer
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -138,7 +139,7 @@ def monotone(values: list[Any]) -> bool:
         return False
     if isinstance(values[0], str) and not re.match(r"^\d{4}-\d\d-\d\dT", values[0]):
         return True  # a sentence with a figure in it ("measured for 2 min of 30 d"): its numbers are checked
-    pairs = list(zip(values, values[1:]))
+    pairs = list(zip(values, values[1:], strict=False))
     return all(a <= b for a, b in pairs) or all(a >= b for a, b in pairs)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import socket
@@ -94,7 +95,7 @@ def test_records_method_path_query_headers_body(srv):
     assert req.json() == {"status": "down", "n": 3}
     assert json.loads(req.text) == {"status": "down", "n": 3}
     assert before <= req.received_at <= time.time()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         req.method = "GET"  # frozen
 
 

@@ -1,4 +1,4 @@
-"""Tests for monitoring.errors.sanitiser (PII scrubbing).
+"""Tests for monitoring.security.pii (PII scrubbing).
 
 The property-based tests use their own Luhn implementation and e-mail regex
 so that they do not merely restate the code under test.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitoring.errors.sanitiser import (
+from monitoring.security.pii import (
     anonymise_ip,
     iban_valid,
     is_sensitive_key,

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sentry_sdk
 from flask import Flask
 
 from app import create_app
-from monitoring.settings import ConfigError, Settings
 from monitoring.clock import ManualClock
-from monitoring.errors.sentry import SentryOptions, init_sentry, scrub_breadcrumb, scrub_event, sentry_active, \
-    shutdown_sentry
+from monitoring.errors.sentry import SentryOptions, init_sentry, scrub_breadcrumb, scrub_event, sentry_active, shutdown_sentry
+from monitoring.settings import ConfigError, Settings
 from tests.conftest import METRICS_KEY
 from tests.support.receiver import RecordedRequest, RecordingHTTPServer, free_port
 

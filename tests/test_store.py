@@ -7,8 +7,8 @@ from sqlalchemy import func, select, text
 
 from monitoring.clock import ManualClock
 from monitoring.store.database import Store
-from monitoring.store.migrations import HEAD
 from monitoring.store.lease import LeaderLease
+from monitoring.store.migrations import HEAD
 from monitoring.store.retention import RetentionRule, purge_expired
 from monitoring.store.schema import audit_log, metadata
 

@@ -2,10 +2,10 @@
 the code before Alembic upgrades with nothing lost, and a second start changes nothing."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
-import io
 import tarfile
 from pathlib import Path
 

@@ -24,21 +24,19 @@ import shutil
 import subprocess
 import time
 import uuid
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-import requests
-
 from app import create_app
-from monitoring.clock import ManualClock
+from monitoring.clock import ManualClock, parse_timestamp
 from monitoring.services import HEALTH_JOB
 from monitoring.settings import Settings
-from monitoring.clock import parse_timestamp
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS, METRICS_KEY
 from tests.support.gunicorn import GunicornServer
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from monitoring.store.transfer import TargetNotEmpty, copy_store
 from tests.conftest import ADMIN_HEADERS, METRICS_HEADERS, _postgres_schema_url

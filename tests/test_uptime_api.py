@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.settings import Settings
-from tests.support import contract
 from monitoring.clock import ManualClock
+from monitoring.durations import format_duration
 from monitoring.extension import Monitoring
 from monitoring.scheduler import Scheduler
-from monitoring.durations import format_duration
+from monitoring.settings import Settings
 from monitoring.uptime.maintenance import parse_window_spec
 from tests.conftest import METRICS_HEADERS
+from tests.support import contract
 from tests.test_metrics_export import load_into_datadog_models
 
 UPTIME = "/api/monitoring/uptime"

@@ -3,7 +3,8 @@ verdict is given on too little of the window (UPTIME_MIN_COVERAGE), through the 
 real health rounds and a driven clock."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -2,8 +2,9 @@
 scoped to services, stored, listed and deleted; every bad field of a spec is named."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -13,11 +14,11 @@ from monitoring.uptime.maintenance import InvalidMaintenanceWindow, MaintenanceC
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
-    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc).timestamp()
+    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @pytest.fixture

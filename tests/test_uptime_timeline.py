@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from app import create_app
-from monitoring.settings import Settings
 from monitoring.clock import ManualClock
+from monitoring.settings import Settings
 from monitoring.store.uptime_tables import incidents, uptime_segments
 from monitoring.uptime.maintenance import parse_window_spec
 from tests.conftest import ADMIN_KEY, METRICS_KEY
@@ -25,7 +26,7 @@ DAY = 86400.0
 
 
 def at(month: int, day: int, hour: int = 0, minute: int = 0) -> float:
-    return datetime(2026, month, day, hour, minute, tzinfo=timezone.utc).timestamp()
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 def jan(day: int, hour: int = 0, minute: int = 0) -> float:

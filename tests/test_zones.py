@@ -3,7 +3,8 @@ down once its heartbeat times out; on SQLite and PostgreSQL, and with a real gun
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -41,10 +42,10 @@ from monitoring.alerts.inhibition import InhibitRule, inhibited_by
 from monitoring.alerts.lifecycle import FIRING, INHIBITION, MAINTENANCE, SILENCE, Alert, AlertLedger
 from monitoring.alerts.policy import Timing
 from monitoring.alerts.silences import Silence
-from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, FIRING as FIRING_EVENT, RESOLVED as RESOLVED_EVENT, \
-    Notification
+from monitoring.notify.model import ACKNOWLEDGED, ESCALATED, Notification
+from monitoring.notify.model import FIRING as FIRING_EVENT
+from monitoring.notify.model import RESOLVED as RESOLVED_EVENT
 from monitoring.notify.outbox import Outbox
-
 
 TimingOf = Callable[[Alert], Timing]
 
@@ -94,7 +95,7 @@ class Notifier:
     def send(self, conn: Connection, outgoing: Outgoing, event: str, group: Sequence[Alert], now: float,
              ordinals: Sequence[int], actor: str = "") -> Notification:
         """One notification about ``group`` (alerts of one group key); recorded on each alert's history."""
-        parts = [f"{a.id}.{n}" for a, n in zip(group, ordinals)]
+        parts = [f"{a.id}.{n}" for a, n in zip(group, ordinals, strict=False)]
         if len(group) == 1:
             notification_id = f"{group[0].fingerprint}:{event}:{parts[0]}"
         else:

@@ -26,29 +26,49 @@ import logging
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from monitoring.alerts.admin import Actor
-from monitoring.alerts.dispatch import DispatchRun, Notifier, Outgoing, acknowledged_notification, by_group, \
-    dispatch, first_send_at, resolved_notifications
+from monitoring.alerts.dispatch import (
+    DispatchRun,
+    Notifier,
+    Outgoing,
+    acknowledged_notification,
+    by_group,
+    dispatch,
+    first_send_at,
+    resolved_notifications,
+)
 from monitoring.alerts.figures import FigureReader, Sample, reading
 from monitoring.alerts.inhibition import Inhibitions
-from monitoring.alerts.lifecycle import FIRING, OPEN_STATES, PENDING, RESOLUTION, RESOLVED, Alert, AlertLedger, \
-    clean_strings, fingerprint, group_key
+from monitoring.alerts.lifecycle import (
+    FIRING,
+    OPEN_STATES,
+    PENDING,
+    RESOLUTION,
+    RESOLVED,
+    Alert,
+    AlertLedger,
+    clean_strings,
+    fingerprint,
+    group_key,
+)
 from monitoring.alerts.matchers import matches_all
 from monitoring.alerts.policy import AlertPolicy, Timing, describe_span
 from monitoring.alerts.rules import MANUAL_ALERT, Rule, RuleBook
 from monitoring.alerts.silences import Silences
 from monitoring.clock import Clock
 from monitoring.durations import format_duration
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.categories import CategoryReport, TimeWindow
-from monitoring.notify.model import FIRING as FIRING_EVENT, SEVERITIES, Notification
+from monitoring.notify.model import FIRING as FIRING_EVENT
+from monitoring.notify.model import SEVERITIES, Notification
 from monitoring.security.audit import ADMIN_ACTION, AuditLog
+from monitoring.security.pii import sanitise_text
 from monitoring.store.alerts_tables import alert_rule_status, alerts
 from monitoring.store.database import Store
 

@@ -23,8 +23,9 @@ that count requests (monitoring.metrics.scope.ScopedProvider), read in that serv
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -40,8 +41,8 @@ from monitoring.metrics.system import system_figures
 from monitoring.metrics.windows import format_window
 from monitoring.store.alerts_tables import alert_rule_status
 from monitoring.store.business_tables import payment_events
-from monitoring.store.health_tables import health_results
 from monitoring.store.database import Store
+from monitoring.store.health_tables import health_results
 
 ERROR_RATE = "error_rate"
 API_P95_MS = "api_p95_ms"

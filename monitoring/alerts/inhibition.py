@@ -9,14 +9,16 @@ symptoms, and the page should be about the cause. The rules are changed with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitoring.alerts.admin import Actor, InvalidInhibitions
-from monitoring.alerts.matchers import Matcher, matches_all, parse_matcher, parse_matchers, to_json as matchers_json
+from monitoring.alerts.matchers import Matcher, matches_all, parse_matcher, parse_matchers
+from monitoring.alerts.matchers import to_json as matchers_json
 from monitoring.alerts.rules import LABEL_NAME
 from monitoring.clock import Clock
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog

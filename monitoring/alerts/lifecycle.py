@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import isoformat
-from monitoring.errors.sanitiser import sanitise
-from monitoring.notify.model import ACKNOWLEDGE_COMMENT_ANNOTATION, ACKNOWLEDGED_BY_ANNOTATION, FIRING as SNAPSHOT_FIRING, \
-    RESOLVED as SNAPSHOT_RESOLVED, AlertSnapshot
+from monitoring.notify.model import ACKNOWLEDGE_COMMENT_ANNOTATION, ACKNOWLEDGED_BY_ANNOTATION, AlertSnapshot
+from monitoring.notify.model import FIRING as SNAPSHOT_FIRING
+from monitoring.notify.model import RESOLVED as SNAPSHOT_RESOLVED
+from monitoring.security.pii import sanitise
 from monitoring.store.alerts_tables import alert_events, alerts
 from monitoring.store.database import Store
 
@@ -111,7 +113,7 @@ class Alert:
     resend_now: bool = field(default=False, compare=False)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> "Alert":
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Alert:
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
         values["labels"] = json.loads(row["labels"])
         values["annotations"] = json.loads(row["annotations"])

@@ -8,8 +8,9 @@ expressions are anchored at both ends.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 EQUAL, NOT_EQUAL, MATCHES, NOT_MATCHES = "=", "!=", "=~", "!~"
 OPERATORS = (EQUAL, NOT_EQUAL, MATCHES, NOT_MATCHES)

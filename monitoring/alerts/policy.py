@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from monitoring.durations import DAY, HOUR, MINUTE, parse_duration
 from monitoring.notify.model import SEVERITIES, SEVERITY_MATRIX
@@ -61,7 +62,7 @@ class Timing:
     repeat_interval: float
     escalate_after: float | None
 
-    def with_overrides(self, overrides: Mapping[str, float | None]) -> "Timing":
+    def with_overrides(self, overrides: Mapping[str, float | None]) -> Timing:
         # The field names are only known at run time (filtered by TIMING_FIELDS), so mypy cannot
         # match each value to its field; None is only ever given for escalate_after (the parsers' rule).
         return replace(self, **{k: v for k, v in overrides.items() if k in TIMING_FIELDS})  # type: ignore[arg-type]
@@ -113,7 +114,7 @@ class AlertPolicy:
     evaluation_interval: float = 15.0
 
     @classmethod
-    def from_settings(cls, settings: AlertSettings) -> "AlertPolicy":
+    def from_settings(cls, settings: AlertSettings) -> AlertPolicy:
         """From the alerts section: ALERT_GROUP_WAIT, ..., ALERT_EVALUATION_INTERVAL."""
         return cls(timings=_timings_from(settings), evaluation_interval=settings.alert_evaluation_interval)
 

@@ -3,7 +3,8 @@ in the window, muted and acknowledged ones, and the notification delivery figure
 notification given up on is a metric, not only a row in the deliveries listing)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily
 from sqlalchemy import and_, func, select

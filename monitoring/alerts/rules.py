@@ -26,24 +26,36 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
-from monitoring.settings import AlertSettings
 from monitoring.alerts.admin import Actor, InvalidRule
-from monitoring.alerts.figures import API_P95_MS, BUILTIN_FIGURES, DEPENDENCY_DOWN, DEPENDENCY_RESPONSE_TIME, \
-    ERROR_RATE, MEMORY_USAGE, PAYMENT_FAILURE_RATE, RULE_EVALUATION_FAILING, RULE_FAILURE_RULE, is_figure_name
-from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers, to_json as matchers_json
+from monitoring.alerts.figures import (
+    API_P95_MS,
+    BUILTIN_FIGURES,
+    DEPENDENCY_DOWN,
+    DEPENDENCY_RESPONSE_TIME,
+    ERROR_RATE,
+    MEMORY_USAGE,
+    PAYMENT_FAILURE_RATE,
+    RULE_EVALUATION_FAILING,
+    RULE_FAILURE_RULE,
+    is_figure_name,
+)
+from monitoring.alerts.matchers import EQUAL, MATCHES, Matcher, parse_matchers
+from monitoring.alerts.matchers import to_json as matchers_json
 from monitoring.alerts.policy import NEVER, TIMING_FIELDS, parse_timing_value
 from monitoring.clock import Clock
-from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
 from monitoring.durations import DAY, MINUTE, format_duration, parse_duration
-from monitoring.errors.sanitiser import sanitise_text
+from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
 from monitoring.notify.model import SEVERITIES
 from monitoring.security.audit import CONFIG_CHANGE, AuditLog
+from monitoring.security.pii import sanitise_text
+from monitoring.settings import AlertSettings
 from monitoring.store.alerts_tables import alert_rules
 from monitoring.store.database import Store
 
@@ -440,7 +452,7 @@ class RuleBook:
 
     @classmethod
     def from_settings(cls, store: Store, clock: Clock, audit: AuditLog, settings: AlertSettings,
-                      checks: Callable[[], Iterable[CheckInForce]] | None = None) -> "RuleBook":
+                      checks: Callable[[], Iterable[CheckInForce]] | None = None) -> RuleBook:
         """The defaults and windows from the alerts settings; derived rules from ``checks`` (the health
         checks in force, read at each evaluation so that a check added later has its rules)."""
         derived = (lambda: derived_rules(checks(), settings)) if checks is not None else None

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.alerts.admin import Actor, InvalidSilence
-from monitoring.alerts.matchers import Matcher, matches_all, parse_matchers, to_json as matchers_json
+from monitoring.alerts.matchers import Matcher, matches_all, parse_matchers
+from monitoring.alerts.matchers import to_json as matchers_json
 from monitoring.clock import Clock, isoformat, parse_timestamp
 from monitoring.durations import DAY, MINUTE, parse_duration
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.security.audit import ADMIN_ACTION, AuditLog
+from monitoring.security.pii import sanitise_text
 from monitoring.store.alerts_tables import alert_silences
 from monitoring.store.database import Store
 

@@ -56,7 +56,6 @@ from monitoring.notify.outbox import STATUSES, Outbox
 from monitoring.notify.probe import probe_channels
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN, METRICS
-from monitoring.services import DAY
 from monitoring.uptime.maintenance import parse_window_spec
 
 bp = centinela_blueprint("centinela_alerts", __name__, "/api/monitoring")

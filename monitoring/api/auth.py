@@ -8,15 +8,16 @@ Every refusal is written to the audit log with the anonymised client address.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import g, request
 
 from monitoring.api.errors import ApiError
-from monitoring.errors.sanitiser import anonymise_ip
 from monitoring.extension import current_monitoring
 from monitoring.security.audit import ACCESS_DENIED
 from monitoring.security.keys import ADMIN, INGEST, METRICS, ApiKey
+from monitoring.security.pii import anonymise_ip
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,7 +10,6 @@ never reach a browser that did not give the key. The key is given once, to the l
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, TypeVar
 

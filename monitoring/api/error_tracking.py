@@ -5,8 +5,6 @@ tracker and its flush are built in the composition root (``monitoring.services``
 """
 from __future__ import annotations
 
-from typing import Any
-
 from flask import jsonify
 
 from monitoring.api.auth import require_key

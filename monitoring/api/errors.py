@@ -118,7 +118,8 @@ def store_unavailable_response(exc: Exception) -> Response:
 
 def store_outage_errors() -> tuple[type[Exception], ...]:
     """SQLAlchemy's errors that may mean the store does not answer (store_unavailable_response tells)."""
-    from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeoutError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
     return (OperationalError, InterfaceError, PoolTimeoutError)
 

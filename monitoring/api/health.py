@@ -1,8 +1,6 @@
 """/api/health/*: probes for load balancers and orchestrators, and the dependency health check."""
 from __future__ import annotations
 
-from typing import Any
-
 from typing import Literal
 
 from flask import Response, jsonify, request

@@ -23,7 +23,6 @@ from monitoring.metrics.exporters import (
     render_prometheus,
 )
 from monitoring.metrics.scope import MAX_SERVICE_CHARS, ScopedProvider, parse_service
-from monitoring.durations import DAY
 from monitoring.metrics.windows import DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services

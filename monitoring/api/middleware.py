@@ -36,8 +36,8 @@ from flask import Flask, Request, Response, request
 from werkzeug.local import LocalProxy
 from werkzeug.routing import Rule
 
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.recorder import DEFAULT_SERVICE, UNMATCHED_ROUTE, RequestRecorder
+from monitoring.security.pii import sanitise_text
 
 log = logging.getLogger(__name__)
 

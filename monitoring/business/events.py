@@ -22,8 +22,8 @@ from typing import Any
 from monitoring.business.currencies import is_currency
 from monitoring.clock import Clock
 from monitoring.durations import DAY
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.security.keys import load_or_generate_secret
+from monitoring.security.pii import sanitise_text
 from monitoring.store.business_tables import (
     EVENT_ID_LENGTH,
     LABEL_LENGTH,

@@ -28,16 +28,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from monitoring.alerts.report import with_firing_alert
 from monitoring.clock import Clock, isoformat
 from monitoring.dashboard.series import SERIES, BucketMemo, payment_series, request_series, series_json
 from monitoring.durations import DAY, HOUR
+from monitoring.errors.tracking import error_services
 from monitoring.metrics.categories import CategoryProvider, CategoryReport, TimeWindow
 from monitoring.metrics.exporters import Unavailable
-from monitoring.errors.tracking import error_services
 from monitoring.metrics.performance import performance_json
 from monitoring.metrics.rollups import RequestRollups
 from monitoring.metrics.scope import INCLUDE_INTERNAL, ScopedProvider

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from monitoring.errors.sanitiser import sanitise
+from monitoring.security.pii import sanitise
 from monitoring.settings import SentrySettings
 
 if TYPE_CHECKING:  # sentry-sdk is imported only when Sentry is configured (see SentryReporter.start)

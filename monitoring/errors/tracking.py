@@ -44,9 +44,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy import case, func, select
 
 from monitoring.clock import Clock, isoformat
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.metrics.scope import INCLUDE_INTERNAL
+from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups, error_totals
 from monitoring.store.metrics_tables import DEFAULT_SERVICE, SERVICE_LENGTH
@@ -179,7 +179,7 @@ class _PendingGroup:
         self.first_seen = min(self.first_seen, at)
         self.last_seen = max(self.last_seen, at)
 
-    def absorb(self, newer: "_PendingGroup") -> None:
+    def absorb(self, newer: _PendingGroup) -> None:
         """Merge a later batch of the same group into this one (after a failed flush)."""
         for bucket, count in newer.buckets.items():
             self.buckets[bucket] = self.buckets.get(bucket, 0) + count

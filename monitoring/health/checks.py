@@ -13,13 +13,13 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
-
-from monitoring.settings import Settings
 from monitoring.health.definitions import MAX_TIMEOUT, CheckDefinition, HttpCheckDefinition, TcpCheckDefinition
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class Probe:
     error: str = ""
 
     @classmethod
-    def failed(cls, error: str, response_time_ms: float | None = None) -> "Probe":
+    def failed(cls, error: str, response_time_ms: float | None = None) -> Probe:
         return cls(UNHEALTHY, response_time_ms, error)
 
 

@@ -21,9 +21,10 @@ Every state change is written as a health event in the same transaction as the c
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import or_, select, update
 

@@ -8,15 +8,16 @@ For ``breaker_*`` kinds the two statuses are breaker states (closed / open / hal
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from monitoring.clock import isoformat
-from monitoring.errors.sanitiser import sanitise
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY
+from monitoring.security.pii import sanitise
 from monitoring.store.database import Store
 from monitoring.store.health_tables import health_events
 

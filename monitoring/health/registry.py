@@ -5,8 +5,9 @@ Standard library only (the package's ``__init__`` imports it, and config.py impo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from monitoring.health.definitions import BUILTIN_NAMES, DEFAULT_TIMEOUT, MAX_TIMEOUT, check_name_problem
 

@@ -6,15 +6,16 @@ worker never both record the same change, and an older result never overwrites a
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import case, func, select, update
 
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.health.circuit import CLOSED, BreakerState
 from monitoring.health.events import record_event, status_change_kind
 from monitoring.health.status import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, Weighed, health_score, overall_status
+from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.health_tables import health_results, health_status
 

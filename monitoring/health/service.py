@@ -16,15 +16,17 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitoring.settings import Settings
 from monitoring.clock import Clock
+from monitoring.health.checks import DATASTORE, Check, Probe, configured_checks, custom_probe
 from monitoring.health.circuit import (
     HALF_OPEN,
     HALF_OPEN_REFUSAL,
@@ -34,7 +36,6 @@ from monitoring.health.circuit import (
     Permit,
     open_refusal,
 )
-from monitoring.health.checks import Check, Probe, configured_checks, custom_probe
 from monitoring.health.definitions import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from monitoring.health.events import HealthEvent, list_events, opening_error
 from monitoring.health.registry import CustomCheck, CustomChecks, custom_check
@@ -49,9 +50,9 @@ from monitoring.health.results import (
     save_results,
     window_stats,
 )
-from monitoring.health.checks import DATASTORE
 from monitoring.health.status import UNHEALTHY, UNKNOWN
 from monitoring.metrics.categories import CategoryReport, TimeWindow
+from monitoring.settings import Settings
 from monitoring.store.database import Store, is_store_unavailable
 from monitoring.store.lease import LeaderLease
 

@@ -14,8 +14,8 @@ one is unhealthy, or one has no (recent) result; otherwise ``healthy``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 HEALTHY = "healthy"
 DEGRADED = "degraded"

@@ -31,8 +31,8 @@ are the lowest and highest representatives, clamped into the point's [min, max].
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from monitoring.metrics.histogram import (
     FORMAT_VERSION,

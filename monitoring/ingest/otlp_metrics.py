@@ -24,8 +24,9 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple, TypedDict
+from typing import NamedTuple, TypedDict
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -140,7 +141,7 @@ def _difference(current: HistogramPoint, previous: HistogramPoint) -> HistogramP
     if current.scale is None:
         if previous.scale is not None or current.bounds != previous.bounds:
             return None
-        counts = tuple(now - before for now, before in zip(current.counts, previous.counts))
+        counts = tuple(now - before for now, before in zip(current.counts, previous.counts, strict=False))
         if any(n < 0 for n in counts):
             return None
         return HistogramPoint(counts=counts, bounds=current.bounds, **common)
@@ -264,7 +265,7 @@ def _explicit_point(point: metrics_pb2.HistogramDataPoint) -> HistogramPoint:
         counts = (point.count,)  # only count and sum were sent
     if len(counts) != len(bounds) + 1:
         raise _Rejected("bucket counts do not match the bounds")
-    if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
+    if any(not math.isfinite(b) for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
         raise _Rejected("bounds are not finite and ascending")
     if sum(counts) != point.count:
         raise _Rejected("bucket counts do not add up to the count")

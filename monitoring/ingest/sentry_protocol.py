@@ -29,12 +29,13 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from monitoring.clock import Clock
-from monitoring.ingest.body import SENTRY_STORE_LIMITS, MIB, decode_body
+from monitoring.ingest.body import MIB, SENTRY_STORE_LIMITS, decode_body
 from monitoring.ingest.errors import (
     ConflictingCredentials,
     ItemTooLarge,

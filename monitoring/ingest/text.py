@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from monitoring.errors.sanitiser import REDACTED, is_sensitive_key, sanitise_text
+from monitoring.security.pii import REDACTED, is_sensitive_key, sanitise_text
 
 # Wider than any card number, e-mail address or key=value pair the sanitiser recognises.
 _MARGIN = 1024

@@ -12,8 +12,9 @@ name and scale things differently: JSON keeps the system description's names and
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from prometheus_client.metrics_core import Metric
 

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "RELATIVE_ACCURACY",
@@ -360,7 +361,7 @@ class LatencyHistogram:
         out: list[tuple[float, int]] = []
         pos = 0
         acc = 0
-        for le, limit, zok in zip(bounds, limits, zero_ok):
+        for le, limit, zok in zip(bounds, limits, zero_ok, strict=False):
             while pos < len(items) and items[pos][0] <= limit:
                 acc += items[pos][1]
                 pos += 1

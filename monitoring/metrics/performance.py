@@ -15,7 +15,8 @@ request families carry a ``service`` label, Datadog points per route and per ser
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
@@ -24,10 +25,10 @@ from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWind
 from monitoring.metrics.histogram import PROMETHEUS_BUCKETS, RELATIVE_ACCURACY, LatencyHistogram
 from monitoring.metrics.recorder import UNMATCHED_ROUTE, RequestAggregate
 from monitoring.metrics.rollups import RequestFigures, RequestRollups, RouteFigures, RouteTotal, ServiceFigures
-from monitoring.store.metrics_tables import DEFAULT_SERVICE
 from monitoring.metrics.scope import INCLUDE_INTERNAL, INTERNAL_NOTE, scope_name
 from monitoring.metrics.system import SystemFigures, SystemSample, system_figures
 from monitoring.store.database import Store
+from monitoring.store.metrics_tables import DEFAULT_SERVICE
 
 STATUS_LABELS = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -154,7 +155,7 @@ def _le(bound: float) -> str:
 def _response_time_points(histogram: LatencyHistogram, tags: tuple[str, ...]) -> list[DatadogPoint]:
     names = ("api.response_time.p50", "api.response_time.p95", "api.response_time.p99")
     return [DatadogPoint(name, value, tags=tags)
-            for name, value in zip(names, _percentiles_ms(histogram)) if value is not None]
+            for name, value in zip(names, _percentiles_ms(histogram), strict=False) if value is not None]
 
 
 def performance_datadog(figures: RequestFigures) -> list[DatadogPoint]:

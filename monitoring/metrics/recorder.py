@@ -25,7 +25,8 @@ Two ways in, both memory only:
 from __future__ import annotations
 
 import threading
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from monitoring.clock import Clock
 from monitoring.metrics.histogram import LatencyHistogram
@@ -88,12 +89,12 @@ class RequestAggregate:
         """5xx responses."""
         return self.status[5]
 
-    def merge(self, other: "RequestAggregate") -> None:
+    def merge(self, other: RequestAggregate) -> None:
         self.histogram.merge(other.histogram)
         for index, count in enumerate(other.status):
             self.status[index] += count
 
-    def copy(self) -> "RequestAggregate":
+    def copy(self) -> RequestAggregate:
         twin = RequestAggregate()
         twin.histogram = self.histogram.copy()
         twin.status = list(self.status)

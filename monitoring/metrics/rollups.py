@@ -34,18 +34,19 @@ import sys
 import typing
 import zlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, and_, bindparam, cast, delete, false, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from monitoring.clock import Clock
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.histogram import FORMAT_VERSION, LatencyHistogram
 from monitoring.metrics.recorder import RequestAggregate, RequestRecorder, RollupKey
 from monitoring.metrics.scope import INCLUDE_INTERNAL
-from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.store.database import Store
 from monitoring.store.metrics_tables import (
     DEFAULT_SERVICE,
@@ -189,7 +190,7 @@ def _aggregate_from_row(row: Any) -> RequestAggregate:
 
 
 def _row_values(aggregate: RequestAggregate) -> dict[str, Any]:
-    values: dict[str, Any] = dict(zip(STATUS_COLUMNS, aggregate.status))
+    values: dict[str, Any] = dict(zip(STATUS_COLUMNS, aggregate.status, strict=False))
     values["histogram"] = encode_histogram(aggregate.histogram)
     return values
 
@@ -321,7 +322,7 @@ def _update_aggregates(conn: Connection, table: Any, key_columns: tuple[str, ...
         .values({c: bindparam(f"new_{c}") for c in columns})
     )
     conn.execute(statement, [
-        {**{f"key_{name}": value for name, value in zip(key_columns, key)},
+        {**{f"key_{name}": value for name, value in zip(key_columns, key, strict=False)},
          **{f"new_{k}": v for k, v in {**_row_values(aggregate), **extra}.items()}}
         for key, aggregate in merged
     ])

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import APPRISE_PREFIX, APPRISE_TARGET_NAME
+from monitoring.security.pii import sanitise_text
 
 MAX_TARGETS = 20
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://")

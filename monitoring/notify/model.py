@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from monitoring.errors.sanitiser import sanitise
+from monitoring.security.pii import sanitise
 
 # Highest first. The alerting engine owns what each severity means; delivery only needs the
 # names (routing) and the order (a grouped notification takes its highest severity).

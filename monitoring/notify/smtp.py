@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
 
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import SMTP
 from monitoring.notify.email_settings import STARTTLS, TLS, SmtpTarget
 from monitoring.notify.transport import MAX_ANSWER_BYTES, SendResult
+from monitoring.security.pii import sanitise_text
 
 
 class _KeepsDataReply(smtplib.SMTP):

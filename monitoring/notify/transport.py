@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.notify.channel import HTTP, SMTP
 from monitoring.notify.model import OutboundRequest
+from monitoring.security.pii import sanitise_text
 
 # Enough of a receiver's answer to say why it refused; never the whole of a huge page.
 MAX_ANSWER_BYTES = 2048

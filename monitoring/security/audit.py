@@ -4,13 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import select
 
 from monitoring.clock import Clock, isoformat
-from monitoring.errors.sanitiser import sanitise
+from monitoring.security.pii import sanitise
 from monitoring.store.database import Store
 from monitoring.store.schema import audit_log
 

@@ -19,9 +19,9 @@ import os
 import secrets
 import string
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from monitoring.private_files import private_directory
 
@@ -111,7 +111,7 @@ class KeyRing:
         var_dir: str,
         announce: Callable[[str, str, str], None] | None = None,
         ingest_key: str = "",
-    ) -> "KeyRing":
+    ) -> KeyRing:
         """Use the configured keys; generate (once) and keep any missing one under ``var_dir``.
 
         ``announce(role, key_id, path)`` is called for a key this call generated.

@@ -21,7 +21,7 @@ import traceback
 from typing import Any
 from urllib.parse import unquote
 
-from monitoring.errors.sanitiser import is_sensitive_key, sanitise_text
+from monitoring.security.pii import is_sensitive_key, sanitise_text
 
 PACKAGE_LOGGER = "monitoring"
 

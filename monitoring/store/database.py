@@ -13,14 +13,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Iterator
-
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, event, insert as generic_insert, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import Table

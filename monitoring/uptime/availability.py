@@ -13,8 +13,8 @@ contributed down time to the period.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from monitoring.health.status import DEGRADED, UNHEALTHY
 from monitoring.uptime.incidents import Incident

@@ -9,15 +9,16 @@ index, so a second open in another worker or host is a no-op that finds the firs
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat
 from monitoring.durations import format_duration
-from monitoring.errors.sanitiser import sanitise_text
+from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import incidents
 

@@ -1,8 +1,8 @@
 """Half-open time spans ``[start, end)`` in epoch seconds, and the set operations availability needs."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True, order=True)
@@ -14,7 +14,7 @@ class Span:
     def seconds(self) -> float:
         return max(0.0, self.end - self.start)
 
-    def clip(self, start: float, end: float) -> "Span | None":
+    def clip(self, start: float, end: float) -> Span | None:
         """The part of this span inside ``[start, end)``, or None when they do not meet."""
         low, high = max(self.start, start), min(self.end, end)
         return Span(low, high) if high > low else None

@@ -37,12 +37,12 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from monitoring.clock import Clock, isoformat, parse_timestamp
 from monitoring.durations import DAY, HOUR, MINUTE, parse_duration
-from monitoring.errors.sanitiser import sanitise_text
 from monitoring.health.definitions import NAME_PATTERN
+from monitoring.problems import InvalidInput
+from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import maintenance_windows
 from monitoring.uptime.intervals import Span
-from monitoring.problems import InvalidInput
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from monitoring.durations import DAY
 
@@ -48,8 +48,8 @@ def month_period(text: str, now: float) -> ReportPeriod:
     if match is None or int(match.group(1)) < 1970:
         raise ValueError(f"month must be YYYY-MM, such as 2026-02 (got {text[:40]!r}); valid: {VALID_FORMS}")
     year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=timezone.utc).timestamp()
+    start = datetime(year, month, 1, tzinfo=UTC).timestamp()
     if start > now:
         raise ValueError(f"month {text} has not begun yet; valid: {VALID_FORMS}")
-    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc).timestamp()
+    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp()
     return ReportPeriod(start, following, text, calendar=True)

@@ -67,7 +67,7 @@ def _span_json(span: Span) -> dict[str, Any]:
     return {"from": isoformat(span.start), "to": isoformat(span.end), "seconds": round(span.seconds, 3)}
 
 
-def render_uptime(report: "UptimeReport") -> dict[str, Any]:
+def render_uptime(report: UptimeReport) -> dict[str, Any]:
     """The document GET /api/monitoring/uptime answers with."""
     availability = report.availability
     budget = report.budget
@@ -177,14 +177,14 @@ def render_uptime(report: "UptimeReport") -> dict[str, Any]:
     }
 
 
-def current_state(report: "UptimeReport") -> str:
+def current_state(report: UptimeReport) -> str:
     """``up`` or ``down`` as the round that vouches for now found it; ``unknown`` when none does."""
     if report.up_since is not None:
         return UP
     return DOWN if report.measured_now else UNKNOWN
 
 
-def build_category_report(report: "UptimeReport") -> CategoryReport:
+def build_category_report(report: UptimeReport) -> CategoryReport:
     """The same figures for the metrics export: dotted JSON names, Prometheus gauges, Datadog points."""
     availability = report.availability
     budget = report.budget

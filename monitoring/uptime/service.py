@@ -6,12 +6,13 @@ timeline and the incidents at once.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from monitoring.settings import Settings
 from monitoring.clock import Clock
 from monitoring.metrics.categories import CategoryReport, TimeWindow
+from monitoring.settings import Settings
 from monitoring.store.database import Store
 from monitoring.uptime.availability import Availability, Reliability, measure, reliability
 from monitoring.uptime.coverage import Coverage, judged
@@ -33,6 +34,7 @@ from monitoring.uptime.sla import (
 )
 from monitoring.uptime.timeline import AvailabilityTimeline, grace_for
 from monitoring.uptime.zones import ZoneStatus, zone_statuses
+
 
 @dataclass(frozen=True)
 class BurnRateAlertState:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from monitoring.clock import Clock
+from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.rollups import RequestRollups
-from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.store.database import Store
 
 # Trailing windows whose burn rate is reported: the five of the SLA alerts, and their short partners.

@@ -14,8 +14,9 @@ was not running, and the rest of it is unknown, never assumed up.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -231,7 +232,8 @@ def read_rounds(conn: Connection, after: float | None, limit: int) -> list[Round
     times = [row[0] for row in conn.execute(times_query)]
     if not times:
         return []
-    critical = {row.service: bool(row.critical) for row in conn.execute(select(health_status.c.service, health_status.c.critical))}
+    rows = conn.execute(select(health_status.c.service, health_status.c.critical))
+    critical = {row.service: bool(row.critical) for row in rows}
     by_time: dict[float, dict[str, Any]] = defaultdict(dict)
     rows = conn.execute(
         select(t.service, t.status, t.error, t.checked_at)

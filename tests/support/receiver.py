@@ -36,10 +36,11 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -226,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "CentinelaTestReceiver/1.0"
     sys_version = ""
     timeout = _CONNECTION_TIMEOUT  # applied to the connection socket by StreamRequestHandler
-    server: "_HTTPServer"
+    server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass
@@ -296,7 +297,7 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 64
     timeout = _POLL_INTERVAL  # handle_request() returns after this when idle
 
-    def __init__(self, address: tuple[str, int], owner: "RecordingHTTPServer") -> None:
+    def __init__(self, address: tuple[str, int], owner: RecordingHTTPServer) -> None:
         self.owner = owner
         super().__init__(address, _Handler)
 
@@ -352,7 +353,7 @@ class RecordingHTTPServer:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> "RecordingHTTPServer":
+    def start(self) -> RecordingHTTPServer:
         with self._life:
             if self._started:
                 raise RuntimeError("RecordingHTTPServer already started")
@@ -386,7 +387,7 @@ class RecordingHTTPServer:
     def listening(self) -> bool:
         return self._server is not None
 
-    def __enter__(self) -> "RecordingHTTPServer":
+    def __enter__(self) -> RecordingHTTPServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -630,7 +631,7 @@ class SwitchableTCPServer:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> "SwitchableTCPServer":
+    def start(self) -> SwitchableTCPServer:
         with self._life:
             if self._mode != "stopped":
                 raise RuntimeError("SwitchableTCPServer already started")
@@ -643,7 +644,7 @@ class SwitchableTCPServer:
             self._close()
             self._set_mode("stopped")
 
-    def __enter__(self) -> "SwitchableTCPServer":
+    def __enter__(self) -> SwitchableTCPServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -682,7 +683,7 @@ class SwitchableTCPServer:
                 filler.settimeout(0.15)
                 try:
                     filler.connect((self.host, self._port))
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     filler.close()
                     return True  # backlog full: SYNs are being dropped
                 except OSError:

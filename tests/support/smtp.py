@@ -19,12 +19,13 @@ import collections
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
@@ -84,7 +85,7 @@ class ReceivedMail:
 
 
 class _Handler:
-    def __init__(self, owner: "RecordingSMTPServer") -> None:
+    def __init__(self, owner: RecordingSMTPServer) -> None:
         self.owner = owner
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
@@ -141,14 +142,14 @@ class RecordingSMTPServer:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> "RecordingSMTPServer":
+    def start(self) -> RecordingSMTPServer:
         self._controller.start()
         return self
 
     def stop(self) -> None:
         self._controller.stop()
 
-    def __enter__(self) -> "RecordingSMTPServer":
+    def __enter__(self) -> RecordingSMTPServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
