@@ -52,6 +52,7 @@ from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_json
 from monitoring.clock import parse_timestamp
+from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
 from monitoring.problems import InvalidInput
 from monitoring.security.keys import ADMIN, METRICS
 
@@ -535,3 +536,21 @@ def _complete(operation: dict[str, Any], declared: Operation) -> None:
         "description": "An error: the one error shape.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     })
+
+
+# --- shared query types (added by the endpoints that convert) ---------------------------------
+
+
+def _service_filter(value: Any) -> Any:
+    if value is None or value == "":
+        return None  # ?service= is every service
+    if not isinstance(value, str) or not is_service_name(value):
+        raise ValueError(f"must be 1 to {MAX_SERVICE_CHARS} printable characters without surrounding spaces")
+    return value
+
+
+# ?service=: one service's figures (SERVICE_NAME of an embedded app, service.name of an ingested
+# one); None for every service combined. A well-formed name the store does not know has empty
+# figures. "Printable" is Python's str.isprintable, which no portable JSON Schema pattern states.
+ServiceFilter = Annotated[str | None, BeforeValidator(_service_filter), WithJsonSchema(
+    {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_CHARS})]
