@@ -554,3 +554,15 @@ def _service_filter(value: Any) -> Any:
 # figures. "Printable" is Python's str.isprintable, which no portable JSON Schema pattern states.
 ServiceFilter = Annotated[str | None, BeforeValidator(_service_filter), WithJsonSchema(
     {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_CHARS})]
+
+
+def sometimes_absent(*names: str) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of a response model whose fields ``names`` are left out of some answers
+    (absent, never null): declared without a default, documented as not required."""
+
+    def tidy(schema: dict[str, Any]) -> None:
+        schema["required"] = [name for name in schema.get("required", []) if name not in names]
+        if not schema["required"]:
+            del schema["required"]
+
+    return tidy
