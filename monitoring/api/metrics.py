@@ -73,7 +73,8 @@ WindowText = Annotated[str, BeforeValidator(_absent_if_empty),
 class MetricsQuery(QueryModel):
     category: CategoryName = Field(None, description="One category; all of them when absent.")
     format: Annotated[str, choice(*FORMATS)] = Field(
-        "json", description="json, prometheus (text exposition; OpenMetrics by Accept) or datadog (a series body).")
+        "json", description="json, prometheus (text exposition; OpenMetrics by Accept) or datadog (a series body).",
+        examples=["prometheus", "datadog"])
     window: WindowText = Field(
         DEFAULT_WINDOW, description="How far back the figures reach: a whole number of m, h or d, from 1m to "
         f"METRICS_RETENTION_DAYS, e.g. {', '.join(EXAMPLES)}. Prometheus counters and buckets are running totals "
@@ -90,7 +91,8 @@ class MetricsQuery(QueryModel):
 class AcceptExposition(QueryModel):
     accept: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
         None, alias="Accept",
-        description="With format=prometheus, `application/openmetrics-text` selects OpenMetrics 1.0.")
+        description="With format=prometheus, `application/openmetrics-text` selects OpenMetrics 1.0.",
+        examples=["application/openmetrics-text", "text/plain"])
 
 
 Milliseconds = float | None
