@@ -82,15 +82,10 @@ class SinkResult:
     superseded_contributions: int = 0
     dropped_errors: int = 0  # the error tracker's pending groups were full
 
-
-@dataclass
-class IngestCounters:
-    """Totals since this process started, for logs and tests."""
-
-    requests: int = 0
-    errors: int = 0
-    superseded_contributions: int = 0
-    dropped_errors: int = 0
+    def __add__(self, other: SinkResult) -> SinkResult:
+        return SinkResult(self.requests + other.requests, self.errors + other.errors,
+                          self.superseded_contributions + other.superseded_contributions,
+                          self.dropped_errors + other.dropped_errors)
 
 
 class IngestSink:
@@ -109,7 +104,7 @@ class IngestSink:
         self.guard = guard
         self.clock = clock
         self.spans_win_seconds = spans_win_seconds
-        self.counters = IngestCounters()
+        self.counters = SinkResult()  # totals since this process started, for logs and tests
         self._lock = threading.Lock()
         self._spans_seen: dict[str, float] = {}  # service (as admitted) -> when its last span arrived
 
@@ -176,13 +171,10 @@ class IngestSink:
                 error_count += 1
             else:
                 dropped += 1
+        result = SinkResult(recorded, error_count, superseded, dropped)
         with self._lock:
-            counters = self.counters
-            counters.requests += recorded
-            counters.errors += error_count
-            counters.superseded_contributions += superseded
-            counters.dropped_errors += dropped
-        return SinkResult(recorded, error_count, superseded, dropped)
+            self.counters += result
+        return result
 
     def _capture(self, error: IngestedError) -> bool:
         """One error into the tracker's pending groups (False when they are full)."""
