@@ -30,10 +30,11 @@ run: $(VENV)/.installed
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # One pytest worker per core (pytest-xdist): the suite spends most of its time waiting on real
-# gunicorn, PostgreSQL and browser processes. PYTEST_WORKERS=0 runs it in one process.
+# gunicorn, PostgreSQL and browser processes; those that start real processes (marker slow) share
+# one worker (tests/conftest.py), so two of them never compete for the cores. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # What each checks, and where: [tool.ruff] and [tool.mypy] in pyproject.toml.
 lint: $(VENV)/.installed-lint

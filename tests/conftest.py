@@ -177,3 +177,13 @@ def gunicorn_server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[C
     yield start
     for server in started:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``), the tests that start real gunicorn processes
+    (marker ``slow``) run one after another on one worker while the others share the rest: two
+    gunicorn stories at once on two cores starve each other's timers, and several of them measure
+    real time (notices within 2 s, health right within 1 s)."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("real-processes"))
