@@ -152,6 +152,13 @@ def choice(*values: str) -> Checked:
     return Checked(check, {"type": "string", "enum": list(values)})
 
 
+def absent_if_empty(value: Any) -> Any:
+    """A ``BeforeValidator``: an empty query parameter (``?format=``) is the field's default, as if absent."""
+    if value == "":
+        raise PydanticUseDefault()
+    return value
+
+
 def _flag(value: Any) -> Any:
     if isinstance(value, bool):
         return value
@@ -291,6 +298,7 @@ def endpoint(
     responses: Mapping[int, type[BaseModel] | None],
     query: type[QueryModel] | None = None,
     body: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
     headers_model: type[BaseModel] | None = None,
     security: list[dict[str, list[str]]] | None = None,
     tags: Sequence[str] = (),
@@ -302,12 +310,13 @@ def endpoint(
 
     ``key`` is METRICS, ADMIN, PUBLIC, PUBLIC_UNLESS_PRIVATE or None (the view checks itself,
     e.g. a role that depends on the action; ``security`` then documents what it accepts). The
-    view receives ``query=`` and ``body=``. ``headers_model`` documents request headers.
+    view receives ``query=`` and ``body=``. ``form`` documents a form body that the view reads
+    itself (the dashboard's sign-in). ``headers_model`` documents request headers.
     Errors every endpoint may answer (400 for bad input, 401/403 for keys, 413/415 for bodies,
     429, 503 store_unavailable) are added to the document by themselves.
     """
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in responses.items()}
-    for status in _implied_errors(key, query, body):
+    for status in _implied_errors(key, query, body, form):
         codes.setdefault(f"HTTP_{status}", ErrorBody)
     for contents in (extra_content or {}).values():
         for extra in contents:
@@ -316,6 +325,7 @@ def endpoint(
     document = api.validate(
         query=query,
         json=body,
+        form=form,
         headers=headers_model,
         resp=SpecResponse(**codes),
         tags=tags,
@@ -350,13 +360,13 @@ def endpoint(
     return decorate
 
 
-def _implied_errors(key: str | None, query: Any, body: Any) -> list[int]:
+def _implied_errors(key: str | None, query: Any, body: Any, form: Any = None) -> list[int]:
     errors = [429, 503]  # 503: store_unavailable while the store does not answer (with Retry-After)
     if query is not None or body is not None:
         errors.append(400)
     if key in (METRICS, ADMIN, PUBLIC_UNLESS_PRIVATE, None):
         errors += [401, 403]
-    if body is not None:
+    if body is not None or form is not None:
         errors += [413, 415]
     return errors
 
@@ -509,6 +519,9 @@ _RATE_HEADERS = {
 
 
 def _complete(operation: dict[str, Any], declared: Operation) -> None:
+    form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+    if form is not None:  # spectree documents a form as multipart only; the browser's form is urlencoded
+        operation["requestBody"]["content"] = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
     responses = operation.setdefault("responses", {})
     for status, contents in declared.extra_content.items():
         response = responses.setdefault(str(status), {"description": ""})

@@ -11,16 +11,30 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Response, jsonify, redirect, render_template, request, url_for
+from pydantic import BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 from werkzeug.wrappers import Response as BaseResponse
 
 from monitoring.api.auth import check_key, client_ip, presented_key
 from monitoring.api.blueprint import centinela_blueprint, client_address
+from monitoring.api.contract import PUBLIC as NO_KEY
+from monitoring.api.contract import (
+    Content,
+    Document,
+    ErrorBody,
+    Model,
+    QueryModel,
+    ServiceFilter,
+    Timestamp,
+    absent_if_empty,
+    endpoint,
+    sometimes_absent,
+)
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_body
-from monitoring.api.metrics import SERVICE_PARAMETER, service_arg
+from monitoring.api.metrics import UnavailableCategory
 from monitoring.clock import isoformat
 from monitoring.dashboard.data import FULL, PUBLIC, build_dashboard
 from monitoring.dashboard.series import BucketMemo
@@ -63,6 +77,159 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+# --- the contract ---------------------------------------------------------------------------
+
+# The wording of these two refusals (and of the combination below) predates the declarations and
+# names the valid values; the models document them as enums.
+FormatName = Annotated[str, BeforeValidator(absent_if_empty), WithJsonSchema({"type": "string", "enum": list(FORMATS)})]
+PlatformName = Annotated[str | None, BeforeValidator(absent_if_empty),
+                         WithJsonSchema({"type": "string", "enum": list(PLATFORMS)})]
+SERVICE_DESCRIPTION = ("Only this service's requests and errors (SERVICE_NAME of an embedded app, service.name of an "
+                       "ingested one); every service combined when absent. A service the store does not know has "
+                       "empty figures.")
+
+
+class DashboardQuery(QueryModel):
+    format: FormatName = Field("json", description="json: the dashboard document (metrics key); html: the live page.")
+    platform: PlatformName = Field(None, description="A dashboard document to import into Grafana or Datadog; not "
+                                   "with format=html.")
+    service: ServiceFilter = Field(None, description=SERVICE_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _known_and_compatible(self) -> DashboardQuery:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format[:40]!r}; valid: {', '.join(FORMATS)}")
+        if self.platform is not None and self.platform not in PLATFORMS:
+            raise ValueError(f"unknown platform {self.platform[:40]!r}; valid: {', '.join(PLATFORMS)}")
+        if self.platform is not None and self.format == "html":
+            raise ValueError("platform= answers a JSON dashboard document; leave out format=html")
+        return self
+
+
+class FeedQuery(QueryModel):
+    service: ServiceFilter = Field(None, description=SERVICE_DESCRIPTION)
+
+
+class SignInForm(Model):
+    key: str = Field(description="The metrics (or admin) key.")
+
+
+class HealthStatus(Document):
+    status: Literal["healthy", "degraded", "unhealthy", "unknown"]
+    word: str
+    health_score: int | None
+    checked_at: Timestamp | None = Field(alias="checkedAt")
+    summary: str
+
+
+class DependencyStatus(Document):
+    name: str
+    status: str
+    critical: bool
+    response_time: float | None = Field(alias="responseTime", description="ms")
+    checked_at: Timestamp | None = Field(alias="checkedAt")
+    error: str | None
+    circuit: dict[str, Any] | None
+    availability_24h: float | None = Field(alias="availability24h")
+    checks_24h: int = Field(alias="checks24h", description="The checks availability24h rests on.")
+
+
+class AppServices(Document):
+    selected: str | None = Field(description="The service parameter; null: every service combined.")
+    known: list[str]
+
+
+class PaymentCounts(Document):
+    succeeded: int
+    failed: int
+
+
+class SeriesPoint(Document):
+    at: Timestamp = Field(description="Start of the bucket.")
+    seconds: float = Field(description="Elapsed part of the bucket (less for the current one).")
+    complete: bool = Field(description="False for the bucket still filling.")
+    requests: int
+    errors: int = Field(description="5xx responses.")
+    error_share: float | None = Field(alias="errorShare")
+    p50: float | None = Field(description="ms")
+    p95: float | None = Field(description="ms")
+    p99: float | None = Field(description="ms")
+    payments: PaymentCounts
+
+
+class SeriesWindow(Document):
+    window: str
+    step_seconds: int = Field(alias="stepSeconds")
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    points: list[SeriesPoint]
+    latest: dict[str, Any] | None = Field(description="The last complete bucket (from, to and its figures): what "
+                                          "legends and summaries read.")
+
+
+Section = dict[str, Any] | UnavailableCategory
+
+
+class Viewer(Document):
+    signed_in: bool = Field(alias="signedIn")
+    role: str | None
+    session_expires_at: Timestamp | None = Field(alias="sessionExpiresAt")
+
+
+class DashboardDocument(Document):
+    """The dashboard: what the page shows. ``view: public`` has the sections anyone may see and
+    ``restricted`` (the ones left out); ``view: full`` has every section and no ``restricted``.
+    A section that could not be computed is ``{"available": false, "reason"}``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, json_schema_extra=sometimes_absent(
+        "restricted", "appServices", "performance", "series", "errors", "business", "alerts", "viewer"))
+
+    generated_at: Timestamp = Field(alias="generatedAt", description="The answer's one moment.")
+    view: Literal["full", "public"]
+    refresh_seconds: int = Field(alias="refreshSeconds")
+    status: HealthStatus
+    services: list[DependencyStatus]
+    uptime: Section = Field(description="Uptime, SLA compliance and error budget (GET /api/monitoring/uptime's "
+                            "default window).")
+    incidents: Section = Field(description="Incident count, the open incident and the recent ones.")
+    restricted: list[str] = Field(description="view=public: the sections left out, which need the metrics key.")
+    app_services: AppServices | UnavailableCategory = Field(
+        alias="appServices", description="view=full: the services the store knows (requests or errors) and the one "
+        "these figures are of. The page offers a picker when there is more than one.")
+    performance: Section = Field(description="Request figures over the last hour (the performance category), "
+                                 "top routes.")
+    series: dict[str, SeriesWindow] | UnavailableCategory = Field(
+        description="Per-bucket series: `1h` (1-minute buckets) and `24h` (15-minute buckets).")
+    errors: Section = Field(description="Unhandled exceptions over 24 h and the busiest error groups (the errors "
+                            "category).")
+    business: Section = Field(description="Business KPIs since midnight UTC: payment success rate, revenue per "
+                              "currency (integer minor units and a decimal string), active users, ticket operations.")
+    alerts: Section = Field(description="Active alerts with their severity.")
+    viewer: Viewer = Field(description="/dashboard/data only: who the page's viewer is.")
+
+
+class GrafanaDashboard(Document):
+    """platform=grafana: a Grafana dashboard (schema of Grafana 11.6)."""
+
+    panels: list[dict[str, Any]]
+    schema_version: int = Field(alias="schemaVersion")
+    uid: str
+
+
+class DatadogDashboard(Document):
+    """platform=datadog: a Datadog dashboard (the body of POST /api/v1/dashboard)."""
+
+    widgets: list[dict[str, Any]]
+    layout_type: str
+
+
+class DashboardAnswer(RootModel[DashboardDocument | GrafanaDashboard | DatadogDashboard]):
+    """The dashboard document, or a Grafana or Datadog dashboard: each requires keys the others lack."""
+
+
+_PAGE = Content("text/html", "The live page.", {"type": "string"})
+
+
 def _document(view: str, service: str | None = None) -> dict[str, Any]:
     monitoring = current_monitoring()
     if monitoring.dashboard_memo is None:
@@ -93,41 +260,53 @@ def _no_store(response: _AnyResponse) -> _AnyResponse:
 # --- GET /api/monitoring/dashboard -----------------------------------------------------------
 
 
+_VIEWER_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}, {}]
+
+
 @bp.get("/dashboard")
-def dashboard():  # type: ignore[no-untyped-def]
-    output = request.args.get("format") or None
-    platform = request.args.get("platform") or None
-    if output is not None and output not in FORMATS:
-        raise ApiError(400, f"unknown format {output[:40]!r}; valid: {', '.join(FORMATS)}", "invalid_parameter")
-    if platform is not None:
-        if platform not in PLATFORMS:
-            raise ApiError(400, f"unknown platform {platform[:40]!r}; valid: {', '.join(PLATFORMS)}",
-                           "invalid_parameter")
-        if output == "html":
-            raise ApiError(400, "platform= answers a JSON dashboard document; leave out format=html",
-                           "invalid_parameter")
+@endpoint(
+    key=None, security=_VIEWER_SECURITY, query=DashboardQuery, responses={200: DashboardAnswer},
+    extra_content={200: (_PAGE,)}, tags=["dashboard"],
+    descriptions={200: "The dashboard document, the HTML page, or a Grafana / Datadog dashboard."},
+)
+def dashboard(query: DashboardQuery) -> BaseResponse:
+    """Dashboard
+
+    The dashboard document (JSON, metrics key); `format=html` the live page (public: health and
+    uptime for anyone, every figure after signing in with the metrics key); `platform=grafana` a
+    Grafana dashboard and `platform=datadog` a Datadog dashboard over our exports' metric names
+    (metrics key).
+    """
+    if query.platform is not None:
         check_key(METRICS)
         # Imported on first use: the Grafana SDK is heavy and only this export needs it.
-        if platform == "grafana":
+        if query.platform == "grafana":
             from monitoring.dashboard.grafana import grafana_dashboard
 
             return jsonify(grafana_dashboard())
         from monitoring.dashboard.datadog import datadog_dashboard
 
         return jsonify(datadog_dashboard())
-    if output == "html":
+    if query.format == "html":
         return _page()
-    service = service_arg()
     check_key(METRICS)
-    return _no_store(jsonify(_document(FULL, service)))
+    return _no_store(jsonify(_document(FULL, query.service)))
 
 
 @bp.get("/dashboard/data")
-def dashboard_data():  # type: ignore[no-untyped-def]
-    """The page's feed: the full document for a signed-in viewer (or a key header), else the public one."""
+@endpoint(key=None, security=[{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}], query=FeedQuery,
+          responses={200: DashboardDocument}, tags=["dashboard"],
+          descriptions={200: "The dashboard document for this viewer."})
+def dashboard_data(query: FeedQuery) -> Response:
+    """The live page's feed
+
+    What the HTML page may show its viewer: the full document (`view: full`) with the page's
+    signed session cookie or a key header; otherwise the public one (`view: public`: status,
+    services, uptime, incidents; business and request figures are not in it), or 401 when
+    DASHBOARD_PUBLIC is false. `viewer` says which.
+    """
     key: ApiKey | None = None
     session = None
-    service = service_arg()
     if presented_key() is not None:
         key = check_key(METRICS)
     else:
@@ -135,7 +314,7 @@ def dashboard_data():  # type: ignore[no-untyped-def]
         key = session.key if session else None
         if key is None and not current_monitoring().public:
             check_key(METRICS)  # DASHBOARD_PUBLIC=false: no public view, sign in first
-    document = _document(FULL if key else PUBLIC, service)
+    document = _document(FULL if key else PUBLIC, query.service)
     document["viewer"] = {
         "signedIn": session is not None,
         "role": key.role if key else None,
@@ -187,13 +366,34 @@ def _require_same_origin() -> None:
 
 
 @bp.get("/dashboard/login")
-def login_page():  # type: ignore[no-untyped-def]
-    """Where a reload of a failed sign-in lands: the page itself."""
+@endpoint(key=NO_KEY, responses={303: None}, tags=["dashboard"], descriptions={303: "To `?format=html`."})
+def login_page() -> BaseResponse:
+    """Back to the page
+
+    Where a reload of a failed sign-in lands: a redirect (303) to the HTML page.
+    """
     return redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
 
 
 @bp.post("/dashboard/login")
-def login():  # type: ignore[no-untyped-def]
+@endpoint(
+    key=NO_KEY, form=SignInForm, tags=["dashboard"],
+    responses={303: None, 401: None, 403: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody},
+    extra_content={401: (_PAGE,), 429: (_PAGE,)},
+    descriptions={303: "Signed in: the session cookie is set; to `?format=html`.",
+                  401: "Missing or wrong key: the page with the message.",
+                  403: "Not posted from this site's dashboard page (`cross_site_request`).",
+                  429: "Too many failed sign-ins: the page with the message (or, past the per-address limit, "
+                       "the JSON error)."},
+)
+def login() -> BaseResponse:
+    """Sign in to the HTML dashboard
+
+    The page's form posts the metrics (or admin) key once; the answer sets a signed, HttpOnly,
+    SameSite=Strict session cookie (Secure over HTTPS, 12 h) and redirects to the page. Only
+    same-origin posts are accepted (Origin, else Referer). A wrong key answers the page with the
+    message and 401, and is audited; more than RATELIMIT_LOGIN failures per address answer 429.
+    """
     _require_same_origin()
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise ApiError(415, "send the sign-in form as application/x-www-form-urlencoded")
@@ -227,7 +427,15 @@ def login():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/dashboard/logout")
-def logout():  # type: ignore[no-untyped-def]
+@endpoint(key=NO_KEY, responses={303: None, 403: ErrorBody}, tags=["dashboard"],
+          descriptions={303: "Signed out; to `?format=html`.",
+                        403: "Not posted from this site's dashboard page (`cross_site_request`)."})
+def logout() -> BaseResponse:
+    """Sign out of the HTML dashboard
+
+    Revokes the session (a copy of its cookie ends with it), clears the cookie (same-origin posts
+    only) and redirects to the page.
+    """
     _require_same_origin()
     _sessions().revoke(request.cookies.get(COOKIE_NAME))  # a copy of the cookie ends with it
     response = redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
@@ -235,209 +443,9 @@ def logout():  # type: ignore[no-untyped-def]
     return _no_store(response)
 
 
-# --- OpenAPI ---------------------------------------------------------------------------------
-
-_UNAVAILABLE = {
-    "type": "object",
-    "required": ["available", "reason"],
-    "properties": {"available": {"const": False}, "reason": {"type": "string"}},
-}
-
-
-def _section(description: str) -> dict[str, Any]:
-    return {"description": description, "oneOf": [{"type": "object"}, _UNAVAILABLE]}
-
-
-_SERIES_POINT = {
-    "type": "object",
-    "properties": {
-        "at": {"type": "string", "format": "date-time", "description": "Start of the bucket."},
-        "seconds": {"type": "number", "description": "Elapsed part of the bucket (less for the current one)."},
-        "complete": {"type": "boolean", "description": "False for the bucket still filling."},
-        "requests": {"type": "integer"},
-        "errors": {"type": "integer", "description": "5xx responses."},
-        "errorShare": {"type": ["number", "null"]},
-        "p50": {"type": ["number", "null"], "description": "ms"},
-        "p95": {"type": ["number", "null"], "description": "ms"},
-        "p99": {"type": ["number", "null"], "description": "ms"},
-        "payments": {"type": "object", "properties": {"succeeded": {"type": "integer"}, "failed": {"type": "integer"}}},
-    },
-}
-
-_DOCUMENT = {
-    "type": "object",
-    "required": ["generatedAt", "view", "refreshSeconds", "status", "services", "uptime", "incidents"],
-    "properties": {
-        "generatedAt": {"type": "string", "format": "date-time"},
-        "view": {"enum": [FULL, PUBLIC]},
-        "refreshSeconds": {"type": "integer"},
-        "status": {
-            "type": "object",
-            "properties": {
-                "status": {"enum": ["healthy", "degraded", "unhealthy", "unknown"]},
-                "word": {"type": "string"},
-                "health_score": {"type": ["integer", "null"]},
-                "checkedAt": {"type": ["string", "null"], "format": "date-time"},
-                "summary": {"type": "string"},
-            },
-        },
-        "services": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "status": {"type": "string"},
-                    "critical": {"type": "boolean"},
-                    "responseTime": {"type": ["number", "null"]},
-                    "checkedAt": {"type": ["string", "null"]},
-                    "error": {"type": ["string", "null"]},
-                    "circuit": {"type": ["object", "null"]},
-                    "availability24h": {"type": ["number", "null"]},
-                    "checks24h": {"type": "integer", "description": "The checks availability24h rests on."},
-                },
-            },
-        },
-        "uptime": _section("Uptime, SLA compliance and error budget (GET /api/monitoring/uptime's default window)."),
-        "incidents": _section("Incident count, the open incident and the recent ones."),
-        "restricted": {"type": "array", "items": {"type": "string"},
-                       "description": "view=public: the sections left out, which need the metrics key."},
-        "appServices": {
-            "description": "view=full: the services the store knows (requests or errors) and the one these figures "
-            "are of (`selected`, the service parameter; null: every service combined). The page offers a picker "
-            "when there is more than one.",
-            "oneOf": [{"type": "object", "required": ["selected", "known"], "properties": {
-                "selected": {"type": ["string", "null"]},
-                "known": {"type": "array", "items": {"type": "string"}}}}, _UNAVAILABLE],
-        },
-        "performance": _section("Request figures over the last hour (the performance category), top routes."),
-        "series": {
-            "description": "Per-bucket series: `1h` (1-minute buckets) and `24h` (15-minute buckets).",
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {
-                    "window": {"type": "string"},
-                    "stepSeconds": {"type": "integer"},
-                    "from": {"type": "string", "format": "date-time"},
-                    "to": {"type": "string", "format": "date-time"},
-                    "points": {"type": "array", "items": _SERIES_POINT},
-                    "latest": {"type": ["object", "null"],
-                               "description": "The last complete bucket (from, to and its figures): what legends "
-                               "and summaries read."},
-                },
-            },
-        },
-        "errors": _section("Unhandled exceptions over 24 h and the busiest error groups (the errors category)."),
-        "business": _section("Business KPIs since midnight UTC: payment success rate, revenue per currency "
-                             "(integer minor units and a decimal string), active users, ticket operations."),
-        "alerts": _section("Active alerts with their severity."),
-    },
-}
-
-_DOCUMENT_RESPONSES = {
-    "400": {"$ref": "#/components/responses/BadRequest"},
-    "401": {"$ref": "#/components/responses/Unauthorized"},
-    "429": {"$ref": "#/components/responses/RateLimited"},
-}
-
-_HTML = {"text/html": {"schema": {"type": "string"}}}
-
+# The page's script and style sheet are served by the blueprint's static folder (Flask's own view,
+# not declared with @endpoint), so their entry is written here.
 OPENAPI_PATHS = {
-    "/api/monitoring/dashboard": {
-        "get": {
-            "summary": "Dashboard",
-            "description": "The dashboard document (JSON, metrics key); `format=html` the live page (public: health "
-            "and uptime for anyone, every figure after signing in with the metrics key); `platform=grafana` a "
-            "Grafana dashboard and `platform=datadog` a Datadog dashboard over our exports' metric names "
-            "(metrics key).",
-            "tags": ["dashboard"],
-            "security": [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}, {}],
-            "parameters": [
-                {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS), "default": "json"}},
-                {"name": "platform", "in": "query", "schema": {"type": "string", "enum": list(PLATFORMS)},
-                 "description": "A dashboard document to import into Grafana or Datadog; not with format=html."},
-                SERVICE_PARAMETER,
-            ],
-            "responses": {
-                "200": {
-                    "description": "The dashboard document, the HTML page, or a Grafana / Datadog dashboard.",
-                    # Each alternative requires keys the others lack, so exactly one matches.
-                    "content": {"application/json": {"schema": {"oneOf": [
-                        _DOCUMENT,
-                        {"type": "object", "required": ["panels", "schemaVersion", "uid"],
-                         "description": "platform=grafana: a Grafana dashboard (schema of Grafana 11.6)."},
-                        {"type": "object", "required": ["widgets", "layout_type"],
-                         "description": "platform=datadog: a Datadog dashboard (POST /api/v1/dashboard body)."},
-                    ]}}, **_HTML},
-                },
-                **_DOCUMENT_RESPONSES,
-            },
-        }
-    },
-    "/api/monitoring/dashboard/data": {
-        "get": {
-            "summary": "The live page's feed",
-            "description": "What the HTML page may show its viewer: the full document (`view: full`) with the page's "
-            "signed session cookie or a key header; otherwise the public one (`view: public`: status, services, "
-            "uptime, incidents; business and request figures are not in it). `viewer` says which.",
-            "tags": ["dashboard"],
-            "security": [{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
-            "parameters": [SERVICE_PARAMETER],
-            "responses": {
-                "200": {"description": "The dashboard document for this viewer.",
-                        "content": {"application/json": {"schema": _DOCUMENT}}},
-                "401": {"$ref": "#/components/responses/Unauthorized"},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    },
-    "/api/monitoring/dashboard/login": {
-        "get": {
-            "summary": "Back to the page",
-            "description": "Redirects (303) to the HTML page: where a reload after a failed sign-in lands.",
-            "tags": ["dashboard"],
-            "security": [],
-            "responses": {"303": {"description": "To `?format=html`."},
-                          "429": {"$ref": "#/components/responses/RateLimited"}},
-        },
-        "post": {
-            "summary": "Sign in to the HTML dashboard",
-            "description": "The page's form posts the metrics (or admin) key once; the answer sets a signed, "
-            "HttpOnly, SameSite=Strict session cookie (Secure over HTTPS, 12 h) and redirects to the page. Only "
-            "same-origin posts are accepted (Origin, else Referer). A wrong key answers the page with the message "
-            "and 401, and is audited; more than RATELIMIT_LOGIN failures per address answer 429.",
-            "tags": ["dashboard"],
-            "security": [],
-            "requestBody": {
-                "required": True,
-                "content": {"application/x-www-form-urlencoded": {
-                    "schema": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}}},
-            },
-            "responses": {
-                "303": {"description": "Signed in: the session cookie is set; to `?format=html`."},
-                "401": {"description": "Missing or wrong key: the page with the message.", "content": _HTML},
-                "403": {"$ref": "#/components/responses/Forbidden"},
-                "413": {"$ref": "#/components/responses/PayloadTooLarge"},
-                "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
-                "429": {"description": "Too many failed sign-ins: the page with the message, and Retry-After.",
-                        "content": _HTML},
-            },
-        },
-    },
-    "/api/monitoring/dashboard/logout": {
-        "post": {
-            "summary": "Sign out of the HTML dashboard",
-            "description": "Clears the session cookie (same-origin posts only) and redirects to the page.",
-            "tags": ["dashboard"],
-            "security": [],
-            "responses": {
-                "303": {"description": "Signed out; to `?format=html`."},
-                "403": {"$ref": "#/components/responses/Forbidden"},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    },
     "/api/monitoring/dashboard/static/{filename}": {
         "get": {
             "summary": "The page's script and style sheet",
@@ -449,16 +457,6 @@ OPENAPI_PATHS = {
                 "404": {"$ref": "#/components/responses/NotFound"},
                 "429": {"$ref": "#/components/responses/RateLimited"},
             },
-        }
-    },
-    "/": {
-        "get": {
-            "summary": "To the dashboard",
-            "description": "On Centinela's own service: redirects (302) to the HTML dashboard.",
-            "tags": ["dashboard"],
-            "security": [],
-            "responses": {"302": {"description": "To /api/monitoring/dashboard?format=html."},
-                          "429": {"$ref": "#/components/responses/RateLimited"}},
         }
     },
 }

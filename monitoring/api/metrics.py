@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from flask import Response, jsonify, request
 from pydantic import BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
-from pydantic_core import PydanticUseDefault
 
 from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.contract import (
@@ -17,6 +16,7 @@ from monitoring.api.contract import (
     QueryModel,
     ServiceFilter,
     Timestamp,
+    absent_if_empty,
     choice,
     endpoint,
     sometimes_absent,
@@ -34,7 +34,7 @@ from monitoring.metrics.exporters import (
     render_json,
     render_prometheus,
 )
-from monitoring.metrics.scope import MAX_SERVICE_CHARS, ScopedProvider, parse_service
+from monitoring.metrics.scope import ScopedProvider
 from monitoring.metrics.windows import DEFAULT_WINDOW, EXAMPLES, parse_window
 from monitoring.security.keys import METRICS
 from monitoring.services import Services
@@ -55,18 +55,12 @@ CATEGORIES = ("system", "performance", "business", "errors", "health", "uptime",
 # --- the contract ---------------------------------------------------------------------------
 
 
-def _absent_if_empty(value: Any) -> Any:
-    if value == "":
-        raise PydanticUseDefault()
-    return value
-
-
 # An app may install categories of its own (Monitoring.categories), and the window's longest
 # length is METRICS_RETENTION_DAYS: both are checked in the view, against the app; the models
 # document the built-in categories and the form of a window.
-CategoryName = Annotated[str | None, BeforeValidator(_absent_if_empty),
+CategoryName = Annotated[str | None, BeforeValidator(absent_if_empty),
                          WithJsonSchema({"type": "string", "enum": list(CATEGORIES)})]
-WindowText = Annotated[str, BeforeValidator(_absent_if_empty),
+WindowText = Annotated[str, BeforeValidator(absent_if_empty),
                        WithJsonSchema({"type": "string", "pattern": "^[1-9][0-9]{0,5}[mhd]$"})]
 
 
@@ -261,26 +255,6 @@ _EXPOSITION = (
 
 
 # --- the endpoint --------------------------------------------------------------------------
-
-
-def service_arg() -> str | None:
-    """The ``service`` query parameter: None for every service, else one name (400 for a name no service has).
-
-    For the views not declared with ``@endpoint`` yet (the dashboard); declared ones take ServiceFilter."""
-    raw = request.args.get("service")
-    try:
-        return parse_service(raw)
-    except ValueError as exc:
-        raise ApiError(400, str(exc), "invalid_parameter") from None
-
-
-# The dashboard's hand-written document (until it is declared with @endpoint).
-SERVICE_PARAMETER: dict[str, Any] = {
-    "name": "service", "in": "query",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SERVICE_CHARS},
-    "description": "Only this service's requests and errors (SERVICE_NAME of an embedded app, service.name of an "
-    "ingested one); every service combined when absent. A service the store does not know has empty figures.",
-}
 
 
 def _window(monitoring: Services, raw: str) -> TimeWindow:
