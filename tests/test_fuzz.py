@@ -39,9 +39,13 @@ REFUSED_BY_RULES_BEYOND_THE_SCHEMA = {
     ("GET", "/api/monitoring/uptime"): "a month that has not begun yet (or before 1970) is refused",
     ("POST", "/api/monitoring/alerts"): "a silence, maintenance window, rule or inhibition list is checked as a "
     "whole by monitoring.alerts (a silence that ends before it starts, a rule whose figure is no figure)",
+    ("POST", "/api/monitoring/events"): "an event is checked by monitoring.business.events beyond its schema: a real "
+    "ISO 4217 code, a timestamp within the retention and at most 5 minutes ahead, a label that is not blank, a "
+    "failure code only on a failed payment",
 }
 # Answers a bounded random walk may not reach, each sent once with every check: the Prometheus
-# text and the OpenMetrics exposition (by Accept), the Datadog body, one category.
+# text and the OpenMetrics exposition (by Accept), the Datadog body, one category; the dashboard
+# page and its Grafana and Datadog documents; events stored, in a batch, and repeated.
 EXPLICIT_CASES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("GET", "/api/monitoring/metrics"): [
         {"query": {"format": "prometheus"}},
@@ -50,6 +54,18 @@ EXPLICIT_CASES: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"query": {"category": "errors", "service": "shop", "include_internal": "true"}},
     ],
     ("GET", "/api/monitoring/errors"): [{"query": {"limit": "1", "since": "2026-01-01T00:00:00Z"}}],
+    ("GET", "/api/monitoring/dashboard"): [
+        {"query": {"format": "html"}},
+        {"query": {"platform": "grafana"}},
+        {"query": {"platform": "datadog"}},
+        {"query": {"service": "shop"}},
+    ],
+    ("POST", "/api/monitoring/events"): [
+        {"body": {"type": "payment", "outcome": "succeeded", "amount": 1999, "currency": "EUR", "id": "evt-1"}},
+        {"body": {"events": [{"type": "ticket", "operation": "purchased", "quantity": 2},
+                             {"type": "user_activity", "user_id": 42, "action": "login"}]}},
+        {"body": {"type": "payment", "outcome": "succeeded", "amount": 1999, "currency": "EUR", "id": "evt-1"}},
+    ],
 }
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default
 
@@ -96,21 +112,23 @@ def _variants(document: dict[str, Any], operation: Any) -> int:
 def _explicit(operation: Any, ran: Counter[str], statuses: Counter[str], media: Counter[str]) -> None:
     """The EXPLICIT_CASES of one operation, every check on each answer."""
     for fields in EXPLICIT_CASES.get((operation.method.upper(), operation.path), ()):
-        case = operation.Case(query=fields.get("query"), headers={**HEADERS, **fields.get("headers", {})})
+        parts = {name: fields[name] for name in ("query", "body") if name in fields}
+        case = operation.Case(**parts, headers={**HEADERS, **fields.get("headers", {})})
         response = case.call_and_validate(checks=CHECKS_USED)
         ran[operation.label] += 1
         statuses[str(response.status_code)] += 1
         media[response.headers.get("content-type", [""])[0].split(";")[0]] += 1  # lowercase keys, lists
 
 
-def _fuzz(operation: Any, examples: int, ran: Counter[str], statuses: Counter[str]) -> None:
-    """``examples`` derandomized cases of one operation, every check on each answer."""
+def _fuzz(operation: Any, examples: int, ran: Counter[str], statuses: Counter[str], by_action: bool) -> None:
+    """``examples`` derandomized cases of one operation, every check on each answer; ``by_action``: its
+    body is discriminated by ``action`` (counted per action)."""
     @settings(max_examples=examples, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
     @given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
         ran[operation.label] += 1
-        if isinstance(case.body, dict) and isinstance(case.body.get("action"), str):
+        if by_action and isinstance(case.body, dict) and isinstance(case.body.get("action"), str):
             ran[f"{operation.label} action={case.body['action']}"] += 1
         response = case.call_and_validate(headers=HEADERS, checks=CHECKS_USED)
         statuses[str(response.status_code)] += 1
@@ -131,7 +149,8 @@ def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
     for operation in declared:
         try:
             _explicit(operation, ran, statuses, media)
-            _fuzz(operation, EXAMPLES * _variants(document, operation), ran, statuses)
+            variants = _variants(document, operation)
+            _fuzz(operation, EXAMPLES * variants, ran, statuses, by_action=variants > 1)
         except Exception as exc:  # collect every operation's failure, then report them all
             failures[operation.label] = str(exc)[:3000]
     # What ran, for the record (pytest -s shows it): operations, examples, and the answers.
@@ -141,7 +160,8 @@ def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
         print(f"  {count:4d}  {label}")
     assert failures == {}, "\n\n".join(f"== {label}\n{text}" for label, text in failures.items())
     assert not [status for status in statuses if status.startswith("5")], statuses
-    assert {"text/plain", "application/openmetrics-text", "application/json"} <= set(media), media
+    assert {"text/plain", "application/openmetrics-text", "application/json", "text/html"} <= set(media), media
+    assert {"200", "201"} <= set(statuses), statuses  # the events: stored, then a repeat of a stored id
     assert all(ran[operation.label] for operation in declared), "an operation ran no example"
     actions = [key for key in ran if " action=" in key]
     assert len(actions) >= sum(_variants(document, o) for o in declared if _variants(document, o) > 1), \

@@ -1,6 +1,9 @@
 """HTTP adapters: one blueprint module per endpoint family, each thin over the domain modules.
 
-Every module has ``bp`` (a ``centinela_blueprint``) and ``OPENAPI_PATHS`` (its part of the
-OpenAPI document); ``monitoring.extension.API_MODULES`` lists them. What they serve is built
-in the composition root (``monitoring.services``); a view only reads from it.
+Every module has ``bp`` (a ``centinela_blueprint``); its endpoints are declared with
+``@endpoint`` (``monitoring.api.contract``), from which the OpenAPI document is generated. A route
+that is not a declared view (the dashboard's static files, the binary OTLP and Sentry bodies)
+adds its entry in the module's ``OPENAPI_PATHS``. ``monitoring.extension.API_MODULES`` lists the
+modules. What they serve is built in the composition root (``monitoring.services``); a view only
+reads from it.
 """

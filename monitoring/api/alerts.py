@@ -45,8 +45,7 @@ from monitoring.api.contract import (
     tidy_schema,
 )
 from monitoring.api.errors import ApiError
-from monitoring.api.paging import Before, NextPage, next_page, page_size
-from monitoring.api.params import MAX_ID
+from monitoring.api.paging import MAX_ID, Before, NextPage, next_page, page_size
 from monitoring.clock import isoformat
 from monitoring.durations import DAY, parse_duration
 from monitoring.extension import Monitoring, current_monitoring

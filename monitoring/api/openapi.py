@@ -1,14 +1,16 @@
 """/api/openapi.json: the OpenAPI 3.1 document of Centinela's own routes (under URL_PREFIX),
-assembled from each blueprint module's OPENAPI_PATHS. A host app's routes are not in it: the
-host's own OpenAPI, if it has one, stays the host's."""
+generated from the ``@endpoint`` declarations (``monitoring.api.contract``), with the few entries
+of routes that are not declared views (a module's ``OPENAPI_PATHS``). A host app's routes are not
+in it: the host's own OpenAPI, if it has one, stays the host's."""
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from flask import current_app, jsonify
+from flask import Response, current_app, jsonify
 
 from monitoring.api.blueprint import centinela_blueprint
+from monitoring.api.contract import PUBLIC, Content, endpoint
 from monitoring.extension import current_monitoring
 
 bp = centinela_blueprint("centinela_openapi", __name__, "/api")
@@ -77,10 +79,10 @@ def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "",
     """The document: the endpoints declared with ``@endpoint`` (monitoring.api.contract) as spectree
     generates them from their models, and the hand-written OPENAPI_PATHS of ``modules`` (the
     blueprint modules the app serves; all of them by default)."""
-    from monitoring.api.contract import openapi_document
+    from monitoring.api.contract import openapi_document as generated_document
     from monitoring.extension import API_MODULES
 
-    document = openapi_document(app, version)
+    document = generated_document(app, version)
     for name in API_MODULES if modules is None else modules:
         paths = getattr(importlib.import_module(name), "OPENAPI_PATHS", {})
         document["paths"].update({url_prefix + path: item for path, item in paths.items()})
@@ -94,7 +96,10 @@ def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "",
 
 
 @bp.get("/openapi.json")
-def openapi_document():  # type: ignore[no-untyped-def]
+@endpoint(key=PUBLIC, responses={200: None}, tags=["meta"],
+          extra_content={200: (Content("application/json", "The OpenAPI 3.1 document."),)})
+def openapi_document() -> Response:
+    """This document"""
     return jsonify(document_of_current_app())
 
 
@@ -107,18 +112,3 @@ def document_of_current_app() -> dict[str, Any]:
         monitoring.openapi_document = build_document(current_app, package_version("centinela") or "dev",
                                                      monitoring.settings.url_prefix, monitoring.api_modules)
     return monitoring.openapi_document
-
-
-OPENAPI_PATHS = {
-    "/api/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "tags": ["meta"],
-            "security": [],
-            "responses": {
-                "200": {"description": "The OpenAPI 3.1 document.", "content": {"application/json": {}}},
-                "429": {"$ref": "#/components/responses/RateLimited"},
-            },
-        }
-    }
-}

@@ -13,7 +13,10 @@ from typing import Annotated, Any, Protocol
 from pydantic import Field
 
 from monitoring.api.contract import Checked, Document, whole_number
-from monitoring.api.params import MAX_ID
+
+# The largest id an integer primary key holds (BIGINT on PostgreSQL, INTEGER on SQLite): a larger
+# one in a request is refused as a 400, not passed on to the store as an overflow.
+MAX_ID = 2**63 - 1
 
 # ?before=: only rows with a smaller id.
 Before = Annotated[int | None, whole_number(1, MAX_ID)]

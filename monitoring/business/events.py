@@ -50,6 +50,9 @@ MAX_BATCH = 500  # events per request; documented in the README and the OpenAPI 
 MAX_AMOUNT_MINOR = 10**15
 MAX_QUANTITY = 10_000
 MAX_USER_ID_LENGTH = 256
+# An id's and a label's longest, from their columns (the HTTP contract documents them).
+MAX_EVENT_ID_LENGTH = EVENT_ID_LENGTH
+MAX_LABEL_LENGTH = LABEL_LENGTH
 # Client clocks drift: a little ahead is accepted, far ahead is a bug (or ms sent as seconds).
 MAX_FUTURE_SECONDS = 300.0
 
