@@ -1,7 +1,9 @@
 """schemathesis against the served OpenAPI document (issues 15 and 16): every declared operation,
 with all of schemathesis' checks, valid and invalid data, deterministic generation and a bounded
 number of examples, on SQLite and PostgreSQL. Zero failures and zero server errors: bad input
-is a 400 in the one error shape, and every answer is what the document says.
+is a 400 in the one error shape, and every answer is what the document says. The ingest
+endpoints, whose bodies the document describes as binary, get hypothesis' arbitrary bodies
+instead (below): every write endpoint is fuzzed.
 
 Generation is derandomized (the same examples every run, so a failure reproduces) and bounded
 (FUZZ_EXAMPLES per operation, default 25) to keep `make test` fast; raise FUZZ_EXAMPLES for a
@@ -9,7 +11,10 @@ longer hunt.
 """
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,12 +22,13 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import CHECKS, load_all_checks
 
 from app import create_app
 from monitoring.clock import ManualClock
 from monitoring.settings import Settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, INGEST_KEY
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 HEADERS = {"X-Admin-Key": ADMIN_KEY}
@@ -166,3 +172,109 @@ def test_every_declared_operation_survives_the_fuzzer(fuzzed_app: Any) -> None:
     actions = [key for key in ran if " action=" in key]
     assert len(actions) >= sum(_variants(document, o) for o in declared if _variants(document, o) > 1), \
         f"an action ran no example: {actions}"
+
+
+# --- the ingest endpoints ---------------------------------------------------------------------
+# Their bodies are protobuf, OTLP JSON or Sentry envelopes, which the document describes as
+# binary: schemathesis has nothing to generate from. hypothesis sends them arbitrary JSON (the
+# OTLP JSON encoding and the store endpoint take it), arbitrary bytes, and envelopes whose header
+# and items are arbitrary JSON, under each content type and encoding they accept.
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+_OTLP_KEYS = st.sampled_from(["resourceSpans", "resourceMetrics", "resource", "scopeSpans", "spans", "attributes",
+                              "startTimeUnixNano", "endTimeUnixNano", "kind", "name", "events", "status"])
+# Shaped like OTLP JSON often enough to reach past the first field.
+_OTLP_JSON = st.recursive(
+    st.none() | st.integers() | st.text(max_size=20) | st.sampled_from(["1700000000000000000", 2, "http.route"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_OTLP_KEYS, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _envelope(header: Any, items: list[tuple[Any, Any]]) -> bytes:
+    lines = [json.dumps(header)]
+    for item_header, payload in items:
+        lines += [json.dumps(item_header), json.dumps(payload)]
+    return "\n".join(lines).encode()
+
+
+_ENVELOPES = st.builds(
+    _envelope,
+    _JSON | st.fixed_dictionaries({"event_id": st.uuids().map(lambda u: u.hex)}),
+    st.lists(st.tuples(st.fixed_dictionaries({"type": st.sampled_from(["event", "transaction", "session", "x"])})
+                       | _JSON, _JSON), max_size=3),
+)
+_ENCODINGS = st.sampled_from([None, "gzip", "deflate", "br", "identity", "zstd"])
+
+
+def _encoded(body: bytes, encoding: str | None) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "deflate":
+        return zlib.compress(body)
+    if encoding == "br":
+        import brotli
+
+        return bytes(brotli.compress(body))
+    return body
+
+
+@pytest.fixture
+def ingest_app(store_url: str, make_settings: Callable[..., Settings], clock: ManualClock) -> Iterator[Any]:
+    app = create_app(make_settings({"DATABASE_URL": store_url, "RATELIMIT_ENABLED": "false",
+                                    "SENTRY_PROJECTS": '{"1": "shop"}'}), clock=clock)
+    yield app
+    app.extensions["centinela"].shutdown()
+    app.extensions["centinela"].store.dispose()
+
+
+def test_the_ingest_endpoints_survive_arbitrary_bodies(ingest_app: Any) -> None:
+    client = ingest_app.test_client()
+    statuses: Counter[int] = Counter()
+    by_path: Counter[str] = Counter()
+    key = {"X-API-Key": INGEST_KEY}
+    sentry = {"X-Sentry-Auth": f"Sentry sentry_key={INGEST_KEY}, sentry_version=7"}
+
+    def send(path: str, body: bytes, content_type: str, encoding: str | None, headers: dict[str, str]) -> None:
+        sent = {**headers, "Content-Type": content_type}
+        if encoding:
+            sent["Content-Encoding"] = encoding
+        response = client.post(path, data=_encoded(body, encoding), headers=sent)
+        statuses[response.status_code] += 1
+        by_path[f"{path.rstrip('/').rsplit('/', 1)[-1]} {response.status_code}"] += 1
+        assert response.status_code < 500, (path, content_type, encoding, body[:300], response.get_data()[:300])
+        if response.status_code >= 400 and response.mimetype == "application/json":
+            answer = response.get_json()
+            # OTLP/HTTP answers a google.rpc.Status ({"code", "message"}); the rest the one error shape.
+            assert set(answer if path.startswith("/v1/") else answer["error"]) >= {"code", "message"}, answer
+
+    @settings(max_examples=EXAMPLES * 4, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(path=st.sampled_from(["/v1/traces", "/v1/metrics"]), body=_OTLP_JSON | _JSON,
+           raw=st.binary(max_size=200), encoding=_ENCODINGS,
+           content_type=st.sampled_from(["application/json", "application/x-protobuf", "text/plain"]))
+    def otlp(path: str, body: Any, raw: bytes, encoding: str | None, content_type: str) -> None:
+        data = json.dumps(body).encode() if content_type == "application/json" else raw
+        send(path, data, content_type, encoding, key)
+
+    @settings(max_examples=EXAMPLES * 4, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(envelope=_ENVELOPES, event=_JSON, raw=st.binary(max_size=200), encoding=_ENCODINGS,
+           shape=st.sampled_from(["envelope", "store", "raw-envelope"]),
+           content_type=st.sampled_from(["application/x-sentry-envelope", "application/json", "text/plain"]))
+    def sentry_sdk(envelope: bytes, event: Any, raw: bytes, encoding: str | None, shape: str,
+                   content_type: str) -> None:
+        if shape == "store":
+            send("/api/1/store/", json.dumps(event).encode(), content_type, encoding, sentry)
+        else:
+            send("/api/1/envelope/", envelope if shape == "envelope" else raw, content_type, encoding, sentry)
+
+    otlp()
+    sentry_sdk()
+    print(f"\ningest fuzz: {sum(statuses.values())} bodies; answers {dict(sorted(by_path.items()))}")
+    taken = {where.split()[0] for where, count in by_path.items() if where.endswith(" 200")}
+    assert taken == {"traces", "metrics", "envelope", "store"}, by_path  # every endpoint took some
