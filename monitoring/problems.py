@@ -3,7 +3,7 @@
 The domain checks what it is given (a rule, a silence, a maintenance window, the inhibition
 list: from the API and from settings alike) and raises a subclass of ``InvalidInput``; the
 HTTP layer answers any of them the same way (400, the subclass's code, the first problem in the
-message and every problem in ``problems``: monitoring.api.contract).
+message and every problem in ``items``: monitoring.api.contract).
 """
 from __future__ import annotations
 

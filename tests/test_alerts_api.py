@@ -183,6 +183,7 @@ def test_rule_bad_requests(make_host: Callable[..., Host]) -> None:
         "not_found"
     error = host.post({"action": "update_rule", "rule": {"name": "HighErrorRate", "threshold": "high"}}, 400)["error"]
     assert error["problems"] == [{"field": "threshold", "message": "must be a number"}]
+    assert error["items"] == error["problems"]  # the one name every refusal uses, and the old one
     assert host.post({"action": "delete_rule"}, 400)["error"]["message"] == "name must name the rule to delete"
 
 

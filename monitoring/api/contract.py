@@ -412,8 +412,10 @@ def problems_error(exc: ValidationError, code: str, what: str) -> ApiError:
 
 def invalid_input_error(exc: InvalidInput) -> ApiError:
     """What the domain found wrong (a rule, a silence, a window...): 400 with its code, every problem
-    in ``problems``, the first in the message after what was refused."""
-    return ApiError(400, f"{exc.refusal}: {_first_of(exc.problems)}", exc.code, problems=exc.problems)
+    in ``items`` (as every refusal that names fields), the first in the message after what was
+    refused. ``problems`` repeats ``items`` for the clients written when it was the only name."""
+    return ApiError(400, f"{exc.refusal}: {_first_of(exc.problems)}", exc.code, items=exc.problems,
+                    problems=exc.problems)
 
 
 def _first_of(problems: Sequence[Mapping[str, str]]) -> str:
