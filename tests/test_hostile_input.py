@@ -130,27 +130,49 @@ def test_a_body_that_is_not_an_object_gets_an_accurate_message(client: Any, body
     assert "not valid JSON" not in error["message"] and "object" in error["message"]
 
 
-def test_a_rule_that_cannot_be_stored_stops_no_other_and_is_reported(client: Any, clock: ManualClock) -> None:
-    """A rule saved before the door refused such text (an older version stored it): its alert
-    cannot be written, so it rolls back alone; the others fire, and RuleEvaluationFailing names it."""
+def _watching_and_poisoned(client: Any, clock: ManualClock, definition: Any) -> Any:
+    """A rule added through the API, and a PoisonRule row written straight into the store (as an
+    older version, or a hand edit, left it); then one health round and one evaluation."""
     monitoring = client.application.extensions["centinela"]
     watching = {"name": "Watching", "figure": "dependency_down", "comparison": ">=", "threshold": 0,
                 "severity": "info", "summary": "watching {service}"}
     assert client.post(ALERTS, json={"action": "add_rule", "rule": watching}, headers=ADMIN_HEADERS).status_code == 200
-    poison = {**watching, "name": "PoisonRule", "summary": "poison \ud83d {service}"}
     with monitoring.store.write() as conn:
-        conn.execute(alert_rules.insert().values(name="PoisonRule", definition=json.dumps(poison),
+        conn.execute(alert_rules.insert().values(name="PoisonRule", definition=definition(watching),
                                                  created_at=clock.now(), updated_at=clock.now(), updated_by="old"))
     monitoring.health.run_round()
-    run = monitoring.alerting.evaluate()
-    assert run.outcomes["PoisonRule"].error  # it failed, visibly
+    return monitoring.alerting.evaluate()
+
+
+def test_a_rule_an_older_version_stored_with_a_lone_surrogate_fires_like_the_others(
+        client: Any, clock: ManualClock) -> None:
+    """The door refuses such text now; one stored before fires, its text escaped where it is
+    stored (the store's JSON columns escape non-ASCII), and stops no other rule."""
+    monitoring = client.application.extensions["centinela"]
+    run = _watching_and_poisoned(client, clock, lambda watching: {
+        **watching, "name": "PoisonRule", "summary": "poison \ud83d {service}"})
+    assert not run.outcomes["PoisonRule"].error
+    firing = {a.rule for a in monitoring.alerting.ledger.listing(states=("firing",), limit=50)}
+    assert {"Watching", "PoisonRule"} <= firing
+
+
+@pytest.mark.parametrize("definition", [
+    pytest.param(lambda watching: "{not json", id="not-json"),
+    pytest.param(lambda watching: {**watching, "name": "PoisonRule", "comparison": ["<"]}, id="not-a-rule"),
+    pytest.param(lambda watching: [1, 2], id="a-list"),
+])
+def test_a_stored_rule_that_does_not_read_stops_no_other_and_is_reported(
+        client: Any, clock: ManualClock, definition: Any) -> None:
+    monitoring = client.application.extensions["centinela"]
+    run = _watching_and_poisoned(client, clock, definition)
+    assert "does not read as a rule" in run.outcomes["PoisonRule"].error  # it failed, visibly
     firing = {a.rule for a in monitoring.alerting.ledger.listing(states=("firing",), limit=50)}
     assert "Watching" in firing and "PoisonRule" not in firing  # the others went on
-    listed = {r["name"]: r for r in client.get(ALERTS + "?action=rules", headers=METRICS_HEADERS).get_json()["rules"]}
-    assert listed["PoisonRule"]["status"]["error"]
     clock.advance(15)
     monitoring.alerting.evaluate()  # the next run reads the failure and raises its own alert
     failing = [a for a in monitoring.alerting.ledger.listing(states=("firing",), limit=50)
                if a.rule == "RuleEvaluationFailing"]
     assert [a.labels["rule"] for a in failing] == ["PoisonRule"]
     assert "PoisonRule" in failing[0].annotations["summary"]
+    listed = client.get(ALERTS + "?action=rules", headers=METRICS_HEADERS)
+    assert listed.status_code == 200 and "Watching" in {r["name"] for r in listed.get_json()["rules"]}

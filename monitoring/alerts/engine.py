@@ -236,10 +236,14 @@ class AlertEngine:
 
     def evaluate(self) -> EvaluationRun:
         now = self.clock.now()
-        rules = self.rulebook.rules()
+        book = self.rulebook.read()
+        rules = book.rules
         by_name = {rule.name: rule for rule in rules}
         reader = self.figure_reader(now)
         outcomes = {rule.name: self._evaluate_rule(rule, reader) for rule in rules if rule.enabled}
+        # A stored rule that does not read is failing, like one whose figure cannot be read: its
+        # alerts are left as they are and RuleEvaluationFailing names it.
+        outcomes.update({name: RuleOutcome(error=error) for name, error in book.unreadable.items()})
         run = EvaluationRun(now, outcomes)
         outgoing = Outgoing()
         with self.store.write() as conn:

@@ -8,7 +8,6 @@ symptoms, and the page should be about the cause. The rules are changed with
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,13 +110,13 @@ class Inhibitions:
             with self.store.read() as read_conn:
                 return self.rules(read_conn)
         stored = conn.execute(select(alert_settings.c.value).where(alert_settings.c.name == SETTING)).scalar()
-        return DEFAULT_INHIBITIONS if stored is None else parse_inhibitions(json.loads(stored))
+        return DEFAULT_INHIBITIONS if stored is None else parse_inhibitions(stored)
 
     def replace(self, raw: Any, actor: Actor) -> tuple[tuple[InhibitRule, ...], tuple[InhibitRule, ...]]:
         """Replace the whole list; returns (before, after)."""
         after = parse_inhibitions(raw)
         now = self.clock.now()
-        value = json.dumps([rule.to_json() for rule in after])
+        value = [rule.to_json() for rule in after]
         with self.store.write() as conn:
             before = self.rules(conn)
             conn.execute(

@@ -115,14 +115,14 @@ class Alert:
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Alert:
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
-        values["labels"] = json.loads(row["labels"])
-        values["annotations"] = json.loads(row["annotations"])
+        values["labels"] = row["labels"]
+        values["annotations"] = row["annotations"]
         return cls(**values)
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("id", "resend_now")}
-        row["labels"] = json.dumps(self.labels, sort_keys=True, ensure_ascii=False)
-        row["annotations"] = json.dumps(self.annotations, sort_keys=True, ensure_ascii=False)
+        row["labels"] = self.labels
+        row["annotations"] = self.annotations
         row["open_fingerprint"] = self.fingerprint if self.state in OPEN_STATES else None
         return row
 
@@ -287,7 +287,7 @@ class AlertLedger:
         conn.execute(
             alert_events.insert().values(
                 alert_id=alert.id, at=at, kind=kind, actor=actor[:64],
-                detail=json.dumps(sanitise(detail), sort_keys=True, default=str),
+                detail=sanitise(detail),
             )
         )
 
@@ -328,6 +328,6 @@ class AlertLedger:
             ).mappings()
             for row in rows:
                 found[int(row["alert_id"])].append(
-                    AlertEvent(int(row["alert_id"]), row["at"], row["kind"], row["actor"], json.loads(row["detail"]))
+                    AlertEvent(int(row["alert_id"]), row["at"], row["kind"], row["actor"], row["detail"] or {})
                 )
         return found

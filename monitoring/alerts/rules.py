@@ -23,7 +23,7 @@ categories in that service's scope (figures of other categories have no sample).
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +58,8 @@ from monitoring.security.pii import sanitise_text
 from monitoring.settings import AlertSettings
 from monitoring.store.alerts_tables import alert_rules
 from monitoring.store.database import Store
+
+log = logging.getLogger(__name__)
 
 DEFAULT = "default"
 DERIVED = "derived"  # from a health check in force
@@ -436,6 +438,14 @@ def derived_rules(checks: Iterable[CheckInForce], settings: AlertSettings) -> li
 # --- the rule book ----------------------------------------------------------------------------------
 
 
+@dataclass
+class RuleSet:
+    """What the rule book holds at one read: the rules, and the stored ones that do not read (name: error)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
 class RuleBook:
     """The rules in force: the defaults and the derived rules, overlaid by the changes stored
     through the API, then the rules added through it."""
@@ -468,15 +478,32 @@ class RuleBook:
 
     def rules(self, conn: Connection | None = None) -> list[Rule]:
         """Defaults first (in their order), derived rules, then added rules by name."""
+        return self.read(conn).rules
+
+    def read(self, conn: Connection | None = None) -> RuleSet:
+        """The rules, and the stored ones that no longer read as a rule (a row written by an older
+        version, or edited by hand): those are left out, so they stop no other rule, and named with
+        their error, so the evaluation reports them failing (RuleEvaluationFailing)."""
         if conn is None:
             with self.store.read() as read_conn:
-                return self.rules(read_conn)
+                return self.read(read_conn)
         stored = {row.name: row.definition for row in conn.execute(select(alert_rules.c.name, alert_rules.c.definition))}
-        merged = []
+        found = RuleSet()
         for name, default in self.defaults.items():
-            merged.append(self._stored_rule(stored.pop(name), default) if name in stored else default)
-        merged += [self._stored_rule(stored[name], None) for name in sorted(stored)]
-        return merged
+            if name not in stored:
+                found.rules.append(default)
+            else:
+                self._add_stored(found, name, stored.pop(name), default)
+        for name in sorted(stored):
+            self._add_stored(found, name, stored[name], None)
+        return found
+
+    def _add_stored(self, found: RuleSet, name: str, definition: Any, default: Rule | None) -> None:
+        try:
+            found.rules.append(self._stored_rule(definition, default))
+        except (InvalidRule, ValueError, TypeError, KeyError) as exc:
+            log.warning("stored alert rule %s does not read as a rule: %s", name, type(exc).__name__)
+            found.unreadable[name] = sanitise_text(f"the stored rule does not read as a rule: {exc}")[:500]
 
     def get(self, name: str, conn: Connection | None = None) -> Rule:
         for rule in self.rules(conn):
@@ -485,11 +512,11 @@ class RuleBook:
         raise RuleNotFound(name)
 
     @staticmethod
-    def _stored_rule(definition: str, default: Rule | None) -> Rule:
+    def _stored_rule(definition: Any, default: Rule | None) -> Rule:
         """A stored change of ``default`` (keeping where that came from), or an added rule."""
         origin = default.origin if default is not None else CUSTOM
         derived_from = default.derived_from if default is not None else ""
-        return replace(parse_rule(json.loads(definition), origin=origin), origin=origin, derived_from=derived_from)
+        return replace(parse_rule(definition, origin=origin), origin=origin, derived_from=derived_from)
 
     def add(self, data: Any, actor: Actor) -> Rule:
         rule = parse_rule(data, origin=CUSTOM, default_windows=self.windows)
@@ -520,7 +547,7 @@ class RuleBook:
 
     def _save(self, conn: Connection, rule: Rule, actor: Actor) -> None:
         now = self.clock.now()
-        definition = json.dumps(rule.to_json(), sort_keys=True)
+        definition = rule.to_json()
         conn.execute(
             self.store.insert(alert_rules)
             .values(name=rule.name, definition=definition, created_at=now, updated_at=now, updated_by=actor.who)

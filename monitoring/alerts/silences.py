@@ -3,7 +3,6 @@ matches is still tracked and shown, just not sent; when the silence ends (or is 
 hand) and the alert still fires, the next evaluation sends it at once."""
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,7 +143,7 @@ class Silences:
     def create(self, spec: SilenceSpec, actor: Actor) -> Silence:
         now = self.clock.now()
         values = {
-            "matchers": json.dumps(matchers_json(spec.matchers)),
+            "matchers": matchers_json(spec.matchers),
             "starts_at": spec.starts_at,
             "ends_at": spec.ends_at,
             "created_by": actor.who[:64],
@@ -204,7 +203,7 @@ class Silences:
 def _silence(row: Mapping[str, Any] | RowMapping) -> Silence:
     return Silence(
         id=int(row["id"]),
-        matchers=parse_matchers(json.loads(row["matchers"])),
+        matchers=parse_matchers(row["matchers"]),
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
         created_by=row["created_by"],

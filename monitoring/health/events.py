@@ -7,7 +7,6 @@ For ``breaker_*`` kinds the two statuses are breaker states (closed / open / hal
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +87,7 @@ def record_event(
             from_status=from_status,
             to_status=to_status,
             at=at,
-            detail=json.dumps(sanitise(detail or {}), sort_keys=True, default=str),
+            detail=sanitise(detail or {}),
         )
     )
 
@@ -124,7 +123,7 @@ def list_events(
                 from_status=row["from_status"],
                 to_status=row["to_status"],
                 at=row["at"],
-                detail=json.loads(row["detail"] or "{}"),
+                detail=row["detail"] or {},
             )
             for row in conn.execute(query).mappings()
         ]
@@ -138,7 +137,5 @@ def opening_error(store: Store, service: str) -> str | None:
             select(t.detail).where(t.service == service, t.kind == BREAKER_OPENED).order_by(t.at.desc(), t.id.desc())
             .limit(1)
         ).scalar()
-    if detail is None:
-        return None
-    error = json.loads(detail or "{}").get("error")
+    error = (detail or {}).get("error")
     return str(error) if error else None

@@ -71,7 +71,7 @@ class AuditLog:
             "action": action[:128],
             "client_ip": client_ip[:64],
             "path": path[:512],
-            "detail": json.dumps(sanitise(detail or {}), sort_keys=True, default=str),
+            "detail": sanitise(detail or {}),
         }
         if conn is not None:
             conn.execute(audit_log.insert().values(**row))
@@ -130,7 +130,7 @@ class AuditLog:
             action=row["action"],
             client_ip=row["client_ip"],
             path=row["path"],
-            detail=json.loads(row["detail"] or "{}"),
+            detail=row["detail"] or {},
         )
 
 

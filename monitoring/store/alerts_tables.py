@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Double, Index, Integer, String, Table, Text
 
-from monitoring.store.schema import Id, metadata
+from monitoring.store.schema import Id, JsonText, metadata
 
 # Rules changed or added through the API: the full definition as JSON, which wins over the
 # default built from the environment. A default rule never changed has no row.
@@ -17,7 +17,7 @@ alert_rules = Table(
     "alert_rules",
     metadata,
     Column("name", String(64), primary_key=True),
-    Column("definition", Text, nullable=False),
+    Column("definition", JsonText, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("updated_by", String(64), nullable=False, default=""),
@@ -42,8 +42,8 @@ alerts = Table(
     Column("rule", String(64), nullable=False),  # "" for a manual alert
     Column("state", String(16), nullable=False),  # pending | firing | resolved
     Column("severity", String(16), nullable=False),
-    Column("labels", Text, nullable=False),  # JSON, sanitised
-    Column("annotations", Text, nullable=False),  # JSON, sanitised
+    Column("labels", JsonText, nullable=False),  # sanitised
+    Column("annotations", JsonText, nullable=False),  # sanitised
     Column("group_key", String(512), nullable=False),
     Column("value", Double, nullable=True),  # the figure at the latest evaluation (None: no data then)
     Column("active_at", Double, nullable=False),  # when the condition first held (pending since)
@@ -81,7 +81,7 @@ alert_events = Table(
     Column("at", Double, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("actor", String(64), nullable=False, default=""),  # a key id for admin actions, "" for the engine
-    Column("detail", Text, nullable=False, default="{}"),  # JSON, sanitised
+    Column("detail", JsonText, nullable=False, default={}),  # sanitised
     Index("ix_alert_events_alert", "alert_id"),
     Index("ix_alert_events_at", "at"),
 )
@@ -90,7 +90,7 @@ alert_silences = Table(
     "alert_silences",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("matchers", Text, nullable=False),  # JSON list of matcher strings: ["alertname=\"X\""]
+    Column("matchers", JsonText, nullable=False),  # list of matcher strings: ["alertname=\"X\""]
     Column("starts_at", Double, nullable=False),
     Column("ends_at", Double, nullable=False),
     Column("created_by", String(64), nullable=False),
@@ -105,7 +105,7 @@ alert_settings = Table(
     "alert_settings",
     metadata,
     Column("name", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
+    Column("value", JsonText, nullable=False),
     Column("updated_at", Double, nullable=False),
     Column("updated_by", String(64), nullable=False, default=""),
 )

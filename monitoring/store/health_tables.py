@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Double, Index, Integer, String, Table, Text
 
-from monitoring.store.schema import Id, metadata
+from monitoring.store.schema import Id, JsonText, metadata
 
 # The latest result per dependency: what /api/health/check answers from (one small read).
 health_status = Table(
@@ -47,7 +47,7 @@ health_events = Table(
     Column("from_status", String(16), nullable=False),  # a status, or a breaker state for breaker_* kinds
     Column("to_status", String(16), nullable=False),
     Column("at", Double, nullable=False),
-    Column("detail", Text, nullable=False, default="{}"),  # JSON, sanitised: error, responseTime, failures
+    Column("detail", JsonText, nullable=False, default={}),  # sanitised: error, responseTime, failures
     Index("ix_health_events_at", "at"),
     Index("ix_health_events_service_at", "service", "at"),
 )

@@ -2,6 +2,9 @@
 and subtract the same way on SQLite and PostgreSQL, and turn into RFC 3339 at the edge."""
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -13,8 +16,41 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON value kept as TEXT, the one JSON column type of the store: written with sorted keys
+    (a stored value reads the same however it was built), read back as the value.
+
+    TEXT and not the dialects' JSON types: the columns are only written and read whole, never
+    queried inside, and SQLite and PostgreSQL then store the same text (the store moves between
+    them with ``python -m monitoring.store.transfer``). Non-ASCII is escaped, so any text the
+    database takes (a lone surrogate that an older version let into a rule is ``\\ud83d``, not
+    an encoding error). Values that JSON has no form for (a datetime in an audit detail) are
+    written as their ``str``. Text that is not JSON (a row edited by hand) reads back as that
+    text, so the one row is refused where it is used and the others still load.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, sort_keys=True, default=str)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or value == "":
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
 
 # One integer id type that autoincrements on both SQLite (INTEGER PRIMARY KEY) and PostgreSQL (BIGSERIAL).
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -66,7 +102,7 @@ audit_log = Table(
     Column("action", String(128), nullable=False),
     Column("client_ip", String(64), nullable=False, default=""),  # anonymised
     Column("path", String(512), nullable=False, default=""),
-    Column("detail", Text, nullable=False, default="{}"),  # JSON: reason, before/after, ...
+    Column("detail", JsonText, nullable=False, default={}),  # reason, before/after, ...
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_kind_at", "kind", "at"),
 )

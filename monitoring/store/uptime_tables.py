@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Double, Index, String, Table, Text
 
-from monitoring.store.schema import Id, metadata
+from monitoring.store.schema import Id, JsonText, metadata
 
 uptime_segments = Table(
     "uptime_segments",
@@ -46,7 +46,7 @@ incidents = Table(
     Column("started_at", Double, nullable=False),  # the first round that found the service unhealthy
     Column("ended_at", Double, nullable=True),  # the first round that found it up again; null while open
     Column("cause", Text, nullable=False),  # sanitised: "critical dependency stripe is unhealthy (HTTP 500)"
-    Column("services", Text, nullable=False, default="[]"),  # JSON list: every dependency seen unhealthy in it
+    Column("services", JsonText, nullable=False, default=[]),  # every dependency seen unhealthy in it
     # "open" while open, NULL once closed: the unique index allows one open incident, whoever writes.
     Column("open_marker", String(8), nullable=True, unique=True),
     Column("updated_at", Double, nullable=False),
@@ -65,8 +65,8 @@ maintenance_windows = Table(
     Column("cron", String(120), nullable=True),  # weekly windows are stored as their cron expression
     Column("duration_seconds", Double, nullable=True),
     Column("timezone", String(64), nullable=True),
-    Column("services", Text, nullable=False, default="[]"),  # JSON list; empty: the whole service
-    Column("schedule", Text, nullable=False, default="{}"),  # JSON: the schedule as it was given, for display
+    Column("services", JsonText, nullable=False, default=[]),  # empty: the whole service
+    Column("schedule", JsonText, nullable=False, default={}),  # the schedule as it was given, for display
     Column("created_by", String(64), nullable=False, default=""),
     Column("created_at", Double, nullable=False),
     Index("ix_maintenance_windows_ends_at", "ends_at"),

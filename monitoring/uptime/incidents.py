@@ -8,7 +8,6 @@ index, so a second open in another worker or host is a no-op that finds the firs
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +71,7 @@ def open_incident(store: Store, conn: Connection, at: float, cause: str, service
     names = tuple(sorted(set(services)))
     conn.execute(
         store.insert(incidents)
-        .values(started_at=at, ended_at=None, cause=cause, services=json.dumps(list(names)), open_marker=OPEN,
+        .values(started_at=at, ended_at=None, cause=cause, services=list(names), open_marker=OPEN,
                 updated_at=now)
         .on_conflict_do_nothing(index_elements=["open_marker"])
     )
@@ -92,7 +91,7 @@ def add_services(conn: Connection, incident: Incident, services: Iterable[str], 
     if names == incident.services:
         return incident
     conn.execute(
-        update(incidents).where(incidents.c.id == incident.id).values(services=json.dumps(list(names)), updated_at=now)
+        update(incidents).where(incidents.c.id == incident.id).values(services=list(names), updated_at=now)
     )
     return Incident(incident.id, incident.started_at, incident.ended_at, incident.cause, names)
 
@@ -153,5 +152,5 @@ def _incident(row: Mapping[str, Any] | RowMapping) -> Incident:
         started_at=row["started_at"],
         ended_at=row["ended_at"],
         cause=row["cause"],
-        services=tuple(json.loads(row["services"] or "[]")),
+        services=tuple(row["services"] or ()),
     )

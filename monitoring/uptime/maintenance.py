@@ -21,7 +21,6 @@ What other features call (the alerting API creates, lists and deletes; the engin
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -204,8 +203,8 @@ class MaintenanceCalendar:
             "cron": spec.cron,
             "duration_seconds": spec.duration_seconds,
             "timezone": spec.timezone,
-            "services": json.dumps(list(spec.services)),
-            "schedule": json.dumps(spec.schedule, sort_keys=True),
+            "services": list(spec.services),
+            "schedule": spec.schedule,
             "created_by": created_by[:64],
             "created_at": self.clock.now(),
         }
@@ -464,8 +463,8 @@ def _window(row: Mapping[str, Any] | RowMapping) -> MaintenanceWindow:
         cron=row["cron"],
         duration_seconds=row["duration_seconds"],
         timezone=row["timezone"],
-        services=tuple(json.loads(row["services"] or "[]")),
-        schedule=json.loads(row["schedule"] or "{}"),
+        services=tuple(row["services"] or ()),
+        schedule=row["schedule"] or {},
         created_by=row["created_by"],
         created_at=row["created_at"],
     )
