@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import random
 import selectors
 import socket
 import socketserver
@@ -63,15 +64,28 @@ _CONNECTION_TIMEOUT = 2.0
 _JOIN_TIMEOUT = 1.0
 
 
-def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port on ``host`` that was free when this function ran.
+# Below Linux's ephemeral range (32768-60999 by default), which the kernel hands out for port 0
+# and for outgoing connections: a port picked here is never given to a receiver that binds port 0
+# in another test meanwhile (which would then record a gunicorn's start-up probes as its own).
+_PICKED_PORTS = range(20000, 32768)
 
-    Inherently racy (someone else may grab it afterwards); prefer letting the
-    servers below bind port 0.  Useful for "nothing listens here" tests.
+
+def free_port(host: str = LOCALHOST) -> int:
+    """Return a TCP port on ``host`` that was free when this function ran, for a server that
+    starts later (a gunicorn) or for "nothing listens here" tests.
+
+    Still racy against another free_port() caller (1 in 12,768 per pair); prefer letting the
+    servers below bind port 0.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    for _ in range(100):
+        port = random.choice(_PICKED_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PICKED_PORTS} after 100 tries")
 
 
 # --------------------------------------------------------------------------
