@@ -3,6 +3,7 @@ injected clock, keys, and a real gunicorn for the tests where workers matter."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -177,6 +178,19 @@ def gunicorn_server(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[C
     yield start
     for server in started:
         server.stop()
+    report = getattr(request.node, "call_report", None)
+    if report is not None and report.failed:  # what the processes said, beside the failure
+        for server in started:
+            tail = "\n".join(server.log().splitlines()[-80:])
+            sys.stderr.write(f"\n--- {server.log_path} (last 80 lines) ---\n{tail}\n")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.call_report = report  # type: ignore[attr-defined]  # read by gunicorn_server's teardown
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
