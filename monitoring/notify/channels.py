@@ -174,8 +174,7 @@ def build_channels(settings: NotifySettings) -> ChannelSet:
         found[SLACK] = SlackChannel(SLACK, settings.slack_webhook_url, "SLACK_WEBHOOK_URL")
     else:
         found[SLACK] = "set SLACK_WEBHOOK_URL"
-    pagerduty_elsewhere = [n for n in (WEBHOOK, ESCALATION) if isinstance(found[n], Channel)
-                           and found[n].kind == PAGERDUTY]
+    pagerduty_elsewhere = [n for n in (WEBHOOK, ESCALATION) if getattr(found[n], "kind", None) == PAGERDUTY]
     if pagerduty_elsewhere:
         found[PAGERDUTY] = f"PagerDuty is configured as channel {pagerduty_elsewhere[0]}"
     elif settings.pagerduty_routing_key:
