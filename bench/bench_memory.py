@@ -84,11 +84,10 @@ def serve(app: Any, count: int, rng: random.Random, on_request: Callable[[int], 
 IMPORT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLAlchemy core, SQLite dialect", ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.dialects.sqlite")),
     ("pydantic", ("pydantic",)),
-    ("prometheus_client", ("prometheus_client",)),
     ("Centinela's own modules (services)", ("monitoring.extension", "monitoring.services")),
 )
 # Loaded only when their feature is used: listed if found after Monitoring(app) and 1,000 requests.
-HEAVY = ("spectree", "limits", "apscheduler", "google.protobuf", "opentelemetry.proto", "brotli", "apprise",
+HEAVY = ("prometheus_client", "spectree", "limits", "apscheduler", "google.protobuf", "opentelemetry.proto", "brotli", "apprise",
          "smtplib", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "alembic")
 
 

@@ -37,6 +37,7 @@ NOT_AT_START = (
     "monitoring.notify.sentry_channel",
     "monitoring.notify.webhook",
     "spectree",  # the OpenAPI document
+    "prometheus_client",  # the metrics export (each category's Prometheus families)
     "apscheduler.schedulers",  # the scheduler's threads, started by the first request
     "apscheduler.triggers.cron",  # a recurring maintenance window
     "sqlalchemy.dialects.postgresql",  # a PostgreSQL store
@@ -52,7 +53,7 @@ from flask import Flask
 from monitoring.extension import Monitoring
 from monitoring.settings import Settings
 
-mode, var_dir, database_url, heavy, metrics_body, ingest_key = sys.argv[1:7]
+mode, var_dir, database_url, heavy, metrics_body, ingest_key, extra_env = sys.argv[1:8]
 heavy = json.loads(heavy)
 
 
@@ -60,7 +61,9 @@ def loaded():
     return sorted(name for name in heavy if any(m == name or m.startswith(name + ".") for m in sys.modules))
 
 
-env = {"VAR_DIR": var_dir, "DATABASE_URL": database_url, "INGEST_API_KEY": ingest_key}
+metrics_key = "load-on-use-metrics-key-0123456789"
+env = {"VAR_DIR": var_dir, "DATABASE_URL": database_url, "INGEST_API_KEY": ingest_key, "METRICS_API_KEY": metrics_key,
+       **json.loads(extra_env)}
 settings = Settings.from_env(env)
 if mode == "embedded":
     app = Flask("festival")
@@ -85,19 +88,23 @@ if mode == "standalone":
     report["otlp_status"] = posted.status_code
     report["otlp_body"] = posted.get_data(as_text=True)
     report["proto_after_otlp"] = "opentelemetry.proto" in sys.modules
+    scrape = client.get("/api/monitoring/metrics?format=prometheus", headers={"X-API-Key": metrics_key})
+    report["prometheus_status"] = scrape.status_code
+    report["prometheus_text"] = scrape.get_data(as_text=True)[:20000]
 app.extensions["centinela"].shutdown()
 print(json.dumps(report))
 """
 
 
-def run_child(mode: str, tmp_path: Path) -> dict[str, Any]:
+def run_child(mode: str, tmp_path: Path, env: dict[str, str] | None = None,
+              heavy: tuple[str, ...] = NOT_AT_START) -> dict[str, Any]:
     database_url = f"sqlite:///{tmp_path / 'centinela.db'}"
     store = Store(database_url)
     store.migrate()  # as gunicorn's master does before the workers (the migration code is not a worker's)
     store.dispose()
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(tmp_path / "var"), database_url, json.dumps(NOT_AT_START),
-         str(METRICS_BODY), INGEST_KEY],
+        [sys.executable, "-c", CHILD, mode, str(tmp_path / "var"), database_url, json.dumps(heavy),
+         str(METRICS_BODY), INGEST_KEY, json.dumps(env or {})],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -111,6 +118,13 @@ def test_an_embedded_centinela_loads_no_feature_before_it_is_used(tmp_path: Path
     assert (report["host_route"], report["live"]) == (200, 200)
     # The first request starts the scheduler: APScheduler's threads, nothing else.
     assert report["after_live"] in ([], ["apscheduler.schedulers"])
+
+
+def test_with_rate_limits_and_the_scheduler_off_neither_library_is_loaded(tmp_path: Path) -> None:
+    report = run_child("embedded", tmp_path, {"RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false"},
+                       NOT_AT_START + ("limits",))
+    assert report["at_start"] == []
+    assert report["after_live"] == []
 
 
 def test_the_openapi_document_loads_spectree_when_asked_and_still_validates(tmp_path: Path) -> None:
@@ -132,3 +146,6 @@ def test_the_service_loads_the_otlp_stack_with_its_first_export(tmp_path: Path) 
     assert "/v1/metrics" in report["openapi"]["paths"]
     assert report["otlp_status"] == 200, report["otlp_body"]
     assert report["proto_after_otlp"]
+    # The metrics export imports prometheus_client when it builds its first families.
+    assert report["prometheus_status"] == 200
+    assert "centinela_metrics_category_available" in report["prometheus_text"]
