@@ -13,6 +13,11 @@ is read at checkpoints:
 * ``loaded``: with ``Monitoring(app)`` and 1,000 requests served: what loading Centinela
   into a worker costs (imports, store engine, scheduler objects);
 * then after 100k ... N recorded requests: what recording adds, which must stay flat.
+
+Before that, a fresh interpreter prints the breakdown of ``loaded``: the RSS added by importing
+each group of modules in turn (SQLAlchemy, pydantic, ..., Centinela's own, the blueprints), then by
+``Monitoring(app)`` and the first 1,000 requests, and which heavy modules it found loaded.
+(``python -X importtime`` says the same in time; RSS is what a worker pays.)
 """
 from __future__ import annotations
 
@@ -74,10 +79,101 @@ def serve(app: Any, count: int, rng: random.Random, on_request: Callable[[int], 
             on_request(n)
 
 
+# What loading Centinela imports, in the order a worker meets it; each group's cost is what it adds
+# to the groups before it (sqlalchemy imports asyncio, so asyncio is SQLAlchemy's).
+IMPORT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SQLAlchemy core, SQLite dialect", ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.dialects.sqlite")),
+    ("pydantic", ("pydantic",)),
+    ("Centinela's own modules (services)", ("monitoring.extension", "monitoring.services")),
+)
+# Loaded only when their feature is used: listed if found after Monitoring(app) and 1,000 requests.
+HEAVY = ("prometheus_client", "spectree", "limits", "apscheduler", "google.protobuf", "opentelemetry.proto", "brotli", "apprise",
+         "smtplib", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "alembic")
+
+
+def settings_in(workdir: Path) -> Any:
+    from monitoring.settings import Settings
+
+    return Settings.from_env({
+        "VAR_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{workdir / 'centinela.db'}",
+        "METRICS_API_KEY": "bench-metrics-key-0123456789", "ADMIN_API_KEY": "bench-admin-key-0123456789",
+        "RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false",
+    })
+
+
+def migrate(settings: Any) -> None:
+    # The store exists before a worker starts (gunicorn's master, or the first worker, made it):
+    # a worker at head loads no migration code.
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", "import sys; from monitoring.store.database import Store; "
+                    "Store(sys.argv[1]).migrate()", settings.database_url], check=True,
+                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+
+
+def breakdown() -> None:
+    """The parts of ``loaded``, in a fresh interpreter (run as ``--breakdown``)."""
+    import importlib
+
+    rng = random.Random(5)
+    serve(host_app(), 2_000, rng)
+    start = before = rss_mb()
+    for name, modules in IMPORT_GROUPS:
+        for module in modules:
+            importlib.import_module(module)
+        now = rss_mb()
+        print(f"  import {name + ':':42s} {now - before:+5.1f} MB")
+        before = now
+    from monitoring.clock import ManualClock
+    from monitoring.extension import API_MODULES, INGEST_MODULES, Monitoring
+
+    for module in API_MODULES:
+        if module not in INGEST_MODULES:  # an embedded app serves no ingest by default
+            importlib.import_module(module)
+    now = rss_mb()
+    print(f"  import {'the blueprint modules and their models:':42s} {now - before:+5.1f} MB")
+    before = now
+    workdir = Path(tempfile.mkdtemp(prefix="centinela-memory-"))
+    settings = settings_in(workdir)
+    migrate(settings)
+    known = set(sys.modules)
+    clock = ManualClock()
+    app = host_app()
+    monitoring = Monitoring(app, settings=settings, clock=clock)
+    now = rss_mb()
+    print(f"  {'Monitoring(app) (store engine, keys, objects):':49s} {now - before:+5.1f} MB")
+    before = now
+    scheduler = monitoring.scheduler
+    scheduler.heartbeat()
+
+    def tick(n: int) -> None:
+        clock.advance(0.001)
+        if n % FLUSH_EVERY == FLUSH_EVERY - 1:
+            scheduler.run_process("metrics_flush")
+
+    serve(app, 1_000, rng, tick)
+    now = rss_mb()
+    print(f"  {'1,000 requests (a flush: the SQLite connection):':49s} {now - before:+5.1f} MB")
+    print(f"  {'sum:':49s} {now - start:+5.1f} MB")
+    added = sorted({name.split(".")[0] for name in set(sys.modules) - known if not name.startswith("monitoring")})
+    heavy = [name for name in HEAVY if name in sys.modules]
+    print(f"  third-party packages first imported by Monitoring(app) or the requests: {', '.join(added) or 'none'}")
+    print(f"  feature modules loaded: {', '.join(heavy) or 'none'}")
+    monitoring.store.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2_000_000)
+    parser.add_argument("--breakdown", action="store_true", help="only print the parts of loading Centinela")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown()
+        return
+    import subprocess
+
+    print("loading Centinela, part by part (a fresh interpreter):", flush=True)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--breakdown"], check=True)
     rng = random.Random(5)
 
     bare = host_app()
@@ -86,21 +182,10 @@ def main() -> None:
 
     from monitoring.clock import ManualClock
     from monitoring.extension import Monitoring
-    from monitoring.settings import Settings
 
     workdir = Path(tempfile.mkdtemp(prefix="centinela-memory-"))
-    settings = Settings.from_env({
-        "VAR_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{workdir / 'centinela.db'}",
-        "METRICS_API_KEY": "bench-metrics-key-0123456789", "ADMIN_API_KEY": "bench-admin-key-0123456789",
-        "RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false",
-    })
-    # The store exists before a worker starts (gunicorn's master, or the first worker, made it):
-    # a worker at head loads no migration code.
-    import subprocess
-
-    subprocess.run([sys.executable, "-c", "import sys; from monitoring.store.database import Store; "
-                    "Store(sys.argv[1]).migrate()", settings.database_url], check=True,
-                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    settings = settings_in(workdir)
+    migrate(settings)
     clock = ManualClock()
     app = host_app()
     monitoring = Monitoring(app, settings=settings, clock=clock)

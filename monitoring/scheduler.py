@@ -33,14 +33,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select, update
 
 from monitoring.clock import Clock, isoformat
 from monitoring.store.database import Outage, Store, is_store_unavailable
 from monitoring.store.lease import LeaderLease
 from monitoring.store.schema import instances, job_runs
+
+if TYPE_CHECKING:  # APScheduler loads when the threads start: a worker with SCHEDULER_ENABLED=false never needs it
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +363,8 @@ class Scheduler:
                     hook()
                 except Exception:
                     log.exception("scheduler start hook failed")
+            from apscheduler.schedulers.background import BackgroundScheduler
+
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
             scheduler.add_job(self._watch_store, "interval", seconds=STORE_WATCH_INTERVAL, id=STORE_WATCH_JOB)

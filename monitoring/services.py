@@ -38,7 +38,7 @@ from monitoring.health.results import ServiceHealth
 from monitoring.health.service import HealthService
 from monitoring.health.status import DEGRADED
 from monitoring.ingest.cardinality import CardinalityBounds, CardinalityGuard
-from monitoring.ingest.otlp_metrics import CumulativeTracker
+from monitoring.ingest.cumulative import CumulativeTracker
 from monitoring.ingest.sink import IngestSink, ShedGate
 from monitoring.metrics.categories import CategoryProvider
 from monitoring.metrics.performance import PerformanceProvider, SystemProvider

@@ -184,7 +184,14 @@ def _read_database_url(raw: str) -> str:
 database_url = Parser(_read_database_url)
 
 
+# The RATELIMIT_* defaults (below), known to parse: reading them needs no ``limits``, which a
+# worker with RATELIMIT_ENABLED=false then never loads (3 MB).
+_DEFAULT_RATE_LIMITS = frozenset({"300/minute", "1200/minute", "60/minute", "6000/minute", "600/minute", "10/minute"})
+
+
 def _read_rate_limit(raw: str) -> str:
+    if raw in _DEFAULT_RATE_LIMITS:
+        return raw
     from limits import parse_many  # flask-limiter's own grammar, so we accept what it accepts
 
     try:

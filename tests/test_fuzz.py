@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import CHECKS, load_all_checks
 
@@ -257,6 +257,9 @@ def test_the_ingest_endpoints_survive_arbitrary_bodies(ingest_app: Any) -> None:
     @given(path=st.sampled_from(["/v1/traces", "/v1/metrics"]), body=_OTLP_JSON | _JSON,
            raw=st.binary(max_size=200), encoding=_ENCODINGS,
            content_type=st.sampled_from(["application/json", "application/x-protobuf", "text/plain"]))
+    @example(path="/v1/traces", body={"resourceSpans": []}, raw=b"", encoding=None, content_type="application/json")
+    @example(path="/v1/metrics", body={"resourceMetrics": []}, raw=b"", encoding="gzip",
+             content_type="application/json")
     def otlp(path: str, body: Any, raw: bytes, encoding: str | None, content_type: str) -> None:
         data = json.dumps(body).encode() if content_type == "application/json" else raw
         send(path, data, content_type, encoding, key)
@@ -266,6 +269,10 @@ def test_the_ingest_endpoints_survive_arbitrary_bodies(ingest_app: Any) -> None:
     @given(envelope=_ENVELOPES, event=_JSON, raw=st.binary(max_size=200), encoding=_ENCODINGS,
            shape=st.sampled_from(["envelope", "store", "raw-envelope"]),
            content_type=st.sampled_from(["application/x-sentry-envelope", "application/json", "text/plain"]))
+    @example(envelope=_envelope({}, [({"type": "session"}, {})]), event=None, raw=b"", encoding=None,
+             shape="envelope", content_type="application/x-sentry-envelope")
+    @example(envelope=b"", event={"message": "fuzz"}, raw=b"", encoding="deflate", shape="store",
+             content_type="application/json")
     def sentry_sdk(envelope: bytes, event: Any, raw: bytes, encoding: str | None, shape: str,
                    content_type: str) -> None:
         if shape == "store":

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily
 from sqlalchemy import and_, func, select
 
 from monitoring.alerts.lifecycle import FIRING, OPEN_STATES, PENDING
@@ -24,6 +23,8 @@ class AlertsProvider:
         self.deliveries = deliveries
 
     def __call__(self, window: TimeWindow) -> CategoryReport:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         t = alerts
         with self.store.read() as conn:
             open_counts = conn.execute(

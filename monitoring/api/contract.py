@@ -16,7 +16,9 @@ the views it decorated (a host app's routes never appear), and it needs no app s
 neither of which a host app can be asked to adopt). Validation itself runs here, with
 pydantic, because spectree reads JSON with ``silent=True`` (a malformed body would become
 ``{}``) and answers its own 422 shape; spectree is given ``skip_validation`` and only
-documents.
+documents. So spectree is imported, and handed the declarations, only when the first document
+is generated: a worker that never serves /api/openapi.json does not load it (nor build the
+JSON Schema of every model).
 
 The request body is read strictly, the same way for every endpoint (``monitoring.api.json_body``).
 Text fields that are stored or shown use ``Text`` (below).
@@ -29,9 +31,9 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from flask import Flask, request
+from flask import Flask, Response, make_response, request
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -45,8 +47,6 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
-from spectree import Response as SpecResponse
-from spectree import SpecTree
 
 from monitoring.api.auth import check_key, require_key_unless_public
 from monitoring.api.errors import ApiError
@@ -55,6 +55,9 @@ from monitoring.clock import parse_timestamp
 from monitoring.metrics.scope import MAX_SERVICE_CHARS, is_service_name
 from monitoring.problems import InvalidInput
 from monitoring.security.keys import ADMIN, METRICS
+
+if TYPE_CHECKING:
+    from spectree import SpecTree
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -242,26 +245,79 @@ class ErrorBody(Document):
 
 # --- the declaration registry ----------------------------------------------------------------
 
-# The declarations of every endpoint, filled once when the blueprint modules are imported
-# (like the blueprints themselves); the document of one app is generated from it and kept on
-# that app's extension.
-api = SpecTree(
-    "flask",
-    mode="strict",
-    annotations=False,
-    title="Centinela",
-    description="Production monitoring and alerting: health, uptime, metrics, alerts, dashboard. "
-    "Every error answers with the Error schema.",
-    openapi_version="3.1.0",
-    validation_error_status=400,
-    validation_error_model=ErrorBody,
-    naming_strategy=lambda model: model.__name__,
-    nested_naming_strategy=lambda _parent, child: child,
-)
+# The declarations of every endpoint, recorded once when the blueprint modules are imported
+# (like the blueprints themselves) and handed to spectree, in the same order, when the first
+# document is generated; the document of one app is generated from them and kept on that
+# app's extension.
+@dataclass(frozen=True)
+class _Declaration:
+    """What ``@endpoint`` gives spectree for one view."""
+
+    view: Callable[..., Any]
+    query: type[BaseModel] | None
+    body: type[BaseModel] | None
+    form: type[BaseModel] | None
+    headers_model: type[BaseModel] | None
+    codes: Mapping[str, Any]
+    tags: Sequence[str]
+    security: list[dict[str, list[str]]] | None
+    components: Sequence[type[BaseModel]]  # models of extra_content, components beside spectree's
+
+
+@dataclass
+class _Registry:
+    declared: list[_Declaration] = field(default_factory=list)  # not yet handed to spectree
+    spec_tree: SpecTree | None = None
+    # spectree lifts each model's $defs into the components as it generates, in place: every
+    # generation starts from an untouched copy of the registered schemas.
+    pristine_models: dict[str, Any] = field(default_factory=dict)
+
+
+_registry = _Registry()
 _document_lock = threading.Lock()
-# spectree lifts each model's $defs into the components as it generates, in place: every
-# generation starts from an untouched copy of the registered schemas.
-_pristine_models: dict[str, Any] = {}
+
+
+def _spec_tree() -> SpecTree:
+    """The one SpecTree, made on first use (call under _document_lock)."""
+    if _registry.spec_tree is None:
+        from spectree import SpecTree
+
+        _registry.spec_tree = SpecTree(
+            "flask",
+            mode="strict",
+            annotations=False,
+            title="Centinela",
+            description="Production monitoring and alerting: health, uptime, metrics, alerts, dashboard. "
+            "Every error answers with the Error schema.",
+            openapi_version="3.1.0",
+            validation_error_status=400,
+            validation_error_model=ErrorBody,
+            naming_strategy=lambda model: model.__name__,
+            nested_naming_strategy=lambda _parent, child: child,
+        )
+    return _registry.spec_tree
+
+
+def _hand_to_spectree(api: SpecTree) -> None:
+    """Give spectree the declarations it has not seen, as ``@endpoint`` used to at import."""
+    from spectree import Response as SpecResponse
+
+    declared, _registry.declared = _registry.declared, []
+    for declaration in declared:
+        for model in declaration.components:
+            api._add_model(model, mode="serialization")  # noqa: SLF001  # a component beside spectree's
+        documented = api.validate(
+            query=declaration.query,
+            json=declaration.body,
+            form=declaration.form,
+            headers=declaration.headers_model,
+            resp=SpecResponse(**declaration.codes),
+            tags=declaration.tags,
+            security=declaration.security,
+            skip_validation=True,
+        )(declaration.view)
+        # The app serves the view itself: spectree finds its declaration under that function.
+        api._function_metadata[declaration.view] = api._function_metadata.pop(documented)  # noqa: SLF001
 
 
 @dataclass(frozen=True)
@@ -318,20 +374,8 @@ def endpoint(
     codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in responses.items()}
     for status in _implied_errors(key, query, body, form):
         codes.setdefault(f"HTTP_{status}", ErrorBody)
-    for contents in (extra_content or {}).values():
-        for extra in contents:
-            if extra.model is not None:
-                api._add_model(extra.model, mode="serialization")  # noqa: SLF001  # a component beside spectree's
-    document = api.validate(
-        query=query,
-        json=body,
-        form=form,
-        headers=headers_model,
-        resp=SpecResponse(**codes),
-        tags=tags,
-        security=security if security is not None else _SECURITY.get(key, []) if key is not None else None,
-        skip_validation=True,
-    )
+    components = [extra.model for contents in (extra_content or {}).values() for extra in contents
+                  if extra.model is not None]
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
@@ -345,19 +389,54 @@ def endpoint(
             if body is not None:
                 kwargs["body"] = parse_body(body)
             try:
-                return view(*args, **kwargs)
+                return _answer(view(*args, **kwargs))
             except InvalidInput as exc:
                 raise invalid_input_error(exc) from None
 
-        documented = document(handler)
-        documented._centinela_operation = Operation(  # read by openapi_document()
+        with _document_lock:
+            _registry.declared.append(_Declaration(
+                handler, query, body, form, headers_model, codes, tuple(tags),
+                security if security is not None else _SECURITY.get(key, []) if key is not None else None,
+                components,
+            ))
+        handler._centinela_operation = Operation(  # type: ignore[attr-defined]  # read by openapi_document()
             key, extra_content or {}, headers or {}, descriptions or {}
         )
         if key in (METRICS, ADMIN):
-            documented.required_role = key  # read by the OpenAPI coverage test
-        return documented  # type: ignore[no-any-return]
+            handler.required_role = key  # type: ignore[attr-defined]  # read by the OpenAPI coverage test
+        return handler  # type: ignore[return-value]
 
     return decorate
+
+
+def _answer(result: Any) -> Response:
+    """The view's answer made one Response, as spectree's documenting wrapper made it when it
+    wrapped every view: a Response's body is read (so it has a Content-Length) and the tuple's
+    status (when the Response's own is 200) and headers are added to the Response's."""
+    payload: Any = result
+    status: Any = 200
+    headers: Any = []
+    if isinstance(result, tuple):
+        if len(result) == 1:
+            payload = result[0]
+        elif len(result) == 2:
+            payload, second = result
+            if isinstance(second, int):
+                status = second
+            else:
+                headers = second
+        elif len(result) == 3:
+            payload, status, headers = result
+        else:
+            raise ValueError(f"Invalid return tuple: {result}, expect (body,), (body, status), "
+                             "(body, headers), or (body, status, headers).")
+    if isinstance(payload, Response):
+        if status == 200:
+            status = payload.status_code
+        own_headers = payload.headers
+        own_headers.extend(headers)
+        headers, payload = own_headers, payload.get_data()
+    return make_response(payload, status, headers)
 
 
 def _implied_errors(key: str | None, query: Any, body: Any, form: Any = None) -> list[int]:
@@ -488,9 +567,11 @@ def _message(error: Mapping[str, Any]) -> str:
 def openapi_document(app: Flask, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of this app's Centinela routes (call inside a request)."""
     with _document_lock:
+        api = _spec_tree()
+        _hand_to_spectree(api)
         for name, schema in api.models.items():
-            _pristine_models.setdefault(name, copy.deepcopy(schema))
-        api.models = copy.deepcopy(_pristine_models)
+            _registry.pristine_models.setdefault(name, copy.deepcopy(schema))
+        api.models = copy.deepcopy(_registry.pristine_models)
         # spectree walks the current app's URL map; its own cache (.spec) would keep the first app's.
         spec: dict[str, Any] = api._generate_spec()  # noqa: SLF001
     spec["info"]["version"] = version

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Column, and_, distinct, func, select
 
 from monitoring.business.currencies import format_minor_units
@@ -21,6 +20,9 @@ from monitoring.durations import DAY, HOUR, MINUTE
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
 from monitoring.store.business_tables import business_totals, payment_events, ticket_events, user_activity_events
 from monitoring.store.database import Store
+
+if TYPE_CHECKING:  # prometheus_client is imported with the first Prometheus family built (an export)
+    from prometheus_client.metrics_core import Metric
 
 ACTIVE_USER_WINDOWS: tuple[tuple[str, float], ...] = (
     ("5m", 5 * MINUTE),
@@ -174,6 +176,8 @@ def business_prometheus(figures: BusinessFigures, totals: dict[str, dict[str, in
     payment), and the success ratio as NaN while there is no payment to take it from (a 0 would
     read "every payment failed"; NaN is Prometheus' "no value", and no comparison with it holds).
     """
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
     payments = CounterMetricFamily(
         "centinela_payments", "Payments recorded since the store began, by outcome.", labels=["outcome"]
     )

@@ -38,9 +38,8 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import case, func, select
 
 from monitoring.clock import Clock, isoformat
@@ -50,6 +49,9 @@ from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.errors_tables import error_counts, error_groups, error_totals
 from monitoring.store.metrics_tables import DEFAULT_SERVICE, SERVICE_LENGTH
+
+if TYPE_CHECKING:  # prometheus_client is imported with the first Prometheus family built (an export)
+    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -515,6 +517,8 @@ def errors_report(figures: ErrorFigures, default_service: str = DEFAULT_SERVICE)
     ``default_service`` at 0 before its first error, so rate() sees the first one); Datadog
     gets the window's count per service, tagged ``service:<name>``.
     """
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
     share = figures.share
     body = {
         "errors.count": figures.count,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily
-
 from monitoring.clock import isoformat
 from monitoring.health.circuit import OPEN, refused_by_breaker
 from monitoring.health.results import HealthSnapshot, ServiceHealth, WindowStats
@@ -122,6 +120,8 @@ def build_category_report(snapshot: HealthSnapshot, stats: dict[str, WindowStats
     rather than absent (dashboards would show "No data" and rules miss the first change) or 0
     (which would read "down"). Datadog takes no NaN: those points are not sent.
     """
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     score = snapshot.score
     up = GaugeMetricFamily("centinela_dependency_up", "1 when the dependency answers (healthy or degraded).",
                            labels=["service", "critical"])

@@ -32,14 +32,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from monitoring.clock import Clock
 from monitoring.errors.tracking import ErrorTracker
 from monitoring.ingest.cardinality import CardinalityGuard
-from monitoring.ingest.otlp_metrics import MetricBatch
-from monitoring.ingest.otlp_traces import TraceBatch
 from monitoring.ingest.records import IngestedError, IngestedRequest, RequestContribution
-from monitoring.ingest.sentry_protocol import SentryBatch
 from monitoring.metrics.recorder import (
     MAX_ROUTE_LENGTH,
     MINUTE,
@@ -50,6 +48,11 @@ from monitoring.metrics.recorder import (
     RollupKey,
     status_class,
 )
+
+if TYPE_CHECKING:  # the decoders (and OTLP's protobuf stack) load on a worker's first ingest request
+    from monitoring.ingest.otlp_metrics import MetricBatch
+    from monitoring.ingest.otlp_traces import TraceBatch
+    from monitoring.ingest.sentry_protocol import SentryBatch
 
 # How long after a service's last span its metrics are still taken for duplicates. Longer
 # than any exporter's interval (the OTLP default is 60 s), short enough that a service whose

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from prometheus_client.metrics_core import Metric
+if TYPE_CHECKING:  # prometheus_client is imported with the first Prometheus family built (an export)
+    from prometheus_client.metrics_core import Metric
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from monitoring.clock import isoformat
 from monitoring.metrics.categories import CategoryReport, TimeWindow
+
+if TYPE_CHECKING:  # prometheus_client is imported with the first Prometheus family built (an export)
+    from prometheus_client.metrics_core import Metric
 
 FORMATS = ("json", "prometheus", "datadog")
 
@@ -49,13 +48,15 @@ def render_json(timestamp: float, window: TimeWindow, sections: Mapping[str, Sec
     return body
 
 
-class ReportCollector(Collector):
+class ReportCollector:  # a prometheus_client Collector (a Protocol)
     """A prometheus_client collector over reports already computed from the store (no per-worker registry)."""
 
     def __init__(self, sections: Mapping[str, Section]) -> None:
         self.sections = sections
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         available = GaugeMetricFamily(
             "centinela_metrics_category_available",
             "1 when the category's figures are in this exposition, 0 when its provider is missing or failed.",
@@ -71,6 +72,9 @@ class ReportCollector(Collector):
 
 def render_prometheus(sections: Mapping[str, Section], accept: str | None) -> tuple[bytes, str]:
     """The exposition and its content type: OpenMetrics when ``accept`` asks for it, else text 0.0.4."""
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.registry import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReportCollector(sections))
     encoder, content_type = choose_encoder(accept or "")

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
-
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from typing import TYPE_CHECKING, Any
 
 from monitoring.clock import isoformat, parse_timestamp
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
@@ -29,6 +27,9 @@ from monitoring.metrics.scope import INCLUDE_INTERNAL, INTERNAL_NOTE, scope_name
 from monitoring.metrics.system import SystemFigures, SystemSample, system_figures
 from monitoring.store.database import Store
 from monitoring.store.metrics_tables import DEFAULT_SERVICE
+
+if TYPE_CHECKING:  # prometheus_client is imported with the first Prometheus family built (an export)
+    from prometheus_client.metrics_core import Metric
 
 STATUS_LABELS = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -121,6 +122,8 @@ def performance_prometheus(totals: list[RouteTotal], default_service: str = DEFA
     and dashboards do not show "No data" on a fresh service: every status class of every route, and
     ``GET <unmatched>`` of the monitored app (``default_service``), the one route every app has.
     """
+    from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+
     requests = CounterMetricFamily(
         "centinela_http_requests",
         "HTTP requests handled by the monitored app since the store began, all workers and hosts.",
@@ -254,6 +257,8 @@ def system_json(figures: SystemFigures, scheduler: dict[str, Any], sample_interv
 
 
 def _gauge(name: str, documentation: str, labels: list[str], rows: list[tuple[list[str], float]], unit: str = "") -> Metric:
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     family = GaugeMetricFamily(name, documentation, labels=labels, unit=unit)
     for values, value in rows:
         family.add_metric(values, value)

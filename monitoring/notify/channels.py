@@ -12,6 +12,9 @@
 * ``email``: SMTP_URL with ALERT_EMAIL_FROM and ALERT_EMAIL_TO.
 * ``apprise-<name>``: one per APPRISE_URLS entry (monitoring.notify.apprise_urls); Apprise is
   imported only when that variable is set.
+
+Each channel's module is imported when its variables configure it: a worker with no channel
+(or only a webhook) does not load the email stack, smtplib, Sentry's or PagerDuty's renderers.
 """
 from __future__ import annotations
 
@@ -32,11 +35,6 @@ from monitoring.notify.channel import (
     expand_names,
     is_apprise_target,
 )
-from monitoring.notify.email_channel import EmailChannel
-from monitoring.notify.pagerduty import EVENTS_URL, PagerDutyChannel
-from monitoring.notify.sentry_channel import SentryChannel
-from monitoring.notify.slack import SlackChannel
-from monitoring.notify.webhook import WebhookChannel
 
 
 class NotifySettings(Protocol):
@@ -146,11 +144,17 @@ class ChannelSet:
 def _url_channel(name: str, url: str, kind: str, source: str, settings: NotifySettings) -> Channel | str:
     """The channel a webhook URL variable configures, or why it cannot."""
     if kind == SLACK:
+        from monitoring.notify.slack import SlackChannel
+
         return SlackChannel(name, url, source)
     if kind == PAGERDUTY:
         if not settings.pagerduty_routing_key:
             return f"{source} is a PagerDuty URL: set PAGERDUTY_ROUTING_KEY"
+        from monitoring.notify.pagerduty import PagerDutyChannel
+
         return PagerDutyChannel(name, url, source, settings.pagerduty_routing_key, settings.notify_external_url)
+    from monitoring.notify.webhook import WebhookChannel
+
     return WebhookChannel(name, url, source, settings.alert_webhook_secret, settings.notify_external_url)
 
 
@@ -164,12 +168,18 @@ def build_channels(settings: NotifySettings) -> ChannelSet:
         found[name] = (
             _url_channel(name, url, detect_kind(url, override), source, settings) if url else f"set {source}"
         )
-    found[SLACK] = SlackChannel(SLACK, settings.slack_webhook_url, "SLACK_WEBHOOK_URL") \
-        if settings.slack_webhook_url else "set SLACK_WEBHOOK_URL"
-    pagerduty_elsewhere = [n for n in (WEBHOOK, ESCALATION) if isinstance(found[n], PagerDutyChannel)]
+    if settings.slack_webhook_url:
+        from monitoring.notify.slack import SlackChannel
+
+        found[SLACK] = SlackChannel(SLACK, settings.slack_webhook_url, "SLACK_WEBHOOK_URL")
+    else:
+        found[SLACK] = "set SLACK_WEBHOOK_URL"
+    pagerduty_elsewhere = [n for n in (WEBHOOK, ESCALATION) if getattr(found[n], "kind", None) == PAGERDUTY]
     if pagerduty_elsewhere:
         found[PAGERDUTY] = f"PagerDuty is configured as channel {pagerduty_elsewhere[0]}"
     elif settings.pagerduty_routing_key:
+        from monitoring.notify.pagerduty import EVENTS_URL, PagerDutyChannel
+
         found[PAGERDUTY] = PagerDutyChannel(
             PAGERDUTY, settings.pagerduty_events_url or EVENTS_URL, "PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key,
             settings.notify_external_url,
@@ -177,6 +187,8 @@ def build_channels(settings: NotifySettings) -> ChannelSet:
     else:
         found[PAGERDUTY] = "set PAGERDUTY_ROUTING_KEY"
     if settings.sentry_dsn:
+        from monitoring.notify.sentry_channel import SentryChannel
+
         try:
             found[SENTRY] = SentryChannel(SENTRY, settings.sentry_dsn, "SENTRY_DSN", settings.sentry_environment)
         except ValueError as exc:
@@ -201,6 +213,8 @@ def _email_channel(settings: NotifySettings) -> Channel | str:
         return "set SMTP_URL, ALERT_EMAIL_FROM and ALERT_EMAIL_TO"
     if lacking:
         return f"{', '.join(n for n in EMAIL_VARIABLES if n not in lacking)} set: also set {' and '.join(lacking)}"
+    from monitoring.notify.email_channel import EmailChannel  # the email package and smtplib
+
     return EmailChannel(EMAIL, settings.smtp_url, ", ".join(EMAIL_VARIABLES), settings.alert_email_from,
                         settings.alert_email_to, settings.notify_timeout, settings.notify_external_url)
 

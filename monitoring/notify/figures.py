@@ -6,7 +6,6 @@ notification that could not be delivered shows as a metric, not only in the list
 """
 from __future__ import annotations
 
-from prometheus_client.metrics_core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from monitoring.metrics.categories import CategoryReport, DatadogPoint, TimeWindow
@@ -15,6 +14,8 @@ from monitoring.store.notify_tables import notify_deliveries as deliveries
 
 
 def delivery_report(outbox: Outbox, window: TimeWindow) -> CategoryReport:
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     by_status = outbox.counts_by_status()
     with outbox.store.read() as conn:
         finished: dict[str, int] = dict(

@@ -14,6 +14,9 @@ A storage that must answer is checked at start-up (``monitoring.dependencies``);
 answering later lets requests pass unlimited (a Redis blip must not take monitoring down),
 says so once in the log and shows as a degraded ``ratelimit`` dependency in health. While it
 fails it is tried again every STORAGE_RETRY_SECONDS, not on every request.
+
+``limits`` (3 MB with the asyncio and wrapt it imports) is loaded when a limit is first
+counted: a worker with RATELIMIT_ENABLED=false never loads it.
 """
 from __future__ import annotations
 
@@ -22,12 +25,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-
-from limits import RateLimitItem, parse_many
-from limits.storage import Storage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from monitoring.settings import RateLimitSettings
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.storage import Storage
+    from limits.strategies import FixedWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +47,18 @@ class Budget:
     """Named limits (e.g. RATELIMIT_EXPORT) counted under one scope."""
 
     scope: str
-    items: tuple[RateLimitItem, ...]
+    text: str  # "120/minute; 10/second", checked by the settings
 
     @classmethod
     def parse(cls, scope: str, text: str) -> Budget:
-        return cls(scope, tuple(parse_many(text)))
+        return cls(scope, text)
+
+    @cached_property
+    def items(self) -> tuple[RateLimitItem, ...]:
+        """The limits, parsed when first counted."""
+        from limits import parse_many
+
+        return tuple(parse_many(self.text))
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,9 @@ class RateLimits:
         if self._strategy is None or self._pid != pid:
             with self._lock:
                 if self._strategy is None or self._pid != pid:
+                    from limits.storage import Storage, storage_from_string
+                    from limits.strategies import FixedWindowRateLimiter
+
                     storage = storage_from_string(self.storage_uri)
                     assert isinstance(storage, Storage)  # a synchronous URI: the async ones are "async+..."
                     self._storage = storage

@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert as generic_insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import Table
 
@@ -239,9 +238,14 @@ class Store:
 
     def insert(self, table: Table) -> Any:
         """An INSERT that supports on_conflict_do_nothing/do_update on both dialects."""
+        # The dialect's module on first use: a worker on SQLite never loads PostgreSQL's (2 MB).
         if self.dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
             return sqlite.insert(table)
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             return postgresql.insert(table)
         return generic_insert(table)
 

@@ -27,10 +27,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -42,6 +41,9 @@ from monitoring.security.pii import sanitise_text
 from monitoring.store.database import Store
 from monitoring.store.uptime_tables import maintenance_windows
 from monitoring.uptime.intervals import Span
+
+if TYPE_CHECKING:  # APScheduler's cron parser loads with the first recurring window
+    from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +441,8 @@ def _check_recurrence(expression: str, name: str, problem: Any) -> None:
 
 def _trigger(expression: str) -> CronTrigger:
     """The expression over wall-clock times (written as UTC, where the clock never jumps)."""
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger.from_crontab(expression, timezone=UTC)
 
 

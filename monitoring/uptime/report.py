@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily
-
 from monitoring.clock import isoformat
 from monitoring.durations import format_duration
 from monitoring.metrics.categories import CategoryReport, DatadogPoint
@@ -186,6 +184,8 @@ def current_state(report: UptimeReport) -> str:
 
 def build_category_report(report: UptimeReport) -> CategoryReport:
     """The same figures for the metrics export: dotted JSON names, Prometheus gauges, Datadog points."""
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     availability = report.availability
     budget = report.budget
     label = report.period.label

@@ -1,0 +1,151 @@
+"""Issue #12 ("Cheap"): a worker imports what a feature needs when the feature is used.
+
+Each case runs in a fresh interpreter (this one has imported everything the suite touched):
+after ``Monitoring(app)`` with default settings, the heavy modules of features nobody used yet
+are not in ``sys.modules``; used, they are imported and work.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from openapi_spec_validator import validate
+
+from monitoring.store.database import Store
+from tests.conftest import INGEST_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS_BODY = Path(__file__).parent / "data" / "otlp" / "metrics.json"
+
+# Loaded only by the feature that needs them.
+NOT_AT_START = (
+    "google.protobuf",  # OTLP ingest
+    "opentelemetry.proto",
+    "monitoring.ingest.otlp_metrics",
+    "monitoring.ingest.otlp_traces",
+    "brotli",  # a brotli-encoded ingest body
+    "apprise",  # APPRISE_URLS
+    "smtplib",  # the email channel
+    "email.headerregistry",
+    "monitoring.notify.email_channel",
+    "monitoring.notify.smtp",
+    "monitoring.notify.slack",
+    "monitoring.notify.pagerduty",
+    "monitoring.notify.sentry_channel",
+    "monitoring.notify.webhook",
+    "spectree",  # the OpenAPI document
+    "prometheus_client",  # the metrics export (each category's Prometheus families)
+    "apscheduler.schedulers",  # the scheduler's threads, started by the first request
+    "apscheduler.triggers.cron",  # a recurring maintenance window
+    "sqlalchemy.dialects.postgresql",  # a PostgreSQL store
+    "sqlalchemy.orm",
+)
+
+CHILD = r"""
+import json, sys
+from pathlib import Path
+
+from flask import Flask
+
+from monitoring.extension import Monitoring
+from monitoring.settings import Settings
+
+mode, var_dir, database_url, heavy, metrics_body, ingest_key, extra_env = sys.argv[1:8]
+heavy = json.loads(heavy)
+
+
+def loaded():
+    return sorted(name for name in heavy if any(m == name or m.startswith(name + ".") for m in sys.modules))
+
+
+metrics_key = "load-on-use-metrics-key-0123456789"
+env = {"VAR_DIR": var_dir, "DATABASE_URL": database_url, "INGEST_API_KEY": ingest_key, "METRICS_API_KEY": metrics_key,
+       **json.loads(extra_env)}
+settings = Settings.from_env(env)
+if mode == "embedded":
+    app = Flask("festival")
+    app.add_url_rule("/", "home", lambda: "welcome")
+    Monitoring(app, settings=settings)
+else:
+    from app import create_app
+
+    app = create_app(settings)
+report = {"at_start": loaded()}
+client = app.test_client()
+report["host_route"] = client.get("/").status_code if mode == "embedded" else None
+report["live"] = client.get("/api/health/live").status_code
+report["after_live"] = loaded()
+answer = client.get("/api/openapi.json")
+report["openapi_status"] = answer.status_code
+report["openapi"] = answer.get_json()
+report["spectree_after_openapi"] = "spectree" in sys.modules
+if mode == "standalone":
+    posted = client.post("/v1/metrics", data=Path(metrics_body).read_bytes(),
+                         headers={"Content-Type": "application/json", "X-API-Key": ingest_key})
+    report["otlp_status"] = posted.status_code
+    report["otlp_body"] = posted.get_data(as_text=True)
+    report["proto_after_otlp"] = "opentelemetry.proto" in sys.modules
+    scrape = client.get("/api/monitoring/metrics?format=prometheus", headers={"X-API-Key": metrics_key})
+    report["prometheus_status"] = scrape.status_code
+    report["prometheus_text"] = scrape.get_data(as_text=True)[:20000]
+app.extensions["centinela"].shutdown()
+print(json.dumps(report))
+"""
+
+
+def run_child(mode: str, tmp_path: Path, env: dict[str, str] | None = None,
+              heavy: tuple[str, ...] = NOT_AT_START) -> dict[str, Any]:
+    database_url = f"sqlite:///{tmp_path / 'centinela.db'}"
+    store = Store(database_url)
+    store.migrate()  # as gunicorn's master does before the workers (the migration code is not a worker's)
+    store.dispose()
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(tmp_path / "var"), database_url, json.dumps(heavy),
+         str(METRICS_BODY), INGEST_KEY, json.dumps(env or {})],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_an_embedded_centinela_loads_no_feature_before_it_is_used(tmp_path: Path) -> None:
+    report = run_child("embedded", tmp_path)
+    assert report["at_start"] == []
+    assert (report["host_route"], report["live"]) == (200, 200)
+    # The first request starts the scheduler: APScheduler's threads, nothing else.
+    assert report["after_live"] in ([], ["apscheduler.schedulers"])
+
+
+def test_with_rate_limits_and_the_scheduler_off_neither_library_is_loaded(tmp_path: Path) -> None:
+    report = run_child("embedded", tmp_path, {"RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false"},
+                       NOT_AT_START + ("limits",))
+    assert report["at_start"] == []
+    assert report["after_live"] == []
+
+
+def test_the_openapi_document_loads_spectree_when_asked_and_still_validates(tmp_path: Path) -> None:
+    report = run_child("embedded", tmp_path)
+    assert report["openapi_status"] == 200
+    assert report["spectree_after_openapi"]
+    document = report["openapi"]
+    validate(document)
+    assert "/api/health/live" in document["paths"]
+    assert "/v1/metrics" not in document["paths"]  # an embedded app serves no ingest by default
+
+
+def test_the_service_loads_the_otlp_stack_with_its_first_export(tmp_path: Path) -> None:
+    report = run_child("standalone", tmp_path)
+    assert [name for name in report["at_start"]
+            if not name.startswith(("google.protobuf", "opentelemetry.proto", "monitoring.ingest.otlp_"))] == []
+    assert report["openapi_status"] == 200
+    validate(report["openapi"])
+    assert "/v1/metrics" in report["openapi"]["paths"]
+    assert report["otlp_status"] == 200, report["otlp_body"]
+    assert report["proto_after_otlp"]
+    # The metrics export imports prometheus_client when it builds its first families.
+    assert report["prometheus_status"] == 200
+    assert "centinela_metrics_category_available" in report["prometheus_text"]
