@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, abort
+from werkzeug.test import EnvironBuilder
 
 from monitoring.api.middleware import install_request_hooks, is_internal_endpoint, route_template
 from monitoring.clock import ManualClock
@@ -151,6 +152,20 @@ def test_the_status_recorded_is_the_one_sent_after_every_hook_of_the_app(clock: 
         return response
 
     assert app.test_client().get("/tickets/3").status_code == 202
+    assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 2, False): 1}
+
+
+def test_the_servers_start_response_is_called_as_flask_calls_it(clock: ManualClock) -> None:
+    app, recorder = ticket_app(clock)
+    calls: list[tuple[str, int]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> Callable[[bytes], object]:  # no exc_info
+        calls.append((status, len(headers)))
+        return lambda data: None
+
+    environ = EnvironBuilder(path="/tickets/5", method="GET").get_environ()
+    assert b"".join(app(environ, start_response))
+    assert calls[0][0] == "200 OK"
     assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 2, False): 1}
 
 

@@ -108,6 +108,9 @@ def install_request_hooks(
             current = environ.get("werkzeug.request")
             environ[_OUTCOME] = (getattr(current, "url_rule", None) if current is not None
                                  else _match_rule(app, environ), status)
+            # Passed on as Flask called it: a server's start_response may take exc_info only when given.
+            if exc_info is None:
+                return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
         started = perf_counter()
