@@ -12,7 +12,7 @@ other CPU:
                      SQLite store every METRICS_FLUSH_INTERVAL (5 s) on a background thread;
 * ``monitoring``    + the whole ``Monitoring(app)`` (blueprints, scheduler, health checks,
                      flush, system samples; rate limiting off, as its limits apply per
-                     address and one load generator would be refused): for reference;
+                     address and one load generator would be refused): what a host pays;
 * ``prometheus_flask_exporter``  the peer, ``PrometheusMetrics(app, group_by="url_rule")``.
 
 ``BENCH_VARIANTS=bare,bare_imports,middleware`` picks variants; ``bare_imports`` (not run by
@@ -20,10 +20,15 @@ default) is the bare app with Centinela's middleware modules imported but not in
 
 Rounds interleave the variants (in a rotating order) so that drift on the machine hits them
 alike. Reported: the throughput ratio against ``bare`` (paired per round, median; and best
-round against best round), and the worker's CPU time per request (from /proc, so other
-processes on a shared machine do not inflate it), whose difference from ``bare`` is the
-time added per request. A third figure calls each app's WSGI callable in this process (no
-sockets, no gunicorn): the CPU the hooks add, best of 7.
+round against best round), and the worker's CPU time per request, all its threads (from
+/proc), whose difference from ``bare`` is the time added per request. CPU time is not taken
+by other processes the way wall time is, but on a busy machine it still grows with them
+(caches, a shared core: the same app measured 250 to 420 us a request in one run), so it is
+shown three ways: the difference of the medians, the median of the per-round differences and
+the difference of the least rounds. It is also split into the request (main) thread's and the
+other threads' (the scheduler's jobs), and each worker's CPU per second with no load at all is
+measured after the rounds. A third figure calls each app's WSGI callable in this process (no
+sockets, no gunicorn, no scheduler): the CPU the hooks add, best of 7.
 """
 from __future__ import annotations
 
@@ -176,9 +181,27 @@ class Server:
         return int(self._worker().memory_info().rss)
 
     def worker_cpu_seconds(self) -> float:
-        """CPU the worker has used: unlike wall time, not inflated when other processes take the CPU."""
+        """CPU the worker has used, all its threads: unlike wall time, not inflated when other processes take the CPU."""
         times = self._worker().cpu_times()
         return float(times.user + times.system)
+
+    def thread_cpu_seconds(self) -> tuple[float, float]:
+        """CPU of the worker's main thread, the one a sync worker serves requests on (its thread
+        id is the worker's pid), and of its other threads together (the scheduler's), to the
+        nanosecond from /proc/<pid>/task/*/schedstat; a thread that has ended is missing from
+        the second, which worker_cpu_seconds (all threads, ended ones too) still counts."""
+        pid = self._worker().pid
+        main = others = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                ns = int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # the thread ended meanwhile
+                continue
+            if task.name == str(pid):
+                main = ns
+            else:
+                others += ns
+        return main / 1e9, others / 1e9
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -263,6 +286,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one load run")
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds per variant")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="the idle measurement after the rounds")
     args = parser.parse_args()
 
     cpus = _cpus()
@@ -276,7 +300,10 @@ def main() -> None:
     servers = {variant: Server(variant, workdir, server_cpu) for variant in VARIANTS}
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cpu_us: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    request_thread_us: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    other_threads_us: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     failures: dict[str, int] = {variant: 0 for variant in VARIANTS}
+    idle_ms_per_s: dict[str, float] = {}
     try:
         for variant in VARIANTS:  # warm-up: imports, first requests
             load(servers[variant].url, 1.0, load_cpu)
@@ -284,11 +311,22 @@ def main() -> None:
             # Rotate the order each round so that no variant always runs right after another.
             shift = round_number % len(VARIANTS)
             for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                cpu_before = servers[variant].worker_cpu_seconds()
-                rate, done, bad = load(servers[variant].url, args.seconds, load_cpu)
-                cpu_us[variant].append((servers[variant].worker_cpu_seconds() - cpu_before) / done * 1e6)
+                server = servers[variant]
+                cpu_before, (main_before, others_before) = server.worker_cpu_seconds(), server.thread_cpu_seconds()
+                rate, done, bad = load(server.url, args.seconds, load_cpu)
+                cpu_us[variant].append((server.worker_cpu_seconds() - cpu_before) / done * 1e6)
+                main_after, others_after = server.thread_cpu_seconds()
+                request_thread_us[variant].append((main_after - main_before) / done * 1e6)
+                other_threads_us[variant].append((others_after - others_before) / done * 1e6)
                 rates[variant].append(rate)
                 failures[variant] += bad
+        # With no load at all, what a worker spends by itself (the scheduler's jobs, its threads).
+        before = {variant: sum(servers[variant].thread_cpu_seconds()) for variant in VARIANTS}
+        started = time.monotonic()
+        time.sleep(args.idle_seconds)
+        elapsed = time.monotonic() - started
+        for variant in VARIANTS:
+            idle_ms_per_s[variant] = (sum(servers[variant].thread_cpu_seconds()) - before[variant]) / elapsed * 1e3
         rss = {variant: servers[variant].worker_rss_bytes() for variant in VARIANTS}
     finally:
         for server in servers.values():
@@ -300,19 +338,32 @@ def main() -> None:
     # (2) the worker's own CPU time per request, which other processes do not inflate.
     bare_rates = rates["bare"]
     bare_cpu = statistics.median(cpu_us["bare"])
+    bare_thread = statistics.median(request_thread_us["bare"])
     print("\nunder gunicorn, 1 sync worker:")
     print(f"  {'variant':<27} {'req/s':>7} {'ratio':>7} {'best ratio':>10} {'worker CPU us/req':>18} "
-          f"{'added':>7} {'worker RSS':>11} failed")
+          f"{'added':>7} {'paired':>7} {'least':>7} {'req thread':>10} {'others':>7} {'idle ms/s':>9} {'worker RSS':>11} failed")
     for variant in VARIANTS:
         ratio = statistics.median(v / b for v, b in zip(rates[variant], bare_rates, strict=False))
         best = max(rates[variant]) / max(bare_rates)
         cpu = statistics.median(cpu_us[variant])
+        paired = statistics.median(v - b for v, b in zip(cpu_us[variant], cpu_us["bare"], strict=False))
+        thread = statistics.median(request_thread_us[variant])
+        others = statistics.median(other_threads_us[variant])
+        least = min(cpu_us[variant]) - min(cpu_us["bare"])
         print(f"  {variant:<27} {statistics.median(rates[variant]):7.0f} {ratio:7.3f} {best:10.3f} {cpu:18.1f} "
-              f"{cpu - bare_cpu:+7.1f} {rss[variant] / 2**20:9.1f}MB {failures[variant]}")
+              f"{cpu - bare_cpu:+7.1f} {paired:+7.1f} {least:+7.1f} {thread - bare_thread:+10.1f} {others:7.1f} "
+              f"{idle_ms_per_s[variant]:9.2f} {rss[variant] / 2**20:9.1f}MB {failures[variant]}")
     print("  ratio: median over rounds of variant/bare req/s in the same round; best ratio: best round of each;")
-    print("  worker CPU us/req: median over rounds of the worker's CPU time / requests served; added: minus bare's")
+    print("  worker CPU us/req: median over rounds of the worker's CPU time (all its threads) / requests served;")
+    print("  added: that minus bare's; paired: median over rounds of (variant - bare of the same round);")
+    print("  least: the least round of each minus bare's least (interference only adds CPU, as for best ratio);")
+    print("  req thread: median of the main (request) thread's CPU per request, minus bare's; others: median")
+    print("  of the other threads' CPU per request (the scheduler's: part of 'worker CPU', which counts all);")
+    print(f"  idle ms/s: all the worker's threads' CPU per second with no load ({args.idle_seconds:g} s, after the rounds)")
     for variant in VARIANTS:
         print(f"  {variant:<27} req/s by round: {', '.join(f'{r:.0f}' for r in rates[variant])}")
+    for variant in VARIANTS:
+        print(f"  {variant:<27} CPU us/req by round: {', '.join(f'{c:.0f}' for c in cpu_us[variant])}")
 
     print("\nin process (WSGI callable, no sockets; best of 7 x 20,000 requests):")
     base = None

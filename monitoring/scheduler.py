@@ -18,9 +18,9 @@ store logs the outage once); global jobs are skipped, except those added with
 ``during_outage=True`` (the health round), which the process that led when the outage began
 keeps running, since only it can observe and keep what happened meanwhile (the others leave
 it the lease until a moment after the return); a watch renews the heartbeat four times a
-second, so the store's return is noticed at once; and on its return the recovery hooks run
-(the health rounds kept in memory are written), then a health round here and now, then every
-other global job.
+second (a job that exists only during the outage), so the store's return is noticed at once;
+and on its return the recovery hooks run (the health rounds kept in memory are written), then
+a health round here and now, then every other global job.
 """
 from __future__ import annotations
 
@@ -257,14 +257,36 @@ class Scheduler:
         """While the store is out: try it (a real write, the heartbeat) so that its return is seen at once."""
         if self.store.availability.down:
             self.heartbeat()
+        else:  # it answers (its recovery already stopped the watch, unless a new outage raced it)
+            self._stop_watch()
+
+    def _start_watch(self) -> None:
+        """The watch runs only while the store is out: four runs a second of an idle job would cost
+        every worker a scheduler wake-up and a pool thread's each time, outage or not."""
+        with self._lock:
+            scheduler = self._scheduler
+            if scheduler is None or self._pid != os.getpid():
+                return  # start() adds it if the store is still out by then
+            scheduler.add_job(self._watch_store, "interval", seconds=STORE_WATCH_INTERVAL, id=STORE_WATCH_JOB,
+                              replace_existing=True)
+
+    def _stop_watch(self) -> None:
+        with self._lock:
+            scheduler = self._scheduler
+            if scheduler is None or self._pid != os.getpid() or self.store.availability.down:
+                return
+            if scheduler.get_job(STORE_WATCH_JOB) is not None:
+                scheduler.remove_job(STORE_WATCH_JOB)
 
     def _store_went_away(self, _outage: Outage) -> None:
         # A round at once records the moment the outage began (kept in memory until the store returns).
         self.call_at(STORE_OUTAGE_JOB, lambda: self._run_global_jobs_now(during_outage_only=True), self.clock.now())
+        self._start_watch()
 
     def _store_came_back(self, _outage: Outage) -> None:
         self._recovered_at = time.monotonic()
         self.call_at(STORE_RECOVERY_JOB, self.after_store_recovery, self.clock.now())
+        self._stop_watch()
 
     def after_store_recovery(self) -> None:
         """The store answers again: write what was kept meanwhile, settle the lease, then run the
@@ -367,7 +389,6 @@ class Scheduler:
 
             scheduler = BackgroundScheduler(daemon=True, job_defaults={"coalesce": True, "max_instances": 1})
             scheduler.add_job(self.heartbeat, "interval", seconds=self.lease_ttl / 3, id="heartbeat")
-            scheduler.add_job(self._watch_store, "interval", seconds=STORE_WATCH_INTERVAL, id=STORE_WATCH_JOB)
             started = datetime.now(UTC)
             for job in self.jobs.values():
                 target = self.run_global if job.scope == GLOBAL else self.run_process
@@ -394,6 +415,8 @@ class Scheduler:
             scheduler.start()
             self._scheduler = scheduler
             self._pid = os.getpid()
+            if self.store.availability.down:  # out since before the start: its outage found no scheduler
+                self._start_watch()
             if not self._leading:
                 self._watch_lease()
 

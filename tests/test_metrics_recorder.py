@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, abort
+from werkzeug.test import EnvironBuilder
 
 from monitoring.api.middleware import install_request_hooks, is_internal_endpoint, route_template
 from monitoring.clock import ManualClock
@@ -140,6 +141,32 @@ def test_a_failing_after_request_hook_of_the_app_is_recorded_as_a_500(clock: Man
 
     assert app.test_client().get("/tickets/9").status_code == 500
     assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 5, False): 1}
+
+
+def test_the_status_recorded_is_the_one_sent_after_every_hook_of_the_app(clock: ManualClock) -> None:
+    app, recorder = ticket_app(clock)
+
+    @app.after_request
+    def accepted_instead(response: Any) -> Any:  # the app changes the status: that is what is sent and recorded
+        response.status_code = 202
+        return response
+
+    assert app.test_client().get("/tickets/3").status_code == 202
+    assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 2, False): 1}
+
+
+def test_the_servers_start_response_is_called_as_flask_calls_it(clock: ManualClock) -> None:
+    app, recorder = ticket_app(clock)
+    calls: list[tuple[str, int]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> Callable[[bytes], object]:  # no exc_info
+        calls.append((status, len(headers)))
+        return lambda data: None
+
+    environ = EnvironBuilder(path="/tickets/5", method="GET").get_environ()
+    assert b"".join(app(environ, start_response))
+    assert calls[0][0] == "200 OK"
+    assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 2, False): 1}
 
 
 def test_durations_are_measured(clock: ManualClock) -> None:
@@ -316,6 +343,19 @@ def test_a_host_app_calling_monitoring_gets_its_requests_recorded_and_reported(
     # the same figures straight from the store, without HTTP
     figures = RequestRollups(monitoring.store, clock).figures(TimeWindow(clock.now() - 300, clock.now(), "5m"))
     assert figures.count == 41
+    monitoring.shutdown()
+    monitoring.store.dispose()
+
+
+def test_monitoring_adds_no_hook_to_the_host_app(make_settings: Callable[..., Settings]) -> None:
+    """A host's own requests run none of Centinela's hooks (guards, rate limits, CORS, body limit,
+    JSON errors are its blueprints'): the WSGI wrapper is all they pay."""
+    host = Flask("shop")
+    monitoring = Monitoring(host, settings=make_settings())
+    app_wide = [host.before_request_funcs, host.after_request_funcs, host.teardown_request_funcs,
+                host.url_value_preprocessors, host.url_default_functions, host.error_handler_spec]
+    assert all(None not in hooks for hooks in app_wide)
+    assert host.teardown_appcontext_funcs == [] and host.template_context_processors[None] == Flask("bare").template_context_processors[None]
     monitoring.shutdown()
     monitoring.store.dispose()
 

@@ -3,22 +3,23 @@
 Installed by ``Monitoring(app)``, so the Centinela service and any host app that calls
 ``Monitoring(app)`` are measured the same way.
 
-It is a thin WSGI wrapper around ``app.wsgi_app`` plus one after_request hook:
+It is one thin WSGI wrapper around ``app.wsgi_app``, and adds no hook to the app:
 
 * The time runs from the moment Flask is called to the moment it returns the response
   (routing, every hook, the view, teardown).
-* The hook (the last after_request hook to run) leaves the URL rule and the status of the
-  response in the WSGI environ. The route is recorded as the rule's template with converters
-  dropped (``/tickets/<id>``), never the raw path; a request that matched no rule (404, 405)
-  is recorded as ``<unmatched>``.
-* An exception that escapes Flask, or a response our hook never saw (another after_request
-  hook failed, so Flask answered 500 itself), is recorded as a 500.
+* The wrapper hands Flask a ``start_response`` of its own, which Flask calls once the response
+  is final (after every after_request hook and error handler) and while the request is still
+  current: it notes the request's URL rule and the status sent in the WSGI environ. The route
+  is recorded as the rule's template with converters dropped (``/tickets/<id>``), never the
+  raw path; a request that matched no rule (404, 405) is recorded as ``<unmatched>``.
+* An exception that escapes Flask is recorded as a 500 (an after_request hook of the app that
+  fails is already one: Flask answers 500 itself).
 * Centinela's own endpoints (every route of a ``centinela_*`` blueprint, wherever URL_PREFIX
   puts them) are recorded with ``internal=True`` so SLO and alert figures can leave them out.
 * The first request a process serves starts this process's scheduler (flush, sampling, the
   lease) when it has not started yet: under ``gunicorn --preload`` the app is built in the
-  master, and threads started there would not survive the fork. The check is one pid
-  comparison per request.
+  master, and threads started there would not survive the fork. The check is one attribute
+  read per request (an at-fork hook sets it again in each child).
 
 The request path does no I/O: ``RequestRecorder.record`` updates an in-memory histogram under
 a lock, and the scheduler's per-process flush job writes it to the store.
@@ -29,11 +30,11 @@ import logging
 import os
 import re
 import time
+import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from flask import Flask, Request, Response, request
-from werkzeug.local import LocalProxy
+from flask import Flask
 from werkzeug.routing import Rule
 
 from monitoring.metrics.recorder import DEFAULT_SERVICE, UNMATCHED_ROUTE, RequestRecorder
@@ -65,77 +66,99 @@ def install_request_hooks(
 
     ``start_process`` runs once in each process, on its first request (see the module docstring).
     """
-    # (URL rule, endpoint) -> (template, internal); Rule objects themselves are unhashable.
-    labels: dict[tuple[str, str] | None, tuple[str, bool]] = {None: (UNMATCHED_ROUTE, False)}
+    # id(URL rule) -> (the rule, template, internal): Rule objects are unhashable, and the rule
+    # kept in the value both pins its id and is checked against the rule looked up.
+    labels: dict[int, tuple[Rule, str, bool]] = {}
     perf_counter = time.perf_counter
-    getpid = os.getpid
     record = recorder.record
     inner = app.wsgi_app
-    # One context lookup, not a proxy hop per attribute. Flask declares ``request`` as the Request
-    # it stands for; it is the werkzeug LocalProxy that has _get_current_object.
-    get_request = cast("LocalProxy[Request]", request)._get_current_object
-    started_in: list[int] = [getpid() if start_process is None else -1]
+    start = _ProcessStart(start_process)
 
     def label(rule: Rule | None) -> tuple[str, bool]:
-        key = None if rule is None else (rule.rule, rule.endpoint)
-        found = labels.get(key)
-        if found is None:
-            assert rule is not None
+        if rule is None:
+            return UNMATCHED_ROUTE, False
+        found = labels.get(id(rule))
+        if found is None or found[0] is not rule:
             # Once per URL rule: rules are written by developers, but they pass the sanitiser
             # like everything else we store.
-            template = sanitise_text(route_template(rule.rule))
-            found = labels[key] = (template, is_internal_endpoint(rule.endpoint))
-        return found
-
-    def start_this_process() -> None:
-        started_in[0] = getpid()
-        if start_process is None:  # a forked child of a process with nothing to start
-            return
-        try:
-            start_process()
-        except Exception:  # monitoring that cannot start must not fail the request
-            log.exception("could not start Centinela's scheduler in this process")
+            found = labels[id(rule)] = (rule, sanitise_text(route_template(rule.rule)),
+                                        is_internal_endpoint(rule.endpoint))
+        return found[1], found[2]
 
     def finish(environ: dict[str, Any], started: float, escaped: bool) -> None:
         elapsed = perf_counter() - started
         try:
             outcome = environ.pop(_OUTCOME, None)
-            if outcome is None or escaped:
-                rule = outcome[0] if outcome is not None else _match_rule(app, environ)
-                status = 500
+            if outcome is None:  # Flask never started a response: the exception escaped it
+                rule, status = _match_rule(app, environ), 500
             else:
-                rule, status = outcome
+                rule, status = outcome[0], 500 if escaped else int(outcome[1][:3])
             route, internal = label(rule)
             record(environ.get("REQUEST_METHOD", "GET"), route, status, elapsed, internal, service)
         except Exception:  # measuring must never be what breaks a response
             log.exception("request metrics: could not record a request")
 
     def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
-        if started_in[0] != getpid():
-            start_this_process()
+        if start.pending:
+            start.run()
+
+        def noting_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            # Flask calls this once the response is final (after every after_request hook and
+            # error handler), while the request is still current: its URL rule is at hand.
+            current = environ.get("werkzeug.request")
+            environ[_OUTCOME] = (getattr(current, "url_rule", None) if current is not None
+                                 else _match_rule(app, environ), status)
+            # Passed on as Flask called it: a server's start_response may take exc_info only when given.
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
         started = perf_counter()
         try:
-            response = inner(environ, start_response)
+            response = inner(environ, noting_start_response)
         except BaseException:
             finish(environ, started, escaped=True)
             raise
         finish(environ, started, escaped=False)
         return response
 
-    def note_outcome(response: Response) -> Response:
-        current = get_request()
-        current.environ[_OUTCOME] = (current.url_rule, response.status_code)
-        return response
-
-    # Flask runs after_request hooks last-registered first: first in the list runs last, so
-    # the status is the one the other hooks settled on.
-    app.after_request_funcs.setdefault(None, []).insert(0, note_outcome)
     # Replacing wsgi_app is Flask's documented way to wrap it; mypy sees a method assigned to.
     app.wsgi_app = timed_wsgi_app  # type: ignore[method-assign]
 
 
+class _ProcessStart:
+    """Whether this process has yet to run ``start_process``: set again in a forked child by an
+    at-fork hook, so a request pays one attribute read rather than a getpid() system call."""
+
+    __slots__ = ("__weakref__", "pending", "start_process")
+
+    def __init__(self, start_process: Callable[[], object] | None) -> None:
+        self.start_process = start_process
+        self.pending = start_process is not None
+        if start_process is not None:
+            # At-fork hooks cannot be removed: a weak reference, so that an app that is gone
+            # leaves only a no-op behind.
+            reference = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                alive = reference()
+                if alive is not None:
+                    alive.pending = True
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def run(self) -> None:
+        self.pending = False
+        if self.start_process is None:
+            return
+        try:
+            self.start_process()
+        except Exception:  # monitoring that cannot start must not fail the request
+            log.exception("could not start Centinela's scheduler in this process")
+
+
 def _match_rule(app: Flask, environ: dict[str, Any]) -> Rule | None:
-    """The URL rule matched again, for the rare request our hook never saw."""
+    """The URL rule matched again, for a request whose response Flask never started."""
     try:
         rule, _ = app.url_map.bind_to_environ(environ).match(return_rule=True)
         return rule
