@@ -58,6 +58,18 @@ def test_sqlite_store_uses_wal(sqlite_url: str) -> None:
     store.dispose()
 
 
+def test_each_sqlite_connection_keeps_a_small_page_cache(sqlite_url: str) -> None:
+    """Up to 16 pooled connections per worker, each with SQLite's default 2 MB cache, made a
+    worker's RSS grow with the store (bench_soak); every connection of the pool gets 256 KiB."""
+    store = Store(sqlite_url)
+    store.migrate()
+    with store.read() as first, store.read() as second:
+        assert first.connection.dbapi_connection is not second.connection.dbapi_connection
+        for conn in (first, second):
+            assert conn.execute(text("PRAGMA cache_size")).scalar_one() == -256
+    store.dispose()
+
+
 def test_write_rolls_back_on_error(store_url: str) -> None:
     store = Store(store_url)
     store.migrate()
