@@ -94,8 +94,10 @@ def test_a_notification_survives_sigkill_and_arrives_exactly_once(
 def test_a_send_cut_off_by_sigkill_is_repeated_with_the_same_idempotency_key(
     gunicorn_server: Callable[..., Any], receiver: RecordingHTTPServer, shared: dict[str, str], engine_outbox: Outbox
 ) -> None:
-    # Long enough that the send is still in flight when the kill comes; a claim lasts 2 × 3 + 5 = 11 s.
-    env = {**shared, "NOTIFY_TIMEOUT": "3"}
+    # Long enough that the send is still in flight when the kill comes, on a loaded machine too
+    # (with 3 s, a CI run once found the send already timed out and the row back to pending); a
+    # claim lasts 2 × 10 + 5 = 25 s.
+    env = {**shared, "NOTIFY_TIMEOUT": "10"}
     receiver.hang(30)  # the receiver takes the request and never answers
     first = gunicorn_server(env=env, workers=2, name="first")
     (key,) = enqueue(engine_outbox, make_notification())
@@ -105,7 +107,7 @@ def test_a_send_cut_off_by_sigkill_is_repeated_with_the_same_idempotency_key(
 
     receiver.respond(200)  # back to normal
     gunicorn_server(env=env, workers=2, name="second")
-    wait_until(lambda: delivery(engine_outbox, key).status == DELIVERED, 30, "redelivered after the claim expired")
+    wait_until(lambda: delivery(engine_outbox, key).status == DELIVERED, 45, "redelivered after the claim expired")
     time.sleep(1)
     keys = [r.header("Idempotency-Key") for r in receiver.requests]
     # At least once, and one idempotency key: a receiver that dedups on it acts exactly once.
