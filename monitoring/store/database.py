@@ -191,9 +191,9 @@ class Store:
                 # and cannot do BEGIN IMMEDIATE), then set WAL for readers beside one writer.
                 dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA busy_timeout=30000")
+                _enter_wal(cursor)
+                cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 # Each pooled connection keeps its own page cache, 2 MB by default: with up to 16
                 # connections a worker's RSS climbed as the store grew (+2 to +4 MB per 5 min in
@@ -321,6 +321,33 @@ class Store:
     def describe(self) -> str:
         """The URL with any password hidden, for logs and the configuration view."""
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _enter_wal(cursor: Any, *, patience_s: float = 30.0) -> None:
+    """Put the SQLite file in WAL mode (a property of the file: once set, every opener sees it).
+
+    Switching a file into WAL takes an exclusive lock. When two connections switch a new file at
+    once, the one that finds the other waiting for its shared lock is answered "database is
+    locked" at once: SQLite skips the busy handler where waiting would deadlock. Six workers
+    opening a new store together failed this way about once in sixty starts
+    (test_many_processes_starting_at_once_migrate_safely[sqlite]). The loser lets go and asks
+    again, and by then the file is usually in WAL already.
+    """
+    import sqlite3  # only a SQLite store gets here
+
+    deadline = time.monotonic() + patience_s
+    pause = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _invalidate_on_outage(engine: Engine) -> None:
