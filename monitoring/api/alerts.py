@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 from flask import Response, g, jsonify, request
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, RootModel, WithJsonSchema, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, model_validator
 
 from monitoring.alerts.admin import Actor
 from monitoring.alerts.engine import AlertEngine, AlertNotFound, AlertStateConflict
@@ -349,9 +349,11 @@ class ConfigurationView(Document):
     inhibitions: list[dict[str, Any]]
 
 
-class AlertView(RootModel[ActiveView | HistoryView | RulesView | SilencesView | MaintenanceView | DeliveriesView
-                          | ConfigurationView]):
+class AlertView(RootModel[Any]):
     """The view the action names."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: ActiveView | HistoryView | RulesView | SilencesView | MaintenanceView | DeliveriesView | ConfigurationView
 
 
 class AlertAnswer(Document):
@@ -439,11 +441,13 @@ class TestAnswer(Document):
     results: list[ProbeAnswer]
 
 
-class ActionAnswer(RootModel[AlertAnswer | TriggerAnswer | SilenceAnswer | WindowAnswer | DeletedWindowAnswer
-                             | AddedRuleAnswer | UpdatedRuleAnswer | DeletedRuleAnswer | InhibitionsAnswer
-                             | TestAnswer]):
+class ActionAnswer(RootModel[Any]):
     """What the action did (the alert, silence, window or rule as it now is), or for test what each
     receiver answered."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: (AlertAnswer | TriggerAnswer | SilenceAnswer | WindowAnswer | DeletedWindowAnswer | AddedRuleAnswer
+           | UpdatedRuleAnswer | DeletedRuleAnswer | InhibitionsAnswer | TestAnswer)
 
 
 # --- GET: the views -------------------------------------------------------------------------
@@ -701,13 +705,28 @@ def _rule_fields_schema(required: tuple[str, ...] = ()) -> dict[str, Any]:
 
 # A rule's fields are checked by the rulebook (they come from settings too), with a problem for
 # each bad field: the model only sees that it is an object.
-RuleFields = Annotated[dict[str, Any], BeforeValidator(_an_object), WithJsonSchema(_rule_fields_schema())]
+def _replace(schema: dict[str, Any], new: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(new)
+
+
+class _RuleFieldsSchema:
+    """RuleSpec's schema for the rule fields, drawn when a document is generated (not at import:
+    a worker that never serves the document never builds RuleSpec)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, _core_schema: Any, _handler: Any) -> dict[str, Any]:
+        return _rule_fields_schema()
+
+
+RuleFields = Annotated[dict[str, Any], BeforeValidator(_an_object), _RuleFieldsSchema]
 
 
 class RuleChanges(BaseModel):
     """update_rule: `name` names the rule; the other fields are the changes (checked by the rulebook)."""
 
-    model_config = {"extra": "allow", "json_schema_extra": _rule_fields_schema(required=("name",))}
+    model_config = ConfigDict(extra="allow", defer_build=True,
+                              json_schema_extra=lambda schema: _replace(schema, _rule_fields_schema(required=("name",))))
 
     name: Annotated[str, BeforeValidator(_naming("the rule to change"))] = Field(None, validate_default=True)
 
@@ -1014,8 +1033,11 @@ POST_ACTIONS: dict[str, Action] = {
 _ACTION_BODIES = Union[tuple(action.body for action in POST_ACTIONS.values())]  # type: ignore[valid-type]  # noqa: UP007
 
 
-class AlertAction(RootModel[Annotated[_ACTION_BODIES, Field(discriminator="action")]]):  # type: ignore[valid-type]
+class AlertAction(RootModel[Any]):
     """The body of one action, told apart by `action`."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: Annotated[_ACTION_BODIES, Field(discriminator="action")]  # type: ignore[valid-type]
 
     @classmethod
     def from_request(cls, data: Any) -> Model:

@@ -217,19 +217,19 @@ class Model(BaseModel):
     """Request models: unknown fields are an error, ``field_name`` is the JSON name."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, populate_by_name=True,
-                              json_schema_extra=tidy_schema)
+                              json_schema_extra=tidy_schema, defer_build=True)
 
 
 class QueryModel(BaseModel):
     """Query-string models: unknown parameters (api_key, cache busters) are ignored."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=tidy_schema)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, json_schema_extra=tidy_schema, defer_build=True)
 
 
 class Document(BaseModel):
     """Response models: they describe what a view returns (extra fields allowed, documented)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class ErrorDetail(Document):

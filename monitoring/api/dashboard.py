@@ -223,8 +223,11 @@ class DatadogDashboard(Document):
     layout_type: str
 
 
-class DashboardAnswer(RootModel[DashboardDocument | GrafanaDashboard | DatadogDashboard]):
+class DashboardAnswer(RootModel[Any]):
     """The dashboard document, or a Grafana or Datadog dashboard: each requires keys the others lack."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: DashboardDocument | GrafanaDashboard | DatadogDashboard
 
 
 _PAGE = Content("text/html", "The live page.", {"type": "string"})

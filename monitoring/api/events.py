@@ -91,11 +91,15 @@ class EventBatch(Model):
 class ReceivedEvents(BaseModel):
     """What the view receives: the body's items, its shape checked, as sent (the domain checks each)."""
 
+    model_config = ConfigDict(defer_build=True)
     items: list[Any]
 
 
-class EventsBody(RootModel[Event | EventBatch]):
+class EventsBody(RootModel[Any]):
     """One event, or a batch."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: Event | EventBatch
 
     @classmethod
     def from_request(cls, data: Any) -> ReceivedEvents:

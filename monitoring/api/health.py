@@ -1,10 +1,10 @@
 """/api/health/*: probes for load balancers and orchestrators, and the dependency health check."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from flask import Response, jsonify, request
-from pydantic import Field, RootModel
+from pydantic import ConfigDict, Field, RootModel
 
 from monitoring.api.auth import check_key, client_ip, require_key_unless_public
 from monitoring.api.blueprint import centinela_blueprint, client_address
@@ -83,8 +83,11 @@ class OneDependencyHealth(DependencyHealth):
     service: str
 
 
-class HealthAnswer(RootModel[HealthDocument | OneDependencyHealth]):
+class HealthAnswer(RootModel[Any]):
     """The whole health document, or one dependency's (``?service=``)."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: HealthDocument | OneDependencyHealth
 
 
 class IetfCheck(Document):

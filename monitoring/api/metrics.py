@@ -242,9 +242,12 @@ class DatadogSeries(Document):
     series: list[DatadogPoint]
 
 
-class MetricsAnswer(RootModel[MetricsDocument | DatadogSeries]):
+class MetricsAnswer(RootModel[Any]):
     """The figures (format=json) or the Datadog series body (format=datadog): neither has the other's
     required keys."""
+
+    model_config = ConfigDict(defer_build=True)
+    root: MetricsDocument | DatadogSeries
 
 
 _EXPOSITION = (

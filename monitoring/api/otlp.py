@@ -13,7 +13,7 @@ SDKs honour. The decoding lives in monitoring.ingest; this module only moves byt
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -25,21 +25,15 @@ from monitoring.api.ingest_http import SHED_RETRY_AFTER_SECONDS, read_raw_body, 
 from monitoring.extension import current_services
 from monitoring.ingest.body import OTLP_BODY_LIMITS, decode_body
 from monitoring.ingest.errors import IngestError
-from monitoring.ingest.otlp_encoding import (
-    INVALID_ARGUMENT,
-    RESOURCE_EXHAUSTED,
-    UNAVAILABLE,
-    OtlpEncoding,
-    OtlpResponse,
-    encoding_of,
-    failure_response,
-)
-from monitoring.ingest.otlp_metrics import decode_metrics
-from monitoring.ingest.otlp_traces import decode_traces
 from monitoring.security.keys import INGEST
 
+if TYPE_CHECKING:
+    from monitoring.ingest.otlp_encoding import OtlpEncoding, OtlpResponse
+
+# The protobuf stack (google.protobuf, opentelemetry.proto: about 3 MB of a worker's RSS) is
+# imported with the first export or the first refusal, not when the blueprint is registered.
+
 _ENCODING = "centinela_otlp_encoding"
-_CODES = {429: RESOURCE_EXHAUSTED, 503: UNAVAILABLE}
 
 
 def presented_otlp_key() -> str | None:
@@ -71,6 +65,8 @@ def _answer(answer: OtlpResponse, status: int = 200, headers: dict[str, str] | N
 
 def _encoding() -> OtlpEncoding:
     """The request's encoding for the answer; JSON when the request's content type is not OTLP's."""
+    from monitoring.ingest.otlp_encoding import OtlpEncoding, encoding_of
+
     found: OtlpEncoding | None = g.get(_ENCODING)
     if found is None:
         try:
@@ -81,7 +77,9 @@ def _encoding() -> OtlpEncoding:
 
 
 def _failure(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    code = _CODES.get(status, INVALID_ARGUMENT)
+    from monitoring.ingest.otlp_encoding import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, failure_response
+
+    code = {429: RESOURCE_EXHAUSTED, 503: UNAVAILABLE}.get(status, INVALID_ARGUMENT)
     response = _answer(failure_response(message, _encoding(), code), status, headers)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -117,6 +115,8 @@ def _unhandled(error: Exception) -> Response:
 
 
 def _export(decode: Any, record: Any) -> Response:
+    from monitoring.ingest.otlp_encoding import encoding_of
+
     services = current_services()
     check_key(INGEST, presented=g.get("centinela_ingest_presented") or presented_otlp_key())
     content_type = request.headers.get("Content-Type")
@@ -142,12 +142,16 @@ def _export(decode: Any, record: Any) -> Response:
 
 @bp.post("/traces")
 def export_traces():  # type: ignore[no-untyped-def]
+    from monitoring.ingest.otlp_traces import decode_traces
+
     return _export(lambda body, content_type, services: decode_traces(body, content_type, clock=services.clock),
                    lambda sink, batch: sink.record_traces(batch))
 
 
 @bp.post("/metrics")
 def export_metrics():  # type: ignore[no-untyped-def]
+    from monitoring.ingest.otlp_metrics import decode_metrics
+
     return _export(
         lambda body, content_type, services: decode_metrics(
             body, content_type, clock=services.clock, tracker=services.ingest.cumulative),
