@@ -6,10 +6,11 @@ its first OTLP metrics request.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple
 
 from monitoring.clock import Clock
 from monitoring.ingest.timestamps import NANOS
@@ -56,37 +57,22 @@ def _exponential_buckets(point: HistogramPoint, scale: int) -> dict[int, int]:
     return buckets
 
 
-class _DeltaFields(TypedDict):
-    """The HistogramPoint fields a delta has whatever its kind (typed, so ``**`` keeps their types)."""
-
-    start_ns: int
-    time_ns: int
-    count: int
-    total_sum: float | None
-    minimum: float | None
-    maximum: float | None
-
-
 def _difference(current: HistogramPoint, previous: HistogramPoint) -> HistogramPoint | None:
     """``current - previous`` over (previous.time, current.time]; None when they do not subtract."""
     total_sum = None
     if current.total_sum is not None and previous.total_sum is not None:
         total_sum = current.total_sum - previous.total_sum
-    common: _DeltaFields = {
-        "start_ns": previous.time_ns,
-        "time_ns": current.time_ns,
-        "count": current.count - previous.count,
-        "total_sum": total_sum,
-        "minimum": current.minimum,  # lifetime extremes: still true bounds of the delta's values
-        "maximum": current.maximum,
-    }
+    # The delta keeps the current point's shape (bounds, or scale) and lifetime extremes: the
+    # minimum and maximum are still true bounds of the delta's values.
+    delta = dataclasses.replace(current, start_ns=previous.time_ns, count=current.count - previous.count,
+                                total_sum=total_sum)
     if current.scale is None:
         if previous.scale is not None or current.bounds != previous.bounds:
             return None
         counts = tuple(now - before for now, before in zip(current.counts, previous.counts, strict=False))
         if any(n < 0 for n in counts):
             return None
-        return HistogramPoint(counts=counts, bounds=current.bounds, **common)
+        return dataclasses.replace(delta, counts=counts)
     if previous.scale is None or previous.scale < current.scale:
         return None  # a cumulative exponential histogram only ever coarsens its scale
     now = _exponential_buckets(current, current.scale)
@@ -102,9 +88,7 @@ def _difference(current: HistogramPoint, previous: HistogramPoint) -> HistogramP
     negative = current.negative_count - previous.negative_count
     if any(n < 0 for n in counts) or zero < 0 or negative < 0:
         return None
-    return HistogramPoint(
-        counts=counts, scale=current.scale, offset=offset, zero_count=zero, negative_count=negative, **common
-    )
+    return dataclasses.replace(delta, counts=counts, offset=offset, zero_count=zero, negative_count=negative)
 
 
 class CumulativeTracker:
