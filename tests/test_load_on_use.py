@@ -177,3 +177,57 @@ def test_the_service_loads_the_otlp_stack_with_its_first_export(tmp_path: Path) 
     # The metrics export imports prometheus_client when it builds its first families.
     assert report["prometheus_status"] == 200
     assert "centinela_metrics_category_available" in report["prometheus_text"]
+
+
+FIRST_USE_IN_THREADS = r"""
+import json, sys, threading
+
+from flask import Flask
+
+from monitoring.extension import Monitoring
+from monitoring.settings import Settings
+
+var_dir, database_url = sys.argv[1:3]
+key = "load-on-use-metrics-key-0123456789"
+app = Flask("festival")
+Monitoring(app, settings=Settings.from_env({"VAR_DIR": var_dir, "DATABASE_URL": database_url, "METRICS_API_KEY": key,
+                                            "SCHEDULER_ENABLED": "false", "RATELIMIT_ENABLED": "false"}))
+barrier = threading.Barrier(16)
+answers = {}
+
+
+def ask(n):
+    client = app.test_client()
+    category = "performance" if n % 2 else "no-such-category"
+    barrier.wait()
+    answer = client.get(f"/api/monitoring/metrics?category={category}", headers={"X-API-Key": key})
+    answers[n] = (category, answer.status_code, (answer.get_json() or {}).get("error", {}).get("code"))
+
+
+threads = [threading.Thread(target=ask, args=(n,)) for n in range(16)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+app.extensions["centinela"].shutdown()
+print(json.dumps(sorted(answers.values())))
+"""
+
+
+def test_sixteen_threads_building_one_model_at_once_each_get_the_right_answer(tmp_path: Path) -> None:
+    """A gthread worker's first requests may build a deferred model in several threads at once
+    (pydantic 2.14 locks model_rebuild; pyproject asks for it)."""
+    database_url = f"sqlite:///{tmp_path / 'centinela.db'}"
+    store = Store(database_url)
+    store.migrate()
+    store.dispose()
+    result = subprocess.run([sys.executable, "-c", FIRST_USE_IN_THREADS, str(tmp_path / "var"), database_url],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    refused = [answer for answer in answers if answer[0] == "no-such-category"]
+    served = [answer for answer in answers if answer[0] == "performance"]
+    assert len(refused) == len(served) == 8
+    assert {(status, code) for _category, status, code in served} == {(200, None)}
+    assert len({(status, code) for _category, status, code in refused}) == 1
+    assert refused[0][1] == 400
