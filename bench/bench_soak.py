@@ -9,6 +9,11 @@ metrics export (JSON and Prometheus), the dashboard feed and posted events. Ever
 of each worker is read from /proc. Printed: the curve, and the slope over the last half (after
 warm-up: imports, caches and the first rollups settle in the first minutes) in MB per 5 minutes,
 per worker; the target is flat, under 1 MB per 5 minutes.
+
+--memory-breakdown also says where each worker's RSS went over the last half (bench/soak_memory.py):
+SQLite's heap, glibc's heap in use and free-but-kept, live prepared statements. The process
+environment passes through, so e.g. ``MALLOC_ARENA_MAX=2 .venv/bin/python bench/bench_soak.py``
+runs the workers with two glibc arenas.
 """
 from __future__ import annotations
 
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument("--memory-breakdown", action="store_true",
+                        help="log each worker's SQLite heap, glibc heap and prepared statements (bench/soak_memory.py)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="centinela-soak-"))
@@ -106,6 +113,10 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "METRICS_API_KEY": KEY, "ADMIN_API_KEY": ADMIN,
            "VAR_DIR": str(workdir / "var"), "DATABASE_URL": f"sqlite:///{workdir / 'var' / 'centinela.db'}",
            "RATELIMIT_ENABLED": "false", "DASHBOARD_PUBLIC": "true"}
+    if args.memory_breakdown:
+        (workdir / "memory").mkdir()
+        env["SOAK_MEMORY_DIR"] = str(workdir / "memory")
+        env["GUNICORN_CMD_ARGS"] = f"-c {ROOT / 'bench' / 'soak_memory.py'} " + env.get("GUNICORN_CMD_ARGS", "")
     log = open(workdir / "gunicorn.log", "wb")
     shop = workdir / "shop"
     subprocess.run(["cp", "-r", str(ROOT / "examples" / "shop"), str(shop)], check=True)
@@ -159,6 +170,21 @@ def main() -> None:
               f"(target: under 1 MB per 5 min)")
     if not pids:
         print("no worker lived through the second half (recycled?): see the curve above")
+    if args.memory_breakdown:
+        print_memory_breakdown(workdir / "memory")
+
+
+def print_memory_breakdown(directory: Path) -> None:
+    """Per worker, each figure at the start of the last half of its lines and at the end (bench/soak_memory.py)."""
+    names = ("RSS", "SQLite heap", "malloc in use", "malloc free", "py blocks", "sqlite stmts", "distinct SQL")
+    for path in sorted(directory.glob("*.txt")):
+        rows = [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line.strip()]
+        half = rows[len(rows) // 2:]
+        if not half:
+            continue
+        first, last = half[0], half[-1]
+        figures = ", ".join(f"{name} {a:g} -> {b:g}" for name, a, b in zip(names, first[1:], last[1:], strict=True))
+        print(f"worker {path.stem} from {first[0]:.0f} s to {last[0]:.0f} s (MB unless a count): {figures}")
 
 
 if __name__ == "__main__":
