@@ -703,8 +703,6 @@ def _rule_fields_schema(required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {**schema, "additionalProperties": False, **({"required": list(required)} if required else {})}
 
 
-# A rule's fields are checked by the rulebook (they come from settings too), with a problem for
-# each bad field: the model only sees that it is an object.
 def _replace(schema: dict[str, Any], new: dict[str, Any]) -> None:
     schema.clear()
     schema.update(new)
@@ -719,6 +717,8 @@ class _RuleFieldsSchema:
         return _rule_fields_schema()
 
 
+# A rule's fields are checked by the rulebook (they come from settings too), with a problem for
+# each bad field: the model only sees that it is an object.
 RuleFields = Annotated[dict[str, Any], BeforeValidator(_an_object), _RuleFieldsSchema]
 
 
