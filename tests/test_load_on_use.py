@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 
 from monitoring.store.database import Store
 from tests.conftest import INGEST_KEY
+from tests.support.models import centinela_models
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_BODY = Path(__file__).parent / "data" / "otlp" / "metrics.json"
@@ -74,16 +75,9 @@ else:
 
     app = create_app(settings)
 def built_models():
-    from pydantic import BaseModel
+    from tests.support.models import centinela_models
 
-    built, todo = set(), [BaseModel]
-    while todo:
-        for model in todo.pop().__subclasses__():
-            todo.append(model)
-            # (RootModel[Any], pydantic's one parametrised base of the root models, is built once)
-            if model.__module__.startswith("monitoring.") and model.__pydantic_complete__ and "[" not in model.__qualname__:
-                built.add(model.__qualname__)
-    return sorted(built)
+    return sorted({model.__qualname__ for model in centinela_models() if model.__pydantic_complete__})
 
 
 report = {"at_start": loaded(), "models_at_start": built_models()}
@@ -238,18 +232,11 @@ def test_every_deferred_model_builds() -> None:
     import: build each one here (fresh copies of the classes are not needed: rebuilding is idempotent)."""
     import importlib
 
-    from pydantic import BaseModel
-
     from monitoring.extension import API_MODULES
 
     for module in API_MODULES:
         importlib.import_module(module)
-    models, todo = [], [BaseModel]
-    while todo:
-        for model in todo.pop().__subclasses__():
-            todo.append(model)
-            if model.__module__.startswith("monitoring."):
-                models.append(model)
+    models = centinela_models()
     assert len(models) > 100
     for model in models:
         model.model_rebuild()  # raises on a model that does not build
