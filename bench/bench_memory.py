@@ -12,12 +12,15 @@ is read at checkpoints:
 * ``bare``: the same host app without Centinela, warmed up (the baseline);
 * ``loaded``: with ``Monitoring(app)`` and 1,000 requests served: what loading Centinela
   into a worker costs (imports, store engine, scheduler objects);
+* then with 50 load balancer probes (``/api/health/live`` and ``/ready``) answered: a view
+  module is loaded on its first request (monitoring.api.routes), and every worker answers these;
 * then after 100k ... N recorded requests: what recording adds, which must stay flat.
 
 Before that, a fresh interpreter prints the breakdown of ``loaded``: the RSS added by importing
-each group of modules in turn (SQLAlchemy, pydantic, ..., Centinela's own, the blueprints), then by
-``Monitoring(app)`` and the first 1,000 requests, and which heavy modules it found loaded.
-(``python -X importtime`` says the same in time; RSS is what a worker pays.)
+each group of modules in turn (SQLAlchemy, Centinela's own), then by ``Monitoring(app)`` and the
+first 1,000 requests, which heavy modules it found loaded, and then what the probes and one
+request to each other endpoint load on top. (``python -X importtime`` says the same in time;
+RSS is what a worker pays.)
 """
 from __future__ import annotations
 
@@ -83,12 +86,32 @@ def serve(app: Any, count: int, rng: random.Random, on_request: Callable[[int], 
 # to the groups before it (sqlalchemy imports asyncio, so asyncio is SQLAlchemy's).
 IMPORT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLAlchemy core, SQLite dialect", ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.dialects.sqlite")),
-    ("pydantic", ("pydantic",)),
     ("Centinela's own modules (services)", ("monitoring.extension", "monitoring.services")),
 )
 # Loaded only when their feature is used: listed if found after Monitoring(app) and 1,000 requests.
 HEAVY = ("prometheus_client", "spectree", "limits", "apscheduler", "google.protobuf", "opentelemetry.proto", "brotli", "apprise",
          "smtplib", "sqlalchemy.orm", "sqlalchemy.dialects.postgresql", "alembic")
+
+
+def serve_probes(app: Any, count: int) -> None:
+    """What a load balancer asks every worker, alternately: liveness and readiness."""
+    from werkzeug.test import EnvironBuilder
+
+    environs = [EnvironBuilder(path=path).get_environ() for path in ("/api/health/live", "/api/health/ready")]
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        assert status.startswith("200"), status
+
+    for n in range(count):
+        for _ in app(dict(environs[n % 2]), start_response):
+            pass
+
+
+# The rest of Centinela's GET endpoints, with the admin key (the OpenAPI document last: spectree).
+ENDPOINTS = ("/api/health/check", "/api/monitoring/uptime", "/api/monitoring/metrics",
+             "/api/monitoring/metrics?format=prometheus", "/api/monitoring/alerts?action=active",
+             "/api/monitoring/audit", "/api/monitoring/errors", "/api/monitoring/dashboard/data",
+             "/api/monitoring/dashboard?format=html", "/api/openapi.json")
 
 
 def settings_in(workdir: Path) -> Any:
@@ -125,14 +148,8 @@ def breakdown() -> None:
         print(f"  import {name + ':':42s} {now - before:+5.1f} MB")
         before = now
     from monitoring.clock import ManualClock
-    from monitoring.extension import API_MODULES, INGEST_MODULES, Monitoring
+    from monitoring.extension import Monitoring
 
-    for module in API_MODULES:
-        if module not in INGEST_MODULES:  # an embedded app serves no ingest by default
-            importlib.import_module(module)
-    now = rss_mb()
-    print(f"  import {'the blueprint modules and their models:':42s} {now - before:+5.1f} MB")
-    before = now
     workdir = Path(tempfile.mkdtemp(prefix="centinela-memory-"))
     settings = settings_in(workdir)
     migrate(settings)
@@ -154,11 +171,25 @@ def breakdown() -> None:
     serve(app, 1_000, rng, tick)
     now = rss_mb()
     print(f"  {'1,000 requests (a flush: the SQLite connection):':49s} {now - before:+5.1f} MB")
-    print(f"  {'sum:':49s} {now - start:+5.1f} MB")
+    print(f"  {'sum: what a worker serving only the host pays:':49s} {now - start:+5.1f} MB")
     added = sorted({name.split(".")[0] for name in set(sys.modules) - known if not name.startswith("monitoring")})
     heavy = [name for name in HEAVY if name in sys.modules]
     print(f"  third-party packages first imported by Monitoring(app) or the requests: {', '.join(added) or 'none'}")
     print(f"  feature modules loaded: {', '.join(heavy) or 'none'}")
+    # Then what Centinela's own endpoints load on their first request (monitoring.api.routes).
+    before = now
+    serve_probes(app, 50)
+    now = rss_mb()
+    print(f"  {'then 50 load balancer probes (/live, /ready):':49s} {now - before:+5.1f} MB")
+    before = now
+    client = app.test_client()
+    admin = {"X-API-Key": settings.admin_api_key}
+    for path in ENDPOINTS:
+        client.get(path, headers=admin)
+    now = rss_mb()
+    print(f"  {'then one request to each other endpoint:':49s} {now - before:+5.1f} MB "
+          f"({', '.join(path.rsplit('/', 1)[-1] for path in ENDPOINTS)})")
+    print(f"  feature modules loaded by then: {', '.join(name for name in HEAVY if name in sys.modules)}")
     monitoring.store.dispose()
 
 
@@ -209,6 +240,11 @@ def main() -> None:
     print(f"bare host app, warmed up:                  RSS {rss_bare:7.1f} MB")
     print(f"with Monitoring(app), 1,000 requests:      RSS {rss_loaded:7.1f} MB  "
           f"(loading Centinela: {rss_loaded - rss_bare:+.1f} MB; Python objects: {blocks_loaded:,} blocks)")
+    serve_probes(app, 50)  # a worker behind a load balancer also answers its probes
+    rss_probed = rss_mb()
+    print(f"and 50 load balancer probes (/live, /ready): RSS {rss_probed:7.1f} MB  "
+          f"(with the probes' views: {rss_probed - rss_bare:+.1f} MB)")
+    rss_loaded = rss_probed
     done = 1_000
     checkpoints = sorted({c for c in (100_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000, args.requests)
                           if c <= args.requests})
@@ -227,7 +263,7 @@ def main() -> None:
     figures = RequestRollups(monitoring.store, clock).figures(TimeWindow(0, clock.now() + 60, "all"))
     print(f"the store holds {figures.count:,} requests over {len(figures.routes)} routes "
           f"(expected {done:,}); per-worker RSS added by recording {rss_mb() - rss_loaded:+.1f} MB "
-          f"(target < 25 MB), by loading Centinela {rss_loaded - rss_bare:+.1f} MB")
+          f"(target < 25 MB), by loading Centinela and answering probes {rss_loaded - rss_bare:+.1f} MB")
     monitoring.store.dispose()
 
 

@@ -15,7 +15,6 @@ so ``gunicorn --preload`` (the app built in the master, then forked) works.
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import threading
 import weakref
@@ -47,7 +46,8 @@ log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "centinela"
 
-# Blueprint modules, in registration order; each has ``bp``.
+# The view modules, in registration order: their blueprints are declared in monitoring.api.routes
+# (the ingest modules' in the module, as ``bp``).
 API_MODULES = (
     "monitoring.api.health",
     "monitoring.api.uptime",
@@ -96,6 +96,7 @@ class Monitoring:
 
     def init_app(self, app: Flask) -> None:
         from monitoring.api.middleware import install_request_hooks
+        from monitoring.api.routes import blueprint_of
         from monitoring.services import build_services
 
         settings = self._settings or Settings.from_env(default_var_dir=Path(app.instance_path) / "centinela")
@@ -108,7 +109,7 @@ class Monitoring:
         app.extensions[EXTENSION_KEY] = self
 
         for name in self.api_modules:
-            bp = importlib.import_module(name).bp
+            bp = blueprint_of(name)  # a view module is imported on its first request
             app.register_blueprint(bp, url_prefix=settings.url_prefix + (bp.url_prefix or ""))
         if settings.cors_origins:
             # flask-cors' own option handling and header logic, without its app-wide hooks and

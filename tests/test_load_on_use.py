@@ -6,6 +6,8 @@ are not in ``sys.modules``; used, they are imported and work.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
+from monitoring.api.routes import LAZY_BLUEPRINTS
 from monitoring.store.database import Store
 from tests.conftest import INGEST_KEY
 from tests.support.models import centinela_models
@@ -75,6 +78,8 @@ else:
 
     app = create_app(settings)
 def built_models():
+    if "pydantic" not in sys.modules:
+        return []  # no model without pydantic (and the walk would import it)
     from tests.support.models import centinela_models
 
     return sorted({model.__qualname__ for model in centinela_models() if model.__pydantic_complete__})
@@ -89,6 +94,7 @@ report["models_after_live"] = built_models()
 if mode == "embedded":
     report["models_after_health_check"] = (client.get("/api/health/check", headers={"X-API-Key": metrics_key}).status_code,
                                          built_models())
+    report["after_health_check"] = loaded()
 answer = client.get("/api/openapi.json")
 report["openapi_status"] = answer.status_code
 report["openapi"] = answer.get_json()
@@ -129,6 +135,38 @@ def test_an_embedded_centinela_loads_no_feature_before_it_is_used(tmp_path: Path
     assert (report["host_route"], report["live"]) == (200, 200)
     # The first request starts the scheduler: APScheduler's threads, nothing else.
     assert report["after_live"] in ([], ["apscheduler.schedulers"])
+
+
+# Centinela's endpoints: a view module (and pydantic, and the contract) loads with the first
+# request to one of its routes (monitoring.api.routes).
+VIEWS = ("pydantic", "monitoring.api.contract", "monitoring.api.probes",
+         *(spec.module for spec in LAZY_BLUEPRINTS.values()))
+
+
+def test_a_host_worker_loads_no_view_until_one_of_its_routes_is_asked(tmp_path: Path) -> None:
+    report = run_child("embedded", tmp_path, heavy=VIEWS)
+    assert report["at_start"] == []
+    assert report["host_route"] == 200
+    # A load balancer's probes: the probes' module alone, without pydantic (every worker answers them).
+    assert (report["live"], report["after_live"]) == (200, ["monitoring.api.probes"])
+    # The health check: its module, its models, nothing of the other endpoints.
+    assert report["after_health_check"] == ["monitoring.api.contract", "monitoring.api.health",
+                                            "monitoring.api.probes", "pydantic"]
+
+
+def test_every_route_names_a_view_of_its_module_and_every_declared_view_is_routed() -> None:
+    routed, modules = set(), set()
+    for spec in LAZY_BLUEPRINTS.values():
+        for route in spec.routes:
+            module = importlib.import_module(route.module or spec.module)
+            modules.add(module)
+            assert callable(getattr(module, route.view, None)), f"{module.__name__} has no view {route.view}"
+            routed.add(f"{module.__name__}:{route.view}")
+    importlib.import_module("monitoring.api.health")  # declares the probes
+    declared = {f"{module.__name__}:{name}" for module in modules for name, value in vars(module).items()
+                if inspect.isfunction(value) and value.__module__ == module.__name__
+                and getattr(value, "_centinela_operation", None) is not None}
+    assert declared == routed
 
 
 def test_pydantic_builds_a_model_when_its_endpoint_first_uses_it(tmp_path: Path) -> None:
@@ -230,8 +268,6 @@ def test_sixteen_threads_building_one_model_at_once_each_get_the_right_answer(tm
 def test_every_deferred_model_builds() -> None:
     """Deferred, a model that cannot be built would fail at its endpoint's first request, not at
     import: build each one here (fresh copies of the classes are not needed: rebuilding is idempotent)."""
-    import importlib
-
     from monitoring.extension import API_MODULES
 
     for module in API_MODULES:

@@ -30,7 +30,6 @@ from monitoring.alerts.rules import Rule, RuleExists, RuleNotFound
 from monitoring.alerts.silences import STATES as SILENCE_STATES
 from monitoring.alerts.silences import SilenceExpired, SilenceNotFound, parse_silence
 from monitoring.api.auth import check_key, client_ip
-from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
     Document,
     ErrorBody,
@@ -56,8 +55,6 @@ from monitoring.notify.probe import probe_channels
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN, METRICS
 from monitoring.uptime.maintenance import parse_window_spec
-
-bp = centinela_blueprint("centinela_alerts", __name__, "/api/monitoring")
 
 MAX_PAGE = 500
 UPCOMING_MAINTENANCE = 7 * DAY
@@ -674,7 +671,6 @@ class AlertViewQuery(QueryModel):
         return view.query.model_validate(raw)
 
 
-@bp.get("/alerts")
 @endpoint(key=METRICS, query=AlertViewQuery, responses={200: AlertView}, tags=["alerts"],
           descriptions={200: "The view the action names."})
 def alerts_get(query: ViewQuery) -> Response:
@@ -1054,7 +1050,6 @@ class AlertAction(RootModel[Any]):
         return action.body.model_validate(data)
 
 
-@bp.post("/alerts")
 @endpoint(key=ADMIN, body=AlertAction, responses={200: ActionAnswer, 404: ErrorBody, 409: ErrorBody},
           tags=["alerts"], descriptions={
               404: "No such alert, silence, window or rule.",

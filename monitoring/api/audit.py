@@ -7,7 +7,6 @@ from flask import Response, g, jsonify, request, stream_with_context
 from pydantic import Field
 
 from monitoring.api.auth import client_ip
-from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
     Content,
     Document,
@@ -22,8 +21,6 @@ from monitoring.clock import isoformat
 from monitoring.extension import current_monitoring
 from monitoring.security.audit import ADMIN_ACTION, KINDS, render_csv
 from monitoring.security.keys import ADMIN
-
-bp = centinela_blueprint("centinela_audit", __name__, "/api/monitoring")
 
 MAX_PAGE = 500
 
@@ -53,7 +50,6 @@ class AuditPage(Document):
     next: NextPage | None
 
 
-@bp.get("/audit")
 @endpoint(key=ADMIN, query=AuditQuery, responses={200: AuditPage}, tags=["security"],
           extra_content={200: (Content("text/csv", "A page of entries, or a CSV file.", {"type": "string"}),)})
 def audit(query: AuditQuery) -> Response:

@@ -14,6 +14,7 @@ errors in ``create_app``).
 """
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,6 +106,37 @@ def centinela_blueprint(
     register_store_unavailable_handler(bp)  # 503 store_unavailable while the store does not answer
     bp.register_error_handler(Exception, unhandled_response)
     return bp
+
+
+class LazyView:
+    """The view ``name`` of module ``module``, imported on its first request (Flask's "lazily loading
+    views" pattern): a host worker that never serves this route never loads its module and models.
+
+    Only ``__call__`` reaches the view: Flask reads ``methods`` and ``provide_automatic_options``
+    off a view function when a rule is added, and must not import the module to find them absent.
+    """
+
+    __slots__ = ("_view", "module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+        self._view: Callable[..., Any] | None = None
+
+    def resolve(self) -> Callable[..., Any]:
+        """The view function itself (imports its module the first time; the import lock makes
+        threads that race here wait for one import)."""
+        view = self._view
+        if view is None:
+            view = self._view = getattr(importlib.import_module(self.module), self.name)
+        return view
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        view = self._view or self.resolve()
+        return view(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<LazyView {self.module}:{self.name}>"
 
 
 def _rate_limit(monitoring: Any, limits: Sequence[tuple[str, IdentityFunc]]) -> None:

@@ -49,6 +49,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from monitoring.api.auth import check_key, require_key_unless_public
+from monitoring.api.blueprint import LazyView
 from monitoring.api.errors import ApiError
 from monitoring.api.json_body import read_json
 from monitoring.clock import parse_timestamp
@@ -393,20 +394,45 @@ def endpoint(
             except InvalidInput as exc:
                 raise invalid_input_error(exc) from None
 
-        with _document_lock:
-            _registry.declared.append(_Declaration(
-                handler, query, body, form, headers_model, codes, tuple(tags),
-                security if security is not None else _SECURITY.get(key, []) if key is not None else None,
-                components,
-            ))
-        handler._centinela_operation = Operation(  # type: ignore[attr-defined]  # read by openapi_document()
-            key, extra_content or {}, headers or {}, descriptions or {}
-        )
-        if key in (METRICS, ADMIN):
-            handler.required_role = key  # type: ignore[attr-defined]  # read by the OpenAPI coverage test
+        _register(handler, _Declaration(
+            handler, query, body, form, headers_model, codes, tuple(tags),
+            security if security is not None else _SECURITY.get(key, []) if key is not None else None,
+            components,
+        ), Operation(key, extra_content or {}, headers or {}, descriptions or {}))
         return handler  # type: ignore[return-value]
 
     return decorate
+
+
+def declare_served_as_is(
+    view: Callable[..., Any],
+    *,
+    key: str,
+    responses: Mapping[int, type[BaseModel] | None],
+    tags: Sequence[str] = (),
+    descriptions: Mapping[int, str] | None = None,
+) -> None:
+    """Declare, as ``@endpoint`` would, a view that is served unwrapped because its module must
+    not import pydantic (the load balancer's probes, monitoring.api.probes).
+
+    Only a public view without query or body qualifies: ``@endpoint``'s wrapper would check no
+    key and parse nothing for it. The view returns a finished Response.
+    """
+    if key != PUBLIC:
+        raise ValueError("a view served as it is checks no key: only a PUBLIC one can be declared so")
+    codes: dict[str, Any] = {f"HTTP_{status}": model for status, model in responses.items()}
+    for status in _implied_errors(key, None, None):
+        codes.setdefault(f"HTTP_{status}", ErrorBody)
+    _register(view, _Declaration(view, None, None, None, None, codes, tuple(tags), _SECURITY[key], ()),
+              Operation(key, {}, {}, descriptions or {}))
+
+
+def _register(view: Callable[..., Any], declaration: _Declaration, operation: Operation) -> None:
+    with _document_lock:
+        _registry.declared.append(declaration)
+    view._centinela_operation = operation  # type: ignore[attr-defined]  # read by openapi_document()
+    if operation.key in (METRICS, ADMIN):
+        view.required_role = operation.key  # type: ignore[attr-defined]  # read by the OpenAPI coverage test
 
 
 def _answer(result: Any) -> Response:
@@ -566,6 +592,11 @@ def _message(error: Mapping[str, Any]) -> str:
 
 def openapi_document(app: Flask, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of this app's Centinela routes (call inside a request)."""
+    # spectree reads each view's name, docstring and declaration off app.view_functions: the
+    # document describes every route, so every view is loaded now and served directly from here on.
+    for name, view in list(app.view_functions.items()):
+        if isinstance(view, LazyView):
+            app.view_functions[name] = view.resolve()
     with _document_lock:
         api = _spec_tree()
         _hand_to_spectree(api)

@@ -10,7 +10,6 @@ never reach a browser that did not give the key. The key is given once, to the l
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Response, jsonify, redirect, render_template, request, url_for
@@ -18,7 +17,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, RootModel, WithJsonSche
 from werkzeug.wrappers import Response as BaseResponse
 
 from monitoring.api.auth import check_key, client_ip, presented_key
-from monitoring.api.blueprint import centinela_blueprint, client_address
+from monitoring.api.blueprint import client_address
 from monitoring.api.contract import PUBLIC as NO_KEY
 from monitoring.api.contract import (
     Content,
@@ -51,15 +50,6 @@ from monitoring.security.keys import METRICS, ApiKey
 
 log = logging.getLogger(__name__)
 
-PACKAGE_FOLDER = Path(__file__).resolve().parent.parent / "dashboard"
-bp = centinela_blueprint(
-    "centinela_dashboard",
-    __name__,
-    "/api/monitoring",
-    static_folder=str(PACKAGE_FOLDER / "static"),
-    static_url_path="/dashboard/static",
-    template_folder=str(PACKAGE_FOLDER / "templates"),
-)
 
 FORMATS = ("json", "html")
 PLATFORMS = ("grafana", "datadog")
@@ -266,7 +256,6 @@ def _no_store(response: _AnyResponse) -> _AnyResponse:
 _VIEWER_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}, {}]
 
 
-@bp.get("/dashboard")
 @endpoint(
     key=None, security=_VIEWER_SECURITY, query=DashboardQuery, responses={200: DashboardAnswer},
     extra_content={200: (_PAGE,)}, tags=["dashboard"],
@@ -296,7 +285,6 @@ def dashboard(query: DashboardQuery) -> BaseResponse:
     return _no_store(jsonify(_document(FULL, query.service)))
 
 
-@bp.get("/dashboard/data")
 @endpoint(key=None, security=[{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}], query=FeedQuery,
           responses={200: DashboardDocument}, tags=["dashboard"],
           descriptions={200: "The dashboard document for this viewer."})
@@ -368,7 +356,6 @@ def _require_same_origin() -> None:
                        "cross_site_request")
 
 
-@bp.get("/dashboard/login")
 @endpoint(key=NO_KEY, responses={303: None}, tags=["dashboard"], descriptions={303: "To `?format=html`."})
 def login_page() -> BaseResponse:
     """Back to the page
@@ -378,7 +365,6 @@ def login_page() -> BaseResponse:
     return redirect(url_for("centinela_dashboard.dashboard", format="html"), 303)
 
 
-@bp.post("/dashboard/login")
 @endpoint(
     key=NO_KEY, form=SignInForm, tags=["dashboard"],
     responses={303: None, 401: None, 403: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody},
@@ -429,7 +415,6 @@ def login() -> BaseResponse:
     return _no_store(signed_in)
 
 
-@bp.post("/dashboard/logout")
 @endpoint(key=NO_KEY, responses={303: None, 403: ErrorBody}, tags=["dashboard"],
           descriptions={303: "Signed out; to `?format=html`.",
                         403: "Not posted from this site's dashboard page (`cross_site_request`)."})

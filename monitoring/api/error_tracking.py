@@ -10,7 +10,6 @@ from typing import Annotated
 from flask import Response, jsonify
 from pydantic import ConfigDict, Field
 
-from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
     Document,
     Moment,
@@ -26,9 +25,6 @@ from monitoring.extension import current_services
 from monitoring.security.keys import METRICS
 
 MAX_LIMIT = 200
-
-bp = centinela_blueprint("centinela_errors", __name__, "/api/monitoring")
-
 
 class ErrorsQuery(QueryModel):
     since: Moment = Field(None, description="Only groups last seen at or after this time.")
@@ -65,7 +61,6 @@ class ErrorGroups(Document):
     groups: list[ErrorGroup]
 
 
-@bp.get("/errors")
 @endpoint(key=METRICS, query=ErrorsQuery, responses={200: ErrorGroups}, tags=["errors"])
 def errors(query: ErrorsQuery) -> Response:
     """Error groups

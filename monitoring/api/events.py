@@ -19,7 +19,6 @@ from flask import Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema
 
 from monitoring.api.auth import require_key
-from monitoring.api.blueprint import api_key_or_address, centinela_blueprint
 from monitoring.api.contract import Document, ErrorBody, ErrorDetail, Model, Timestamp, endpoint, sometimes_absent
 from monitoring.api.errors import ApiError
 from monitoring.business.events import (
@@ -35,11 +34,6 @@ from monitoring.business.events import (
 )
 from monitoring.extension import current_services
 from monitoring.security.keys import INGEST, METRICS
-
-# Per key (RATELIMIT_EVENTS) instead of the default: an app posting events is one client
-# whatever addresses its workers use.
-bp = centinela_blueprint("centinela_events", __name__, "/api/monitoring", budgets=[("events", api_key_or_address)])
-
 
 # --- the contract ---------------------------------------------------------------------------
 
@@ -146,7 +140,6 @@ def _items(body: Any) -> list[Any]:
 # --- the endpoint --------------------------------------------------------------------------
 
 
-@bp.post("/events")
 @require_key(METRICS, INGEST)  # the metrics key kept for compatibility; INGEST_API_KEY is the one to hand out
 @endpoint(
     key=None, security=[{"IngestKey": []}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],

@@ -6,8 +6,8 @@ from typing import Any, Literal
 from flask import Response, jsonify, request
 from pydantic import ConfigDict, Field, RootModel
 
+from monitoring.api import probes
 from monitoring.api.auth import check_key, client_ip, require_key_unless_public
-from monitoring.api.blueprint import centinela_blueprint, client_address
 from monitoring.api.contract import (
     PUBLIC,
     Content,
@@ -16,11 +16,12 @@ from monitoring.api.contract import (
     Flag,
     QueryModel,
     Timestamp,
+    declare_served_as_is,
     endpoint,
 )
 from monitoring.api.errors import ApiError
-from monitoring.clock import isoformat
-from monitoring.extension import current_monitoring, current_services
+from monitoring.api.probes import no_store
+from monitoring.extension import current_monitoring
 from monitoring.health.report import (
     HEALTH_JSON,
     render_health,
@@ -31,9 +32,6 @@ from monitoring.health.report import (
 from monitoring.health.status import is_serving
 from monitoring.security.audit import ADMIN_ACTION
 from monitoring.security.keys import ADMIN
-
-# Load balancers poll these: a budget of their own (RATELIMIT_HEALTH), instead of the default.
-bp = centinela_blueprint("centinela_health", __name__, "/api/health", budgets=[("health", client_address)])
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "unknown"]
 
@@ -128,34 +126,15 @@ _SCORE_HEADER = {
 _IETF = (Content(HEALTH_JSON, model=IetfHealth),)
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 # --- the endpoints ------------------------------------------------------------------------
 
 
-@bp.get("/live")
-@endpoint(key=PUBLIC, responses={200: Liveness}, tags=["health"])
-def live() -> Response:
-    """Liveness probe
-
-    Answers 200 while the process serves requests; calls no dependency, so a database outage
-    never restarts it.
-    """
-    services = current_services()
-    return _no_store(jsonify(
-        {
-            "status": "alive",
-            "instance": services.scheduler.instance_id,
-            "zone": services.settings.zone,
-            "time": isoformat(services.clock.now()),
-        }
-    ))
+# The probes' views live in monitoring.api.probes (loaded without pydantic); declared here.
+declare_served_as_is(probes.live, key=PUBLIC, responses={200: Liveness}, tags=["health"])
+declare_served_as_is(probes.ready, key=PUBLIC, responses={200: Readiness, 503: ErrorBody}, tags=["health"],
+                     descriptions={503: "Not ready: `error.reasons` lists what is down."})
 
 
-@bp.get("/check")
 @endpoint(
     key=None,
     security=[{}, {"ApiKey": []}, {"AdminKey": []}, {"ApiKeyQuery": []}],
@@ -211,21 +190,4 @@ def check(query: HealthCheckQuery) -> Response:
     if score is not None:
         response.headers["X-Health-Score"] = str(score)
     response.vary.add("Accept")
-    return _no_store(response)
-
-
-@bp.get("/ready")
-@endpoint(key=PUBLIC, responses={200: Readiness, 503: ErrorBody}, tags=["health"],
-          descriptions={503: "Not ready: `error.reasons` lists what is down."})
-def ready() -> Response:
-    """Readiness probe
-
-    200 unless one of READINESS_DEPENDENCIES is down (default: the store and the database);
-    otherwise 503 with the reasons (`error.reasons`). A payment provider that is down lowers the
-    health score and alerts, but keeps instances in the load balancer's rotation.
-    """
-    monitoring = current_monitoring()
-    readiness = monitoring.health.readiness()
-    if not readiness.ready:
-        raise ApiError(503, "not ready: " + "; ".join(readiness.reasons), "not_ready", reasons=readiness.reasons)
-    return _no_store(jsonify({"status": "ready", "time": isoformat(monitoring.clock.now())}))
+    return no_store(response)

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from flask import Response, jsonify, request
 from pydantic import BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from monitoring.api.blueprint import BY_ADDRESS, api_key_or_address, centinela_blueprint
 from monitoring.api.contract import (
     Content,
     Document,
@@ -41,12 +40,6 @@ from monitoring.services import Services
 from monitoring.store.database import is_store_unavailable
 
 log = logging.getLogger(__name__)
-
-# Per key, not per address: one scraper's budget is not another team's (RATELIMIT_EXPORT); the
-# default per-address limit applies on top, as on every endpoint.
-bp = centinela_blueprint(
-    "centinela_metrics", __name__, "/api/monitoring", budgets=[BY_ADDRESS, ("export", api_key_or_address)]
-)
 
 # Every category the export knows, in this order.
 CATEGORIES = ("system", "performance", "business", "errors", "health", "uptime", "alerts")
@@ -297,7 +290,6 @@ def _section(monitoring: Services, name: str, window: TimeWindow, include_intern
     return report
 
 
-@bp.get("/metrics")
 @endpoint(
     key=METRICS, query=MetricsQuery, headers_model=AcceptExposition, responses={200: MetricsAnswer},
     extra_content={200: _EXPOSITION}, tags=["metrics"],

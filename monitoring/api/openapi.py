@@ -9,11 +9,8 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 
-from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import PUBLIC, Content, endpoint
 from monitoring.extension import current_monitoring
-
-bp = centinela_blueprint("centinela_openapi", __name__, "/api")
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -82,9 +79,12 @@ def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "",
     from monitoring.api.contract import openapi_document as generated_document
     from monitoring.extension import API_MODULES
 
+    # Each view module declares its endpoints when imported: all of them first (a worker may not
+    # have served every one yet).
+    served = [importlib.import_module(name) for name in (API_MODULES if modules is None else modules)]
     document = generated_document(app, version)
-    for name in API_MODULES if modules is None else modules:
-        paths = getattr(importlib.import_module(name), "OPENAPI_PATHS", {})
+    for module in served:
+        paths = getattr(module, "OPENAPI_PATHS", {})
         document["paths"].update({url_prefix + path: item for path, item in paths.items()})
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(COMPONENTS["securitySchemes"])
@@ -95,7 +95,6 @@ def build_document(app: Any, version: str = "0.1.0", url_prefix: str = "",
     return document
 
 
-@bp.get("/openapi.json")
 @endpoint(key=PUBLIC, responses={200: None}, tags=["meta"],
           extra_content={200: (Content("application/json", "The OpenAPI 3.1 document."),)})
 def openapi_document() -> Response:

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from flask import Response, jsonify, url_for
 from pydantic import Field, WithJsonSchema
 
-from monitoring.api.blueprint import centinela_blueprint
 from monitoring.api.contract import (
     PUBLIC_UNLESS_PRIVATE,
     Document,
@@ -23,8 +22,6 @@ from monitoring.api.paging import Before, NextPage, next_page, page_size
 from monitoring.extension import current_services
 from monitoring.uptime.periods import DEFAULT_WINDOW, ROLLING_WINDOWS, VALID_FORMS, parse_period
 from monitoring.uptime.report import render_uptime
-
-bp = centinela_blueprint("centinela_uptime", __name__, "/api/monitoring")
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -231,7 +228,6 @@ class IncidentPage(Document):
 # --- the endpoints ------------------------------------------------------------------------
 
 
-@bp.get("/uptime")
 @endpoint(key=PUBLIC_UNLESS_PRIVATE, query=UptimeQuery, responses={200: UptimeDocument}, tags=["uptime"],
           descriptions={400: f"A bad window or month; the message lists the valid forms: {VALID_FORMS}."})
 def uptime(query: UptimeQuery) -> Response:
@@ -249,7 +245,6 @@ def uptime(query: UptimeQuery) -> Response:
     return jsonify(render_uptime(service.report(period, now)))
 
 
-@bp.get("/uptime/incidents")
 @endpoint(key=PUBLIC_UNLESS_PRIVATE, query=IncidentsQuery, responses={200: IncidentPage}, tags=["uptime"])
 def incident_history(query: IncidentsQuery) -> Response:
     """Incident history

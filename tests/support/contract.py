@@ -15,6 +15,9 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request
 
+import monitoring.api.health  # noqa: F401  # declares the probes, whose own module has no pydantic
+from monitoring.api.blueprint import LazyView
+
 _by_document: dict[str, OpenAPI] = {}  # most apps serve the same document: parse it once
 checked: list[str] = []  # "GET /api/health/live 200": what was checked, for the test of the check itself
 
@@ -43,6 +46,8 @@ def _declared_view(app: Flask, path: str, method: str) -> Any:
     except HTTPException:
         return None
     view = app.view_functions.get(rule.endpoint)
+    if isinstance(view, LazyView):  # served: its module is loaded by now
+        view = view.resolve()
     return view if getattr(view, "_centinela_operation", None) is not None else None
 
 
