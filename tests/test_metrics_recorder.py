@@ -11,7 +11,7 @@ from flask import Flask, abort
 from werkzeug.test import EnvironBuilder
 
 from monitoring.api.middleware import install_request_hooks, is_internal_endpoint, route_template
-from monitoring.clock import ManualClock
+from monitoring.clock import ManualClock, SystemClock
 from monitoring.extension import Monitoring
 from monitoring.metrics.categories import TimeWindow
 from monitoring.metrics.recorder import OVERFLOW_ROUTE, UNMATCHED_ROUTE, RequestRecorder, RollupKey
@@ -126,6 +126,30 @@ def test_an_exception_that_escapes_flask_is_recorded_as_a_500_too(clock: ManualC
     assert drained(recorder) == {("GET", "/crash", 5, False): 1}
 
 
+def test_the_middleware_leaves_nothing_in_the_wsgi_environ(clock: ManualClock) -> None:
+    """A host's code that copies or logs the environ finds nothing of Centinela's in it, during
+    or after the request."""
+    app, recorder = ticket_app(clock)
+    seen: list[set[str]] = []
+
+    @app.after_request
+    def look(response: Any) -> Any:
+        from flask import request
+
+        seen.append(set(request.environ))
+        return response
+
+    environ = EnvironBuilder(path="/tickets/7").get_environ()
+    before = set(environ)
+    statuses: list[str] = []
+    for _ in app(environ, lambda status, headers, exc_info=None: statuses.append(status)):
+        pass
+    assert statuses == ["200 OK"]
+    assert not [key for key in set(environ) | seen[0] if key.startswith("centinela")]
+    assert set(environ) - before <= {"werkzeug.request"}  # Flask's own
+    assert drained(recorder) == {("GET", "/tickets/<ticket_id>", 2, False): 1}
+
+
 def test_a_failing_after_request_hook_of_the_app_is_recorded_as_a_500(clock: ManualClock) -> None:
     app = Flask("hooked")
 
@@ -214,6 +238,17 @@ def test_samples_are_keyed_by_the_minute_they_were_taken_in(clock: ManualClock) 
         (1_767_225_660.0, 1),
     ]
     assert recorder.drain() == {}
+
+
+def test_on_the_wall_clock_a_sample_lands_in_the_current_minute() -> None:
+    import time
+
+    recorder = RequestRecorder(SystemClock())  # reads time.time itself: the request path's shortcut
+    before = time.time()
+    recorder.record("GET", "/a", 200, 0.010)
+    after = time.time()
+    (key,) = recorder.drain()
+    assert key.minute in {before - before % 60, after - after % 60}
 
 
 def test_methods_and_statuses_are_normalised(clock: ManualClock) -> None:

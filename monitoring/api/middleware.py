@@ -9,7 +9,7 @@ It is one thin WSGI wrapper around ``app.wsgi_app``, and adds no hook to the app
   (routing, every hook, the view, teardown).
 * The wrapper hands Flask a ``start_response`` of its own, which Flask calls once the response
   is final (after every after_request hook and error handler) and while the request is still
-  current: it notes the request's URL rule and the status sent in the WSGI environ. The route
+  current: it notes the request's URL rule and the status sent. The route
   is recorded as the rule's template with converters dropped (``/tickets/<id>``), never the
   raw path; a request that matched no rule (404, 405) is recorded as ``<unmatched>``.
 * An exception that escapes Flask is recorded as a 500 (an after_request hook of the app that
@@ -42,7 +42,6 @@ from monitoring.security.pii import sanitise_text
 
 log = logging.getLogger(__name__)
 
-_OUTCOME = "centinela.request_outcome"
 # Every Centinela blueprint's name starts so (and no host blueprint's may: names are unique).
 INTERNAL_BLUEPRINT_PREFIX = "centinela_"
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
@@ -69,45 +68,52 @@ def install_request_hooks(
     # id(URL rule) -> (the rule, template, internal): Rule objects are unhashable, and the rule
     # kept in the value both pins its id and is checked against the rule looked up.
     labels: dict[int, tuple[Rule, str, bool]] = {}
+    # Status line -> code: an app sends a handful of distinct lines ("200 OK", "404 NOT FOUND").
+    codes: dict[str, int] = {}
     perf_counter = time.perf_counter
     record = recorder.record
     inner = app.wsgi_app
     start = _ProcessStart(start_process)
 
-    def label(rule: Rule | None) -> tuple[str, bool]:
-        if rule is None:
-            return UNMATCHED_ROUTE, False
-        found = labels.get(id(rule))
-        if found is None or found[0] is not rule:
-            # Once per URL rule: rules are written by developers, but they pass the sanitiser
-            # like everything else we store.
-            found = labels[id(rule)] = (rule, sanitise_text(route_template(rule.rule)),
-                                        is_internal_endpoint(rule.endpoint))
-        return found[1], found[2]
-
-    def finish(environ: dict[str, Any], started: float, escaped: bool) -> None:
-        elapsed = perf_counter() - started
+    def finish(environ: dict[str, Any], rule: Rule | None, status: str | None, elapsed: float, escaped: bool) -> None:
         try:
-            outcome = environ.pop(_OUTCOME, None)
-            if outcome is None:  # Flask never started a response: the exception escaped it
-                rule, status = _match_rule(app, environ), 500
+            if status is None:  # Flask never started a response: the exception escaped it
+                rule, code = _match_rule(app, environ), 500
+            elif escaped:
+                code = 500
             else:
-                rule, status = outcome[0], 500 if escaped else int(outcome[1][:3])
-            route, internal = label(rule)
-            record(environ.get("REQUEST_METHOD", "GET"), route, status, elapsed, internal, service)
+                code = codes.get(status) or _status_code(codes, status)
+            if rule is None:
+                route, internal = UNMATCHED_ROUTE, False
+            else:
+                found = labels.get(id(rule))
+                if found is None or found[0] is not rule:
+                    # Once per URL rule: rules are written by developers, but they pass the
+                    # sanitiser like everything else we store.
+                    found = labels[id(rule)] = (rule, sanitise_text(route_template(rule.rule)),
+                                                is_internal_endpoint(rule.endpoint))
+                route, internal = found[1], found[2]
+            record(environ.get("REQUEST_METHOD", "GET"), route, code, elapsed, internal, service)
         except Exception:  # measuring must never be what breaks a response
             log.exception("request metrics: could not record a request")
 
     def timed_wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
         if start.pending:
             start.run()
+        # What Flask's start_response call says, in this call's own variables: no environ key
+        # to write and pop per request, and nothing of ours in a host's environ.
+        noted_rule: Rule | None = None
+        noted_status: str | None = None
 
         def noting_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             # Flask calls this once the response is final (after every after_request hook and
             # error handler), while the request is still current: its URL rule is at hand.
-            current = environ.get("werkzeug.request")
-            environ[_OUTCOME] = (getattr(current, "url_rule", None) if current is not None
-                                 else _match_rule(app, environ), status)
+            nonlocal noted_rule, noted_status
+            try:
+                noted_rule = environ["werkzeug.request"].url_rule
+            except (KeyError, AttributeError):  # not answered through a Flask request
+                noted_rule = _match_rule(app, environ)
+            noted_status = status
             # Passed on as Flask called it: a server's start_response may take exc_info only when given.
             if exc_info is None:
                 return start_response(status, headers)
@@ -117,9 +123,9 @@ def install_request_hooks(
         try:
             response = inner(environ, noting_start_response)
         except BaseException:
-            finish(environ, started, escaped=True)
+            finish(environ, noted_rule, noted_status, perf_counter() - started, escaped=True)
             raise
-        finish(environ, started, escaped=False)
+        finish(environ, noted_rule, noted_status, perf_counter() - started, escaped=False)
         return response
 
     # Replacing wsgi_app is Flask's documented way to wrap it; mypy sees a method assigned to.
@@ -155,6 +161,14 @@ class _ProcessStart:
             self.start_process()
         except Exception:  # monitoring that cannot start must not fail the request
             log.exception("could not start Centinela's scheduler in this process")
+
+
+def _status_code(codes: dict[str, int], status: str) -> int:
+    """``"404 NOT FOUND"`` -> 404, remembered for the next request (the first 64 lines)."""
+    code = int(status[:3])
+    if len(codes) < 64:
+        codes[status] = code
+    return code
 
 
 def _match_rule(app: Flask, environ: dict[str, Any]) -> Rule | None:

@@ -25,10 +25,11 @@ Two ways in, both memory only:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from monitoring.clock import Clock
+from monitoring.clock import Clock, SystemClock
 from monitoring.metrics.histogram import LatencyHistogram
 from monitoring.store.metrics_tables import DEFAULT_SERVICE as DEFAULT_SERVICE  # re-exported for the adapters
 from monitoring.store.metrics_tables import SERVICE_LENGTH
@@ -108,7 +109,9 @@ class RequestRecorder:
     """Per-process, per-minute aggregate of request durations, swapped out by ``drain``."""
 
     def __init__(self, clock: Clock, max_keys: int = DEFAULT_MAX_KEYS) -> None:
-        self._now = clock.now
+        # The request path calls this once per request: the wall clock's own time.time, not
+        # through the SystemClock method that returns it.
+        self._now = time.time if type(clock) is SystemClock else clock.now
         self._max_keys = max_keys
         self._lock = threading.Lock()
         self._pending: dict[_PendingKey, RequestAggregate] = {}
