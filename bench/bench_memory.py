@@ -21,6 +21,10 @@ each group of modules in turn (SQLAlchemy, Centinela's own), then by ``Monitorin
 first 1,000 requests, which heavy modules it found loaded, and then what the probes and one
 request to each other endpoint load on top. (``python -X importtime`` says the same in time;
 RSS is what a worker pays.)
+
+``--gunicorn`` instead reads each worker's RSS under a real ``gunicorn -w 2``, bare and with
+``Monitoring(app)``, after load and a minute of the scheduler's jobs (which the in-process
+figures leave out: there the jobs run on the main thread, on demand).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import argparse
 import gc
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -114,14 +119,18 @@ ENDPOINTS = ("/api/health/check", "/api/monitoring/uptime", "/api/monitoring/met
              "/api/monitoring/dashboard?format=html", "/api/openapi.json")
 
 
-def settings_in(workdir: Path) -> Any:
-    from monitoring.settings import Settings
-
-    return Settings.from_env({
+def settings_env(workdir: Path) -> dict[str, str]:
+    return {
         "VAR_DIR": str(workdir), "DATABASE_URL": f"sqlite:///{workdir / 'centinela.db'}",
         "METRICS_API_KEY": "bench-metrics-key-0123456789", "ADMIN_API_KEY": "bench-admin-key-0123456789",
         "RATELIMIT_ENABLED": "false", "SCHEDULER_ENABLED": "false",
-    })
+    }
+
+
+def settings_in(workdir: Path) -> Any:
+    from monitoring.settings import Settings
+
+    return Settings.from_env(settings_env(workdir))
 
 
 def migrate(settings: Any) -> None:
@@ -193,13 +202,87 @@ def breakdown() -> None:
     monitoring.store.dispose()
 
 
+def gunicorn_app() -> Any:
+    """The host app for ``--gunicorn`` (gunicorn calls ``bench_memory:gunicorn_app()``)."""
+    app = host_app()
+    if os.environ["BENCH_VARIANT"] == "monitoring":
+        from monitoring.extension import Monitoring
+        from monitoring.settings import Settings
+
+        Monitoring(app, settings=Settings.from_env())
+    return app
+
+
+def under_gunicorn(workers: int, seconds: float) -> None:
+    """Each worker's RSS under a real ``gunicorn -w N``: the bare host app, then with
+    ``Monitoring(app)``, its scheduler's threads and jobs running (one worker leads: the health
+    rounds, rules, delivery, retention), after load and ``seconds`` of jobs."""
+    import shutil
+    import socket
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    workdir = Path(tempfile.mkdtemp(prefix="centinela-memory-gunicorn-"))
+    found: dict[str, list[float]] = {}
+    for variant in ("bare", "monitoring"):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'bench'}", "BENCH_VARIANT": variant,
+               **settings_env(workdir / variant), "SCHEDULER_ENABLED": "true"}
+        if variant == "monitoring":
+            migrate(settings_in(workdir / variant))
+        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                                   "--log-level", "warning", "bench_memory:gunicorn_app()"],
+                                  cwd=root / "bench", env=env, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/api/route07/42"
+            deadline = time.monotonic() + 30
+            while len(psutil.Process(server.pid).children()) < workers and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2)
+            load(url, 5.0)
+            time.sleep(seconds)
+            load(url, 3.0)
+            found[variant] = sorted(worker.memory_info().rss / 2**20 for worker in psutil.Process(server.pid).children())
+        finally:
+            server.terminate()
+            server.wait(30)
+    bare = statistics.mean(found["bare"])
+    print(f"under gunicorn -w {workers} ({'wrk' if shutil.which('wrk') else 'a Python client'}: 8 s of load, "
+          f"{seconds:.0f} s of the scheduler's jobs):")
+    print(f"  bare host app, each worker:        {', '.join(f'{rss:.1f}' for rss in found['bare'])} MB")
+    print(f"  with Monitoring(app), each worker: {', '.join(f'{rss:.1f}' for rss in found['monitoring'])} MB  "
+          f"(added: {', '.join(f'{rss - bare:+.1f}' for rss in found['monitoring'])} MB; the most is the leader's)")
+
+
+def load(url: str, seconds: float) -> None:
+    import shutil
+    import subprocess
+    import urllib.request
+
+    if shutil.which("wrk"):
+        subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds:.0f}s", url], capture_output=True, check=True)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            response.read()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2_000_000)
     parser.add_argument("--breakdown", action="store_true", help="only print the parts of loading Centinela")
+    parser.add_argument("--gunicorn", action="store_true", help="only print each worker's RSS under a real gunicorn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=60.0, help="of the scheduler's jobs, with --gunicorn")
     args = parser.parse_args()
     if args.breakdown:
         breakdown()
+        return
+    if args.gunicorn:
+        under_gunicorn(args.workers, args.seconds)
         return
     import subprocess
 

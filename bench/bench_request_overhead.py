@@ -143,6 +143,12 @@ class Server:
             "RATELIMIT_ENABLED": "false",
             "METRICS_FLUSH_INTERVAL": str(FLUSH_INTERVAL),
         }
+        # The store exists before the worker starts, as in a deployment where the master or an
+        # earlier worker made it: this worker finds it at head and never loads Alembic, so its
+        # RSS is a serving worker's.
+        database_url = env["BENCH_DATABASE_URL" if variant == "middleware" else "DATABASE_URL"]
+        subprocess.run([sys.executable, "-c", "import sys; from monitoring.store.database import Store; "
+                        "Store(sys.argv[1]).migrate()", database_url], cwd=ROOT, env=env, check=True)
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
             "--workers", "1", "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}",
