@@ -38,6 +38,16 @@ _MIGRATION_LOCK_KEY = 0x63656E74
 CONNECT_TIMEOUT = 5
 # Page cache of each pooled SQLite connection, KiB (see _sqlite_pragmas).
 SQLITE_CACHE_KIB = 256
+# Each SQLite connection keeps its own schema, page cache and prepared statements (Python's
+# default: 128, about 6.5 KB each): the leader, whose shared jobs run ~130 distinct statements,
+# ended a soak with ~860 of them, 5 MB of SQLite heap, on 8 kept connections. Four connections
+# are kept between uses (more open for a burst, up to 16, and close after it) and 32 statements
+# each, the most recent: the flush's statements stay prepared; a shared job that runs every
+# few seconds prepares its own again, about 9 us each (a grouped SELECT here: 11.7 us
+# unprepared, 2.6 us prepared).
+SQLITE_POOL_KEPT = 4
+SQLITE_POOL_MAX = 16
+SQLITE_STATEMENTS = 32
 
 # PostgreSQL SQLSTATE classes that mean "the server cannot serve us", not "this query is wrong":
 # 08 connection exception, 28 invalid authorization (a role refused), 3D no such database,
@@ -182,7 +192,8 @@ class Store:
                 # alert history, audit entries and business figures.
                 create_private_file(Path(url.database))
             engine = create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=8
+                url, connect_args={"timeout": 30, "check_same_thread": False, "cached_statements": SQLITE_STATEMENTS},
+                pool_size=SQLITE_POOL_KEPT, max_overflow=SQLITE_POOL_MAX - SQLITE_POOL_KEPT,
             )
 
             @event.listens_for(engine, "connect")
