@@ -23,6 +23,7 @@ except a short quiet spell after each recovery to show that nothing more arrives
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -159,6 +160,15 @@ class Shop:
     def rule(self, name: str, **changes: Any) -> None:
         self.admin({"action": "update_rule", "rule": {"name": name, **changes}})
 
+    def health_since(self, moment: float) -> str:
+        """The store's health results and breakers since ``moment``: what a failed assertion on the
+        notices needs to tell a real flap from a test race."""
+        with sqlite3.connect(f"file:{self.server.workdir / 'var' / 'centinela.db'}?mode=ro", uri=True) as db:
+            results = db.execute("SELECT id, service, status, checked_at, error FROM health_results "
+                                 "WHERE checked_at >= ? ORDER BY id", (moment,)).fetchall()
+            breakers = db.execute("SELECT * FROM circuit_breakers").fetchall()
+        return "\n".join(["health results:", *map(repr, results), "breakers:", *map(repr, breakers)])
+
     def active(self) -> list[dict[str, Any]]:
         return self.session.get(self.server.url + f"{ALERTS}?action=active", headers={"X-API-Key": METRICS_KEY},
                                 timeout=30).json()["alerts"]  # type: ignore[no-any-return]
@@ -216,7 +226,7 @@ def resolved_everywhere(receivers: Receivers, name: str, since: float, channels:
     return done
 
 
-def episode(receivers: Receivers, name: str, channels: tuple[str, ...], escalates: bool,
+def episode(shop: Shop, receivers: Receivers, name: str, channels: tuple[str, ...], escalates: bool,
             breach: Callable[[], None], recover: Callable[[], None]) -> list[Notice]:
     """Breach, wait for the alert on its channels; recover, wait for its resolves; then show that
     nothing but those resolves came after the recovery. Returns the firing notices."""
@@ -231,7 +241,8 @@ def episode(receivers: Receivers, name: str, channels: tuple[str, ...], escalate
     wait_until(resolved_everywhere(receivers, name, recovered, told), f"{name} resolved")
     time.sleep(QUIET_SPELL)
     after = receivers.since(recovered)
-    assert sorted((n.channel, n.event) for n in after) == sorted((c, "resolved") for c in told), after
+    assert sorted((n.channel, n.event) for n in after) == sorted((c, "resolved") for c in told), \
+        (f"recovered at {recovered:.3f}", after, shop.health_since(recovered - 3))
     assert all(n.names == frozenset({name}) for n in after), after
     return firing
 
@@ -251,7 +262,7 @@ def test_the_shops_story(story: tuple[Shop, Receivers, RecordingHTTPServer, Swit
         server.clear()
 
     # 2. Stripe down: one critical notice per channel within 2 s of the evaluation that saw it, one page.
-    firing = episode(receivers, "StripeUnavailable", PAGED, True,
+    firing = episode(shop, receivers, "StripeUnavailable", PAGED, True,
                      breach=lambda: stripe.respond(500, {"error": {"message": "upstream"}}),
                      recover=lambda: stripe.respond(200, {"available": []}))
     assert sorted(n.channel for n in firing) == ["escalation", "pagerduty", "slack", "webhook"]
@@ -262,20 +273,20 @@ def test_the_shops_story(story: tuple[Shop, Receivers, RecordingHTTPServer, Swit
 
     # 3. The five default rules, each under its condition.
     shop.rule("SlowApiResponse", **{"for": "0"})
-    episode(receivers, "SlowApiResponse", MEDIUM, False,
+    episode(shop, receivers, "SlowApiResponse", MEDIUM, False,
             breach=lambda: (shop.get("/tickets?delay_ms=2100", 10, parallel=10), shop.get("/tickets", 20)),
             recover=lambda: shop.get("/tickets", 400))  # slow ones now under 5 % of the window
-    episode(receivers, "HighErrorRate", PAGED, False,
+    episode(shop, receivers, "HighErrorRate", PAGED, False,
             breach=lambda: shop.get("/checkout?fail=1", 30),
             recover=lambda: shop.get("/checkout", 700))
     shop.rule("PaymentFailures", keep_firing_for="0")
-    episode(receivers, "PaymentFailures", PAGED, True,
+    episode(shop, receivers, "PaymentFailures", PAGED, True,
             breach=lambda: shop.payments(succeeded=10, failed=2),
             recover=lambda: shop.payments(succeeded=300, failed=0))
-    episode(receivers, "DatabaseUnavailable", PAGED, True,
+    episode(shop, receivers, "DatabaseUnavailable", PAGED, True,
             breach=orders_db.refuse, recover=orders_db.accept)
     shop.rule("HighMemoryUsage", **{"for": "0"})
-    episode(receivers, "HighMemoryUsage", MEDIUM, False,
+    episode(shop, receivers, "HighMemoryUsage", MEDIUM, False,
             breach=lambda: shop.rule("HighMemoryUsage", threshold=0.1),  # below this machine's real use
             recover=lambda: shop.rule("HighMemoryUsage", threshold=100))
 
