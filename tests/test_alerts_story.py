@@ -241,8 +241,13 @@ def episode(shop: Shop, receivers: Receivers, name: str, channels: tuple[str, ..
     wait_until(resolved_everywhere(receivers, name, recovered, told), f"{name} resolved")
     time.sleep(QUIET_SPELL)
     after = receivers.since(recovered)
-    assert sorted((n.channel, n.event) for n in after) == sorted((c, "resolved") for c in told), \
-        (f"recovered at {recovered:.3f}", after, shop.health_since(recovered - 3))
+    if sorted((n.channel, n.event) for n in after) != sorted((c, "resolved") for c in told):
+        # Printed in full with the failure (an assertion message would be cut short).
+        hooks = [(r.received_at, r.json()["event"], [(a["fingerprint"], a["labels"], a["startsAt"]) for a in r.json()["alerts"]])
+                 for r in receivers.servers["webhook"].requests if r.received_at >= started]
+        print(f"recovered at {recovered:.3f}", *after, "webhook bodies since the breach:", *hooks,
+              shop.health_since(started - 1), sep="\n")
+    assert sorted((n.channel, n.event) for n in after) == sorted((c, "resolved") for c in told), after
     assert all(n.names == frozenset({name}) for n in after), after
     return firing
 
